@@ -1,0 +1,407 @@
+//! From a record's text to a record ready to ship: parse, id, enrich, flag, mask.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use owl_config::{InputConfig, MaskingRules};
+use owl_model::{LogRecord, Masker};
+use serde_json::{Map, Value};
+
+use crate::fingerprint::Fingerprint;
+use crate::metrics::Metrics;
+use crate::parse::Parser;
+
+/// What was wrong with the bytes of a record before parsing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LineFlags {
+    /// The record was longer than `max_line_bytes`; this was its length in bytes.
+    pub truncated_from: Option<u64>,
+    /// Invalid UTF-8 was replaced with U+FFFD.
+    pub invalid_utf8: bool,
+}
+
+/// The fields an input adds to every record that lacks them.
+#[derive(Debug, Clone)]
+pub(crate) struct Enrichment {
+    pub host: String,
+    pub service: String,
+    pub region: Option<String>,
+    pub instance: String,
+    pub environment: Option<String>,
+}
+
+impl Enrichment {
+    pub(crate) fn for_input(input: &InputConfig, host: &str, agent_region: &str) -> Enrichment {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Enrichment {
+            host: host.to_string(),
+            service: input.service.clone(),
+            region: non_empty(&input.region).or_else(|| non_empty(agent_region)),
+            instance: if input.instance.is_empty() {
+                host.to_string()
+            } else {
+                input.instance.clone()
+            },
+            environment: non_empty(&input.environment),
+        }
+    }
+
+    /// Fills what the record itself did not say (a record's own values win).
+    fn apply(&self, record: &mut LogRecord) {
+        if record.host.is_none() {
+            record.host = Some(self.host.clone());
+        }
+        if record.service.name.is_empty() {
+            record.service.name.clone_from(&self.service);
+        }
+        if record.service.region.is_none() {
+            record.service.region.clone_from(&self.region);
+        }
+        if record.service.instance.is_none() {
+            record.service.instance = Some(self.instance.clone());
+        }
+        if record.environment.is_none() {
+            record.environment.clone_from(&self.environment);
+        }
+    }
+}
+
+/// Masking with a cheap pre-check: most records contain nothing a rule could match, and one
+/// case-insensitive multi-literal scan (plus a digit-run count) per field tells so much faster
+/// than running every rule.
+pub(crate) struct Masking {
+    masker: Masker,
+    /// Every literal a rule needs (keys in both `-` and `_` spellings, `bearer`, `eyJ`).
+    literals: Option<aho_corasick::AhoCorasick>,
+    /// Whether long digit runs (ID and card numbers) matter.
+    digits: bool,
+    /// Custom patterns can match anything: no pre-check then.
+    always: bool,
+    enabled: bool,
+}
+
+/// Shortest digit run (separators allowed) an ID or card number rule can match.
+const MIN_DIGITS: usize = 13;
+
+/// Whether `text` has a run of at least [`MIN_DIGITS`] digits, single spaces or dashes between
+/// them allowed (the shape the ID and card rules look for).
+fn has_digit_run(text: &[u8]) -> bool {
+    let mut digits = 0;
+    let mut last_sep = false;
+    for &b in text {
+        if b.is_ascii_digit() {
+            digits += 1;
+            last_sep = false;
+            if digits >= MIN_DIGITS {
+                return true;
+            }
+        } else if (b == b' ' || b == b'-') && digits > 0 && !last_sep {
+            last_sep = true;
+        } else {
+            digits = 0;
+            last_sep = false;
+        }
+    }
+    false
+}
+
+impl Masking {
+    pub(crate) fn new(rules: &MaskingRules) -> Result<Masking, owl_model::MaskError> {
+        let masker = Masker::new(rules)?;
+        let mut literals: Vec<String> = Vec::new();
+        for k in &rules.keys {
+            // The masker treats `-` and `_` alike: every spelling (`x-api_key` too).
+            let mut spellings = vec![String::new()];
+            for c in k.to_ascii_lowercase().chars() {
+                if c == '-' || c == '_' {
+                    spellings = spellings
+                        .into_iter()
+                        .flat_map(|p| [format!("{p}-"), format!("{p}_")])
+                        .collect();
+                } else {
+                    spellings.iter_mut().for_each(|p| p.push(c));
+                }
+            }
+            literals.extend(spellings);
+        }
+        if rules.bearer_tokens {
+            literals.push("bearer".to_string());
+        }
+        if rules.jwt {
+            literals.push("eyj".to_string());
+        }
+        literals.sort();
+        literals.dedup();
+        let literals = (!literals.is_empty()).then(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&literals)
+                .expect("a few short literals always build")
+        });
+        Ok(Masking {
+            masker,
+            literals,
+            digits: rules.chinese_id || rules.card_numbers,
+            always: !rules.patterns.is_empty(),
+            enabled: rules.enabled,
+        })
+    }
+
+    fn text_may_match(&self, text: &str) -> bool {
+        self.always
+            || self.literals.as_ref().is_some_and(|ac| ac.is_match(text))
+            || (self.digits && has_digit_run(text.as_bytes()))
+    }
+
+    fn opt_may_match(&self, text: &Option<String>) -> bool {
+        text.as_deref().is_some_and(|t| self.text_may_match(t))
+    }
+
+    fn value_may_match(&self, value: &Value) -> bool {
+        match value {
+            Value::String(s) => self.text_may_match(s),
+            Value::Array(items) => items.iter().any(|v| self.value_may_match(v)),
+            Value::Object(map) => self.map_may_match(map),
+            _ => false,
+        }
+    }
+
+    fn map_may_match(&self, map: &Map<String, Value>) -> bool {
+        map.iter()
+            .any(|(k, v)| self.masker.is_sensitive_key(k) || self.value_may_match(v))
+    }
+
+    /// Whether a rule could change the record (never `false` when one would).
+    fn may_match(&self, record: &LogRecord) -> bool {
+        if self.always {
+            return true;
+        }
+        self.text_may_match(&record.message)
+            || record
+                .error
+                .as_ref()
+                .is_some_and(|e| self.opt_may_match(&e.message) || self.opt_may_match(&e.stack))
+            || record.http.as_ref().is_some_and(|h| self.opt_may_match(&h.url))
+            || record
+                .client
+                .as_ref()
+                .is_some_and(|c| self.opt_may_match(&c.user_agent))
+            || self.opt_may_match(&record.exception)
+            || record
+                .extra
+                .as_ref()
+                .is_some_and(|extra| self.map_may_match(extra))
+    }
+
+    /// Masks the record; returns whether anything changed.
+    pub(crate) fn apply(&self, record: &mut LogRecord) -> bool {
+        self.enabled && self.may_match(record) && self.masker.mask_record(record)
+    }
+}
+
+/// Turns one input's texts into records.
+pub(crate) struct Processor {
+    parser: Parser,
+    enrichment: Enrichment,
+    masking: Arc<Masking>,
+    metrics: Arc<Metrics>,
+}
+
+impl Processor {
+    pub(crate) fn new(
+        parser: Parser,
+        enrichment: Enrichment,
+        masking: Arc<Masking>,
+        metrics: Arc<Metrics>,
+    ) -> Processor {
+        Processor {
+            parser,
+            enrichment,
+            masking,
+            metrics,
+        }
+    }
+
+    /// A record from the text that starts at byte `start` of file `fp`.
+    pub(crate) fn record(
+        &self,
+        text: &str,
+        flags: LineFlags,
+        fp: &Fingerprint,
+        start: u64,
+        now: DateTime<Utc>,
+    ) -> LogRecord {
+        let parsed = self.parser.parse(text, now);
+        if !parsed.matched {
+            Metrics::add(&self.metrics.parse_fallbacks, 1);
+        }
+        let mut record = parsed.record;
+        // The id is derived from the record's position, so a re-read is recognised; an `id` the
+        // application wrote stays in `extra`.
+        record.id = LogRecord::derive_id(&fp.0, start);
+        self.enrichment.apply(&mut record);
+        if let Some(bytes) = flags.truncated_from {
+            let extra = record.extra.get_or_insert_with(Map::new);
+            extra.insert("owl_truncated".to_string(), Value::Bool(true));
+            extra.insert("owl_line_bytes".to_string(), Value::from(bytes));
+        }
+        if flags.invalid_utf8 {
+            record
+                .extra
+                .get_or_insert_with(Map::new)
+                .insert("owl_invalid_utf8".to_string(), Value::Bool(true));
+        }
+        if self.masking.apply(&mut record) {
+            Metrics::add(&self.metrics.records_masked, 1);
+        }
+        record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use owl_config::ParserKind;
+
+    fn processor(rules: &MaskingRules) -> Processor {
+        let input = InputConfig {
+            service: "Form".into(),
+            region: "CN".into(),
+            ..InputConfig::default()
+        };
+        Processor::new(
+            Parser::new(ParserKind::Auto, "").unwrap(),
+            Enrichment::for_input(&input, "node-1", "US"),
+            Arc::new(Masking::new(rules).unwrap()),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[test]
+    fn ids_enrichment_and_flags() {
+        let p = processor(&MaskingRules::default());
+        let fp = Fingerprint([1; 16]);
+        let flags = LineFlags {
+            truncated_from: Some(300_000),
+            invalid_utf8: true,
+        };
+        let r = p.record(
+            r#"{"msg":"hi","id":"app-1","service":"billing"}"#,
+            flags,
+            &fp,
+            10,
+            Utc::now(),
+        );
+        assert_eq!(r.id, LogRecord::derive_id(&fp.0, 10));
+        assert_eq!(r.service.name, "billing");
+        assert_eq!(r.service.region.as_deref(), Some("CN"));
+        assert_eq!(r.service.instance.as_deref(), Some("node-1"));
+        assert_eq!(r.host.as_deref(), Some("node-1"));
+        assert_eq!(r.environment.as_deref(), Some("production"));
+        let extra = r.extra.unwrap();
+        assert_eq!(extra["id"], "app-1");
+        assert_eq!(extra["owl_truncated"], true);
+        assert_eq!(extra["owl_line_bytes"], 300_000);
+        assert_eq!(extra["owl_invalid_utf8"], true);
+        let plain = p.record("hello", LineFlags::default(), &fp, 0, Utc::now());
+        assert_eq!(plain.service.name, "Form");
+    }
+
+    #[test]
+    fn masks_every_rule_and_the_precheck_never_hides_a_match() {
+        let p = processor(&MaskingRules::default());
+        let fp = Fingerprint([1; 16]);
+        let jwt =
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let cases = [
+            "login password=hunter2".to_string(),
+            "Authorization: Bearer abcdefghijklmnop".to_string(),
+            format!("token {jwt}"),
+            "id 110101199003074514".to_string(),
+            "card 4111 1111 1111 1111".to_string(),
+            r#"{"msg":"x","api_key":"k-1"}"#.to_string(),
+            r#"{"msg":"x","nested":{"Cookie":"sid=1"}}"#.to_string(),
+            r#"{"msg":"p\u0061ssword=abc"}"#.to_string(),
+            r#"{"msg":"ok","error":{"message":"secret=s3"}}"#.to_string(),
+        ];
+        for case in cases {
+            let r = p.record(&case, LineFlags::default(), &fp, 0, Utc::now());
+            let json = serde_json::to_string(&r).unwrap();
+            assert!(json.contains(owl_model::REDACTED), "{case} -> {json}");
+            for secret in [
+                "hunter2",
+                "abcdefghijklmnop",
+                jwt,
+                "110101199003074514",
+                "4111 1111",
+                "k-1",
+                "sid=1",
+                "=abc",
+                "s3\"",
+            ] {
+                assert!(!json.contains(secret), "{secret} leaked in {json}");
+            }
+        }
+        let clean = p.record(
+            "order 42 shipped in 1733580000123 ms",
+            LineFlags::default(),
+            &fp,
+            0,
+            Utc::now(),
+        );
+        assert!(
+            !serde_json::to_string(&clean)
+                .unwrap()
+                .contains(owl_model::REDACTED)
+        );
+    }
+
+    #[test]
+    fn custom_patterns_and_disabled_masking() {
+        let rules = MaskingRules {
+            patterns: vec![r"EMP-\d{4}".into()],
+            ..MaskingRules::default()
+        };
+        let r = processor(&rules).record(
+            "by EMP-0042",
+            LineFlags::default(),
+            &Fingerprint([0; 16]),
+            0,
+            Utc::now(),
+        );
+        assert_eq!(r.message, "by ***REDACTED***");
+        let rules = MaskingRules {
+            enabled: false,
+            ..MaskingRules::default()
+        };
+        let r = processor(&rules).record(
+            "password=x",
+            LineFlags::default(),
+            &Fingerprint([0; 16]),
+            0,
+            Utc::now(),
+        );
+        assert_eq!(r.message, "password=x");
+    }
+
+    #[test]
+    fn digit_runs_like_the_rules_see_them() {
+        assert!(has_digit_run(b"id 110101199003074514"));
+        assert!(has_digit_run(b"card 4111 1111 1111 1111"));
+        assert!(has_digit_run(b"card 4111-1111-1111-1111"));
+        assert!(!has_digit_run(b"order 123456789012 ok"));
+        assert!(!has_digit_run(b"4111  1111 1111 1111"));
+        assert!(!has_digit_run(b"1-2-3"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_precheck_never_hides_a_match(text in "(?i)([a-z0-9 =:_-]|password|api-key|x-api_key|bearer|eyJ|4111 1111|11010519491231002X){0,12}") {
+            let masking = Masking::new(&MaskingRules::default()).unwrap();
+            let masked = masking.masker.mask_text(&text);
+            if masked != text {
+                proptest::prop_assert!(masking.text_may_match(&text), "{}", text);
+            }
+        }
+    }
+}

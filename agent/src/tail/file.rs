@@ -1,0 +1,357 @@
+//! One open file being tailed: reading at an offset, splitting lines, cleaning them, and feeding
+//! the multiline joiner.
+//!
+//! Offsets: `offset` is the next byte to read; `emitted` is the position up to which every byte
+//! has been turned into records (or skipped). Bytes between them sit in the unfinished line or
+//! the pending multiline record. Whenever the file must be read again from a known place
+//! (restart, copytruncate), reading resumes at `emitted`, which is always a line boundary.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::fingerprint::Fingerprint;
+use crate::multiline::{Joiner, Out};
+
+/// What one read pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ReadPass {
+    pub bytes: u64,
+    pub lines: u64,
+    pub nul_bytes: u64,
+    pub truncated_lines: u64,
+    /// The budget ran out before the end of the file.
+    pub more: bool,
+}
+
+pub(crate) struct TrackedFile {
+    /// `None` after a truncation until the new content has a complete first line.
+    pub fp: Option<Fingerprint>,
+    pub path: PathBuf,
+    pub file: File,
+    pub dev: u64,
+    pub ino: u64,
+    pub input: usize,
+    pub offset: u64,
+    pub emitted: u64,
+    /// Size seen at the last stat.
+    pub size: u64,
+    /// Unfinished line: its first `max_line_bytes` bytes, where it starts, and its real length.
+    partial: Vec<u8>,
+    partial_start: u64,
+    partial_len: u64,
+    joiner: Joiner,
+    max_line_bytes: usize,
+    /// Since when the path no longer leads to this file (renamed away or deleted).
+    pub detached_since: Option<Instant>,
+    /// The last time a read returned data.
+    pub last_data: Instant,
+    /// The last read reached the end of the file.
+    pub at_eof: bool,
+}
+
+impl TrackedFile {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        fp: Fingerprint,
+        path: PathBuf,
+        file: File,
+        meta: &std::fs::Metadata,
+        input: usize,
+        offset: u64,
+        joiner: Joiner,
+        max_line_bytes: usize,
+    ) -> TrackedFile {
+        TrackedFile {
+            fp: Some(fp),
+            path,
+            file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            input,
+            offset,
+            emitted: offset,
+            size: meta.len(),
+            partial: Vec::new(),
+            partial_start: offset,
+            partial_len: 0,
+            joiner,
+            max_line_bytes,
+            detached_since: None,
+            last_data: Instant::now(),
+            at_eof: false,
+        }
+    }
+
+    /// Starts over at byte 0 after the file was truncated; the old content's fingerprint is
+    /// returned with the position from which a copy of it should be read.
+    pub(crate) fn restart_after_truncation(&mut self) -> Option<(Fingerprint, u64)> {
+        let old = self.fp.take().map(|fp| (fp, self.emitted));
+        self.offset = 0;
+        self.emitted = 0;
+        self.partial.clear();
+        self.partial_start = 0;
+        self.partial_len = 0;
+        self.joiner.clear();
+        self.at_eof = false;
+        old
+    }
+
+    /// Moves to a line boundary `at` of content that has no identity yet.
+    pub(crate) fn resume_at(&mut self, at: u64) {
+        self.offset = at;
+        self.emitted = at;
+        self.partial.clear();
+        self.partial_start = at;
+        self.partial_len = 0;
+        self.joiner.clear();
+    }
+
+    /// Reads up to `budget` bytes into `buf`'s capacity and feeds complete lines to `sink`.
+    pub(crate) fn read(
+        &mut self,
+        buf: &mut [u8],
+        budget: u64,
+        now: Instant,
+        sink: &mut dyn FnMut(Out<'_>),
+    ) -> std::io::Result<ReadPass> {
+        let mut pass = ReadPass::default();
+        while pass.bytes < budget {
+            let want = buf.len().min((budget - pass.bytes) as usize);
+            let n = self.file.read_at(&mut buf[..want], self.offset)?;
+            if n == 0 {
+                self.at_eof = true;
+                return Ok(pass);
+            }
+            self.at_eof = false;
+            self.last_data = now;
+            pass.bytes += n as u64;
+            self.feed(&buf[..n], now, &mut pass, sink);
+        }
+        pass.more = true;
+        Ok(pass)
+    }
+
+    fn feed(&mut self, chunk: &[u8], now: Instant, pass: &mut ReadPass, sink: &mut dyn FnMut(Out<'_>)) {
+        let base = self.offset;
+        let mut pos = 0;
+        for newline in memchr::memchr_iter(b'\n', chunk) {
+            let end = base + newline as u64 + 1;
+            if self.partial_len > 0 {
+                self.extend_partial(&chunk[pos..newline]);
+                let line = std::mem::take(&mut self.partial);
+                let (start, len) = (self.partial_start, self.partial_len);
+                self.partial_len = 0;
+                self.line(&line, start, end, len, now, pass, sink);
+                self.partial = line;
+                self.partial.clear();
+            } else {
+                let line = &chunk[pos..newline];
+                self.line(line, base + pos as u64, end, line.len() as u64, now, pass, sink);
+            }
+            pos = newline + 1;
+            self.partial_start = end;
+        }
+        if pos < chunk.len() {
+            if self.partial_len == 0 {
+                self.partial_start = base + pos as u64;
+            }
+            self.extend_partial(&chunk[pos..]);
+        }
+        self.offset = base + chunk.len() as u64;
+    }
+
+    fn extend_partial(&mut self, bytes: &[u8]) {
+        let room = self.max_line_bytes.saturating_sub(self.partial.len());
+        self.partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.partial_len += bytes.len() as u64;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn line(
+        &mut self,
+        raw: &[u8],
+        start: u64,
+        end: u64,
+        real_len: u64,
+        now: Instant,
+        pass: &mut ReadPass,
+        sink: &mut dyn FnMut(Out<'_>),
+    ) {
+        pass.lines += 1;
+        let mut line = &raw[..raw.len().min(self.max_line_bytes)];
+        let truncated = real_len > self.max_line_bytes as u64;
+        if !truncated && line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        if truncated {
+            pass.truncated_lines += 1;
+        }
+        let truncated_from = truncated.then_some(real_len);
+        let emitted = &mut self.emitted;
+        let mut track = |out: Out<'_>| {
+            *emitted = match out {
+                Out::Record { end, .. } | Out::Skip { end } => end,
+            };
+            sink(out);
+        };
+        if memchr::memchr(0, line).is_some() {
+            let cleaned: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
+            pass.nul_bytes += (line.len() - cleaned.len()) as u64;
+            self.joiner
+                .push(&cleaned, start, end, truncated_from, now, &mut track);
+        } else {
+            self.joiner
+                .push(line, start, end, truncated_from, now, &mut track);
+        }
+    }
+
+    /// Emits a pending multiline record whose timeout passed.
+    pub(crate) fn flush_if_due(&mut self, now: Instant, sink: &mut dyn FnMut(Out<'_>)) {
+        let emitted = &mut self.emitted;
+        self.joiner.flush_if_due(now, &mut |out| {
+            let (Out::Record { end, .. } | Out::Skip { end }) = out;
+            *emitted = end;
+            sink(out)
+        });
+    }
+
+    /// When the pending multiline record becomes due.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.joiner.deadline()
+    }
+
+    /// The file is finished (rotated away and drained): emits the pending record and an
+    /// unfinished last line.
+    pub(crate) fn finish(&mut self, now: Instant, sink: &mut dyn FnMut(Out<'_>)) {
+        if self.partial_len > 0 {
+            let line = std::mem::take(&mut self.partial);
+            let (start, len) = (self.partial_start, self.partial_len);
+            self.partial_len = 0;
+            let mut pass = ReadPass::default();
+            self.line(&line, start, self.offset, len, now, &mut pass, sink);
+        }
+        let emitted = &mut self.emitted;
+        self.joiner.flush(&mut |out| {
+            let (Out::Record { end, .. } | Out::Skip { end }) = out;
+            *emitted = end;
+            sink(out)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use owl_config::MultilineConfig;
+    use std::io::Write;
+
+    fn tracked(path: &std::path::Path, max_line_bytes: usize) -> TrackedFile {
+        let file = File::open(path).unwrap();
+        let meta = file.metadata().unwrap();
+        let fp = Fingerprint::of_file(&file)
+            .unwrap()
+            .unwrap_or(Fingerprint([0; 16]));
+        let multiline = MultilineConfig {
+            enabled: false,
+            ..MultilineConfig::default()
+        };
+        let joiner = Joiner::new(&multiline, max_line_bytes).unwrap();
+        TrackedFile::new(fp, path.to_path_buf(), file, &meta, 0, 0, joiner, max_line_bytes)
+    }
+
+    type Seen = Vec<(Vec<u8>, u64, u64, Option<u64>)>;
+
+    fn read_all(f: &mut TrackedFile, buf_len: usize) -> (Seen, ReadPass) {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; buf_len];
+        let mut total = ReadPass::default();
+        loop {
+            let pass = f
+                .read(&mut buf, 1 << 20, Instant::now(), &mut |o| {
+                    if let Out::Record {
+                        text,
+                        start,
+                        end,
+                        truncated_from,
+                    } = o
+                    {
+                        seen.push((text.to_vec(), start, end, truncated_from));
+                    }
+                })
+                .unwrap();
+            total.bytes += pass.bytes;
+            total.lines += pass.lines;
+            total.nul_bytes += pass.nul_bytes;
+            total.truncated_lines += pass.truncated_lines;
+            if !pass.more {
+                return (seen, total);
+            }
+        }
+    }
+
+    #[test]
+    fn lines_offsets_across_small_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"alpha\r\nbeta\n\ngamma-partial").unwrap();
+        let mut f = tracked(&path, 1024);
+        let (seen, pass) = read_all(&mut f, 3);
+        assert_eq!(
+            seen,
+            [(b"alpha".to_vec(), 0, 7, None), (b"beta".to_vec(), 7, 12, None)]
+        );
+        assert_eq!(pass.lines, 3);
+        assert_eq!(f.emitted, 13);
+        assert_eq!(f.offset, 26);
+        // The writer finishes the line.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"!\n")
+            .unwrap();
+        let (seen, _) = read_all(&mut f, 3);
+        assert_eq!(seen, [(b"gamma-partial!".to_vec(), 13, 28, None)]);
+        assert_eq!(f.emitted, 28);
+    }
+
+    #[test]
+    fn long_lines_are_truncated_and_nul_bytes_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut content = vec![b'x'; 5000];
+        content.extend_from_slice(b"\nok\0\0yes\n\0\0\n");
+        std::fs::write(&path, &content).unwrap();
+        let mut f = tracked(&path, 1024);
+        let (seen, pass) = read_all(&mut f, 700);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].0.len(), 1024);
+        assert_eq!((seen[0].1, seen[0].2, seen[0].3), (0, 5001, Some(5000)));
+        assert_eq!(seen[1], (b"okyes".to_vec(), 5001, 5009, None));
+        assert_eq!(pass.nul_bytes, 4);
+        assert_eq!(pass.truncated_lines, 1);
+        assert_eq!(f.emitted, 5012);
+    }
+
+    #[test]
+    fn finish_emits_the_unfinished_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"one\ntwo").unwrap();
+        let mut f = tracked(&path, 1024);
+        let (seen, _) = read_all(&mut f, 64);
+        assert_eq!(seen.len(), 1);
+        let mut last = Vec::new();
+        f.finish(Instant::now(), &mut |o| {
+            if let Out::Record { text, start, end, .. } = o {
+                last.push((text.to_vec(), start, end));
+            }
+        });
+        assert_eq!(last, [(b"two".to_vec(), 4, 7)]);
+        assert_eq!(f.emitted, 7);
+        assert_eq!(f.restart_after_truncation().map(|(_, at)| at), Some(7));
+        assert_eq!((f.offset, f.emitted, f.fp), (0, 0, None));
+    }
+}

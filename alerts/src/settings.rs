@@ -1,0 +1,959 @@
+//! The live alert configuration: rules and channels.
+//!
+//! Three shapes, in the order of the style guide's raw → validated → runtime:
+//!
+//! - [`AlertSettingsPatch`]: 003's `UpdateAlertConfigDto` (every field optional) plus what the
+//!   channels need (`feishu.secret`, email's SMTP fields) and the host rules (`cpu`, `memory`),
+//!   `cooldownSeconds` and `resolveAfterSeconds`;
+//! - [`AlertSettings`]: the whole configuration with channel secrets, stored as JSON in
+//!   `alert_config` and started from the config file's `[alerts]` and `[notifications]`;
+//! - [`crate::rules::Rules`]: the compiled form the engine evaluates.
+//!
+//! [`AlertSettings::view`] is what the API answers: webhook URLs, the Feishu secret and the SMTP
+//! password are write-only and appear only as `webhookConfigured`, `secretConfigured` and
+//! `passwordConfigured`.
+
+use std::fmt;
+
+use owl_config::{AlertsConfig, NotificationsConfig, SmtpTls};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The SLOW_REQUEST rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SlowRequestSettings {
+    /// Whether the rule runs.
+    pub enabled: bool,
+    /// Requests slower than this many milliseconds alert.
+    pub threshold_ms: u64,
+    /// Globs of request paths never alerted on (`/api/v1/files/upload`, `/api/v1/reports/*`).
+    pub exclude_paths: Vec<String>,
+}
+
+/// The HIGH_ERROR_RATE rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ErrorRateSettings {
+    /// Whether the rule runs.
+    pub enabled: bool,
+    /// Percentage of failed requests of a service that alerts.
+    pub threshold_percent: f64,
+    /// Length of the sliding window, minutes.
+    pub window_minutes: u64,
+    /// Requests a service needs in the window before its rate counts.
+    pub min_requests: u64,
+}
+
+/// The IP_ANOMALY rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IpAnomalySettings {
+    /// Whether the rule runs.
+    pub enabled: bool,
+    /// Requests per minute from one client IP above which it alerts.
+    pub max_requests_per_minute: u64,
+    /// Minutes the IP is then refused by the query API.
+    pub block_duration_minutes: u64,
+}
+
+/// The DISK_SPACE rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DiskSpaceSettings {
+    /// Whether the rule runs.
+    pub enabled: bool,
+    /// Usage percentage of a WARNING.
+    pub warning_percent: f64,
+    /// Usage percentage of a CRITICAL.
+    pub critical_percent: f64,
+}
+
+/// A host usage rule (CPU_HIGH, MEMORY_HIGH).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ThresholdSettings {
+    /// Whether the rule runs.
+    pub enabled: bool,
+    /// Usage percentage above which it alerts.
+    pub threshold_percent: f64,
+}
+
+/// A Slack incoming webhook.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SlackSettings {
+    /// Whether alerts go to Slack.
+    pub enabled: bool,
+    /// The webhook URL (a secret: it authorises posting).
+    pub webhook_url: String,
+}
+
+/// A Feishu custom bot.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FeishuSettings {
+    /// Whether alerts go to Feishu.
+    pub enabled: bool,
+    /// The webhook URL.
+    pub webhook_url: String,
+    /// The bot's signing secret; empty when the bot does not check signatures.
+    pub secret: String,
+}
+
+/// Email over SMTP.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EmailSettings {
+    /// Whether alerts go by email.
+    pub enabled: bool,
+    /// SMTP server host.
+    pub smtp_host: String,
+    /// SMTP server port.
+    pub smtp_port: u16,
+    /// `none` (a local relay), `starttls` or `tls`.
+    pub tls: SmtpTls,
+    /// SMTP user; empty means no authentication.
+    pub username: String,
+    /// SMTP password.
+    pub password: String,
+    /// Sender address.
+    pub from: String,
+    /// Recipient addresses.
+    pub recipients: Vec<String>,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        EmailSettings {
+            enabled: false,
+            smtp_host: String::new(),
+            smtp_port: 587,
+            tls: SmtpTls::Starttls,
+            username: String::new(),
+            password: String::new(),
+            from: String::new(),
+            recipients: Vec::new(),
+        }
+    }
+}
+
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        "\"\""
+    } else {
+        "***REDACTED***"
+    }
+}
+
+impl fmt::Debug for SlackSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackSettings")
+            .field("enabled", &self.enabled)
+            .field("webhook_url", &redacted(&self.webhook_url))
+            .finish()
+    }
+}
+
+impl fmt::Debug for FeishuSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeishuSettings")
+            .field("enabled", &self.enabled)
+            .field("webhook_url", &redacted(&self.webhook_url))
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
+}
+
+impl fmt::Debug for EmailSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailSettings")
+            .field("enabled", &self.enabled)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("from", &self.from)
+            .field("recipients", &self.recipients.len())
+            .finish()
+    }
+}
+
+/// The channels.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ChannelSettings {
+    /// Slack.
+    pub slack: SlackSettings,
+    /// Feishu.
+    pub feishu: FeishuSettings,
+    /// Email.
+    pub email: EmailSettings,
+}
+
+/// The whole alert configuration, secrets included. Its `Debug` redacts the secrets; never
+/// serialise it into an answer: use [`AlertSettings::view`]. Fields missing from a stored document
+/// (written by an older release) take the config file's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AlertSettings {
+    /// SLOW_REQUEST.
+    pub slow_request: SlowRequestSettings,
+    /// HIGH_ERROR_RATE.
+    pub error_rate: ErrorRateSettings,
+    /// IP_ANOMALY.
+    pub ip_anomaly: IpAnomalySettings,
+    /// DISK_SPACE.
+    pub disk_space: DiskSpaceSettings,
+    /// CPU_HIGH.
+    pub cpu: ThresholdSettings,
+    /// MEMORY_HIGH.
+    pub memory: ThresholdSettings,
+    /// Seconds before an open alert is notified again.
+    pub cooldown_seconds: u64,
+    /// Seconds without a new occurrence after which an open alert resolves.
+    pub resolve_after_seconds: u64,
+    /// Where notices go.
+    pub notifications: ChannelSettings,
+}
+
+impl AlertSettings {
+    /// The starting values from the config file.
+    pub fn from_config(alerts: &AlertsConfig, notifications: &NotificationsConfig) -> AlertSettings {
+        AlertSettings {
+            slow_request: SlowRequestSettings {
+                enabled: alerts.slow_request.enabled,
+                threshold_ms: alerts.slow_request.threshold_ms,
+                exclude_paths: alerts.slow_request.exclude_paths.clone(),
+            },
+            error_rate: ErrorRateSettings {
+                enabled: alerts.error_rate.enabled,
+                threshold_percent: alerts.error_rate.threshold_percent,
+                window_minutes: alerts.error_rate.window_minutes,
+                min_requests: alerts.error_rate.min_requests,
+            },
+            ip_anomaly: IpAnomalySettings {
+                enabled: alerts.ip_anomaly.enabled,
+                max_requests_per_minute: alerts.ip_anomaly.max_requests_per_minute,
+                block_duration_minutes: alerts.ip_anomaly.block_duration_minutes,
+            },
+            disk_space: DiskSpaceSettings {
+                enabled: alerts.disk_space.enabled,
+                warning_percent: alerts.disk_space.warning_percent,
+                critical_percent: alerts.disk_space.critical_percent,
+            },
+            cpu: ThresholdSettings {
+                enabled: alerts.cpu.enabled,
+                threshold_percent: alerts.cpu.threshold_percent,
+            },
+            memory: ThresholdSettings {
+                enabled: alerts.memory.enabled,
+                threshold_percent: alerts.memory.threshold_percent,
+            },
+            cooldown_seconds: alerts.cooldown_s,
+            resolve_after_seconds: alerts.resolve_after_s,
+            notifications: ChannelSettings {
+                slack: SlackSettings {
+                    enabled: notifications.slack.enabled,
+                    webhook_url: notifications.slack.webhook_url.expose().to_string(),
+                },
+                feishu: FeishuSettings {
+                    enabled: notifications.feishu.enabled,
+                    webhook_url: notifications.feishu.webhook_url.expose().to_string(),
+                    secret: notifications.feishu.secret.expose().to_string(),
+                },
+                email: EmailSettings {
+                    enabled: notifications.email.enabled,
+                    smtp_host: notifications.email.smtp_host.clone(),
+                    smtp_port: notifications.email.smtp_port,
+                    tls: notifications.email.tls,
+                    username: notifications.email.username.clone(),
+                    password: notifications.email.password.expose().to_string(),
+                    from: notifications.email.from.clone(),
+                    recipients: notifications.email.recipients.clone(),
+                },
+            },
+        }
+    }
+
+    /// A stored document over these settings: every field the document has wins, every field it
+    /// lacks keeps its value here. A document may be partial (written by an older release, or by
+    /// the log config endpoint, which stores only the rule fields it was sent).
+    pub fn overlay(&self, stored: &Value) -> Result<AlertSettings, serde_json::Error> {
+        fn merge(base: &mut Value, over: &Value) {
+            match (base, over) {
+                (Value::Object(base), Value::Object(over)) => {
+                    for (key, value) in over {
+                        match base.get_mut(key) {
+                            Some(slot) => merge(slot, value),
+                            None => {
+                                base.insert(key.clone(), value.clone());
+                            }
+                        }
+                    }
+                }
+                (slot, value) => *slot = value.clone(),
+            }
+        }
+        let mut document = serde_json::to_value(self)?;
+        merge(&mut document, stored);
+        serde_json::from_value(document)
+    }
+
+    /// The channels alerts go to now.
+    pub fn enabled_channels(&self) -> Vec<crate::Channel> {
+        let n = &self.notifications;
+        let mut channels = Vec::new();
+        if n.slack.enabled {
+            channels.push(crate::Channel::Slack);
+        }
+        if n.feishu.enabled {
+            channels.push(crate::Channel::Feishu);
+        }
+        if n.email.enabled {
+            channels.push(crate::Channel::Email);
+        }
+        channels
+    }
+
+    /// Applies a patch: fields the patch names replace the current ones, the rest stay.
+    pub fn apply(&self, patch: AlertSettingsPatch) -> AlertSettings {
+        let mut next = self.clone();
+        if let Some(p) = patch.slow_request {
+            set(&mut next.slow_request.enabled, p.enabled);
+            set(&mut next.slow_request.threshold_ms, p.threshold_ms);
+            set(&mut next.slow_request.exclude_paths, p.exclude_paths);
+        }
+        if let Some(p) = patch.error_rate {
+            set(&mut next.error_rate.enabled, p.enabled);
+            set(&mut next.error_rate.threshold_percent, p.threshold_percent);
+            set(&mut next.error_rate.window_minutes, p.window_minutes);
+            set(&mut next.error_rate.min_requests, p.min_requests);
+        }
+        if let Some(p) = patch.ip_anomaly {
+            set(&mut next.ip_anomaly.enabled, p.enabled);
+            set(
+                &mut next.ip_anomaly.max_requests_per_minute,
+                p.max_requests_per_minute,
+            );
+            set(
+                &mut next.ip_anomaly.block_duration_minutes,
+                p.block_duration_minutes,
+            );
+        }
+        if let Some(p) = patch.disk_space {
+            set(&mut next.disk_space.enabled, p.enabled);
+            set(&mut next.disk_space.warning_percent, p.warning_percent);
+            set(&mut next.disk_space.critical_percent, p.critical_percent);
+        }
+        if let Some(p) = patch.cpu {
+            set(&mut next.cpu.enabled, p.enabled);
+            set(&mut next.cpu.threshold_percent, p.threshold_percent);
+        }
+        if let Some(p) = patch.memory {
+            set(&mut next.memory.enabled, p.enabled);
+            set(&mut next.memory.threshold_percent, p.threshold_percent);
+        }
+        set(&mut next.cooldown_seconds, patch.cooldown_seconds);
+        set(&mut next.resolve_after_seconds, patch.resolve_after_seconds);
+        if let Some(n) = patch.notifications {
+            if let Some(p) = n.slack {
+                set(&mut next.notifications.slack.enabled, p.enabled);
+                set(
+                    &mut next.notifications.slack.webhook_url,
+                    p.webhook_url.map(|u| u.trim().to_string()),
+                );
+            }
+            if let Some(p) = n.feishu {
+                set(&mut next.notifications.feishu.enabled, p.enabled);
+                set(
+                    &mut next.notifications.feishu.webhook_url,
+                    p.webhook_url.map(|u| u.trim().to_string()),
+                );
+                set(&mut next.notifications.feishu.secret, p.secret);
+            }
+            if let Some(p) = n.email {
+                let email = &mut next.notifications.email;
+                set(&mut email.enabled, p.enabled);
+                set(&mut email.smtp_host, p.smtp_host.map(|h| h.trim().to_string()));
+                set(&mut email.smtp_port, p.smtp_port);
+                set(&mut email.tls, p.tls);
+                set(&mut email.username, p.username);
+                set(&mut email.password, p.password);
+                set(&mut email.from, p.from.map(|f| f.trim().to_string()));
+                set(
+                    &mut email.recipients,
+                    p.recipients
+                        .map(|r| r.into_iter().map(|a| a.trim().to_string()).collect()),
+                );
+            }
+        }
+        next
+    }
+
+    /// Every problem of the settings, each with the camelCase path of its field.
+    pub fn validate(&self) -> Vec<SettingsProblem> {
+        let mut p = Problems::default();
+        let s = &self.slow_request;
+        p.range("slowRequest.thresholdMs", s.threshold_ms, 1, 3_600_000);
+        p.check(
+            s.exclude_paths.len() <= MAX_EXCLUDE_PATHS,
+            "slowRequest.excludePaths",
+            || format!("excludePaths 最多 {MAX_EXCLUDE_PATHS} 项"),
+        );
+        for (i, glob) in s.exclude_paths.iter().enumerate() {
+            if let Err(error) = globset::Glob::new(glob) {
+                p.rule(
+                    format!("slowRequest.excludePaths[{i}]"),
+                    format!("不是有效的路径通配符 {glob:?}：{error}"),
+                );
+            }
+        }
+        let e = &self.error_rate;
+        p.percent("errorRate.thresholdPercent", e.threshold_percent);
+        p.range("errorRate.windowMinutes", e.window_minutes, 1, 1440);
+        p.range("errorRate.minRequests", e.min_requests, 1, 1_000_000_000);
+        let i = &self.ip_anomaly;
+        p.range(
+            "ipAnomaly.maxRequestsPerMinute",
+            i.max_requests_per_minute,
+            1,
+            100_000_000,
+        );
+        p.range(
+            "ipAnomaly.blockDurationMinutes",
+            i.block_duration_minutes,
+            1,
+            10_080,
+        );
+        let d = &self.disk_space;
+        p.percent("diskSpace.warningPercent", d.warning_percent);
+        p.percent("diskSpace.criticalPercent", d.critical_percent);
+        p.check(
+            d.critical_percent >= d.warning_percent,
+            "diskSpace.criticalPercent",
+            || "criticalPercent 不能小于 warningPercent".to_string(),
+        );
+        p.percent("cpu.thresholdPercent", self.cpu.threshold_percent);
+        p.percent("memory.thresholdPercent", self.memory.threshold_percent);
+        p.range("cooldownSeconds", self.cooldown_seconds, 1, 86_400);
+        p.range("resolveAfterSeconds", self.resolve_after_seconds, 1, 86_400);
+
+        let n = &self.notifications;
+        webhook(&mut p, "slack", "Slack", n.slack.enabled, &n.slack.webhook_url);
+        webhook(&mut p, "feishu", "飞书", n.feishu.enabled, &n.feishu.webhook_url);
+        let email = &n.email;
+        if email.enabled {
+            if email.smtp_host.is_empty() {
+                p.channel("notifications.email.smtpHost", "启用邮件通知需要配置 smtpHost");
+            }
+            if email.recipients.is_empty() {
+                p.channel("notifications.email.recipients", "启用邮件通知需要至少一个收件人");
+            }
+            if email.from.is_empty() {
+                p.channel("notifications.email.from", "启用邮件通知需要配置发件人 from");
+            }
+        }
+        if email.smtp_port == 0 {
+            p.channel("notifications.email.smtpPort", "smtpPort 需在 1 到 65535 之间");
+        }
+        if email.smtp_host.chars().any(|c| c.is_whitespace() || c == '/') {
+            p.channel(
+                "notifications.email.smtpHost",
+                format!("smtpHost {:?} 不是有效的主机名", email.smtp_host),
+            );
+        }
+        if !email.from.is_empty() && email.from.parse::<lettre::message::Mailbox>().is_err() {
+            p.channel(
+                "notifications.email.from",
+                format!("from {:?} 不是有效的邮件地址", email.from),
+            );
+        }
+        if email.recipients.len() > MAX_RECIPIENTS {
+            p.channel(
+                "notifications.email.recipients",
+                format!("收件人最多 {MAX_RECIPIENTS} 个"),
+            );
+        }
+        for (i, recipient) in email.recipients.iter().enumerate() {
+            if recipient.parse::<lettre::message::Mailbox>().is_err() {
+                p.channel(
+                    format!("notifications.email.recipients[{i}]"),
+                    format!("{recipient:?} 不是有效的邮件地址"),
+                );
+            }
+        }
+        p.problems
+    }
+
+    /// The configuration as the API shows it, secrets replaced by whether they are set.
+    pub fn view(&self) -> Value {
+        let n = &self.notifications;
+        json!({
+            "slowRequest": {
+                "enabled": self.slow_request.enabled,
+                "thresholdMs": self.slow_request.threshold_ms,
+                "excludePaths": self.slow_request.exclude_paths,
+            },
+            "errorRate": {
+                "enabled": self.error_rate.enabled,
+                "thresholdPercent": number(self.error_rate.threshold_percent),
+                "windowMinutes": self.error_rate.window_minutes,
+                "minRequests": self.error_rate.min_requests,
+            },
+            "ipAnomaly": {
+                "enabled": self.ip_anomaly.enabled,
+                "maxRequestsPerMinute": self.ip_anomaly.max_requests_per_minute,
+                "blockDurationMinutes": self.ip_anomaly.block_duration_minutes,
+            },
+            "diskSpace": {
+                "enabled": self.disk_space.enabled,
+                "warningPercent": number(self.disk_space.warning_percent),
+                "criticalPercent": number(self.disk_space.critical_percent),
+            },
+            "cpu": { "enabled": self.cpu.enabled, "thresholdPercent": number(self.cpu.threshold_percent) },
+            "memory": { "enabled": self.memory.enabled, "thresholdPercent": number(self.memory.threshold_percent) },
+            "cooldownSeconds": self.cooldown_seconds,
+            "resolveAfterSeconds": self.resolve_after_seconds,
+            "notifications": {
+                "slack": { "enabled": n.slack.enabled, "webhookConfigured": !n.slack.webhook_url.is_empty() },
+                "feishu": {
+                    "enabled": n.feishu.enabled,
+                    "webhookConfigured": !n.feishu.webhook_url.is_empty(),
+                    "secretConfigured": !n.feishu.secret.is_empty(),
+                },
+                "email": {
+                    "enabled": n.email.enabled,
+                    "recipientCount": n.email.recipients.len(),
+                    "recipients": n.email.recipients,
+                    "smtpHost": n.email.smtp_host,
+                    "smtpPort": n.email.smtp_port,
+                    "tls": n.email.tls,
+                    "username": n.email.username,
+                    "passwordConfigured": !n.email.password.is_empty(),
+                    "from": n.email.from,
+                },
+            },
+        })
+    }
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings::from_config(&AlertsConfig::default(), &NotificationsConfig::default())
+    }
+}
+
+impl Default for SlowRequestSettings {
+    fn default() -> Self {
+        AlertSettings::default().slow_request
+    }
+}
+
+impl Default for ErrorRateSettings {
+    fn default() -> Self {
+        AlertSettings::default().error_rate
+    }
+}
+
+impl Default for IpAnomalySettings {
+    fn default() -> Self {
+        AlertSettings::default().ip_anomaly
+    }
+}
+
+impl Default for DiskSpaceSettings {
+    fn default() -> Self {
+        AlertSettings::default().disk_space
+    }
+}
+
+/// A rule that is off, at 100 %: the default of a missing host rule in a stored document.
+impl Default for ThresholdSettings {
+    fn default() -> Self {
+        ThresholdSettings {
+            enabled: false,
+            threshold_percent: 100.0,
+        }
+    }
+}
+
+/// Most exclude globs of the slow request rule.
+pub const MAX_EXCLUDE_PATHS: usize = 100;
+/// Most email recipients.
+pub const MAX_RECIPIENTS: usize = 100;
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}
+
+/// A percentage as JSON: whole numbers without a fraction (`5`, not `5.0`), as 003 shows them.
+pub(crate) fn number(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    }
+}
+
+fn webhook(p: &mut Problems, key: &str, name: &str, enabled: bool, url: &str) {
+    let field = format!("notifications.{key}.webhookUrl");
+    if url.is_empty() {
+        if enabled {
+            p.channel(field, format!("{name} webhook URL 未配置"));
+        }
+        return;
+    }
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {}
+        _ => p.channel(field, format!("{name} webhookUrl 需为 http:// 或 https:// 地址")),
+    }
+}
+
+/// One problem found by [`AlertSettings::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsProblem {
+    /// The field, as a camelCase JSON path (`notifications.slack.webhookUrl`).
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+    /// Whether the field belongs to a notification channel (003's `LOG_ALERT_CHANNEL_INVALID`).
+    pub channel: bool,
+}
+
+#[derive(Default)]
+struct Problems {
+    problems: Vec<SettingsProblem>,
+}
+
+impl Problems {
+    fn rule(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(SettingsProblem {
+            field: field.into(),
+            message: message.into(),
+            channel: false,
+        });
+    }
+
+    fn channel(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(SettingsProblem {
+            field: field.into(),
+            message: message.into(),
+            channel: true,
+        });
+    }
+
+    fn check(&mut self, ok: bool, field: &str, message: impl FnOnce() -> String) {
+        if !ok {
+            self.rule(field, message());
+        }
+    }
+
+    fn range(&mut self, field: &str, value: u64, min: u64, max: u64) {
+        self.check((min..=max).contains(&value), field, || {
+            format!("{field} 需在 {min} 到 {max} 之间")
+        });
+    }
+
+    fn percent(&mut self, field: &str, value: f64) {
+        self.check(value > 0.0 && value <= 100.0, field, || {
+            format!("{field} 需为大于 0 且不超过 100 的百分比")
+        });
+    }
+}
+
+/// 003's `UpdateAlertConfigDto`: every field optional; absent fields keep their value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertSettingsPatch {
+    /// SLOW_REQUEST.
+    pub slow_request: Option<SlowRequestPatch>,
+    /// HIGH_ERROR_RATE.
+    pub error_rate: Option<ErrorRatePatch>,
+    /// IP_ANOMALY.
+    pub ip_anomaly: Option<IpAnomalyPatch>,
+    /// DISK_SPACE.
+    pub disk_space: Option<DiskSpacePatch>,
+    /// CPU_HIGH.
+    pub cpu: Option<ThresholdPatch>,
+    /// MEMORY_HIGH.
+    pub memory: Option<ThresholdPatch>,
+    /// Seconds before an open alert is notified again.
+    pub cooldown_seconds: Option<u64>,
+    /// Seconds without a new occurrence after which an open alert resolves.
+    pub resolve_after_seconds: Option<u64>,
+    /// Channels.
+    pub notifications: Option<NotificationsPatch>,
+}
+
+/// Changes to SLOW_REQUEST.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlowRequestPatch {
+    /// Whether the rule runs.
+    pub enabled: Option<bool>,
+    /// Threshold, milliseconds.
+    pub threshold_ms: Option<u64>,
+    /// Excluded path globs (replaces the list).
+    pub exclude_paths: Option<Vec<String>>,
+}
+
+/// Changes to HIGH_ERROR_RATE.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorRatePatch {
+    /// Whether the rule runs.
+    pub enabled: Option<bool>,
+    /// Threshold, percent.
+    pub threshold_percent: Option<f64>,
+    /// Window, minutes.
+    pub window_minutes: Option<u64>,
+    /// Requests needed in the window.
+    pub min_requests: Option<u64>,
+}
+
+/// Changes to IP_ANOMALY.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpAnomalyPatch {
+    /// Whether the rule runs.
+    pub enabled: Option<bool>,
+    /// Requests per minute.
+    pub max_requests_per_minute: Option<u64>,
+    /// Block duration, minutes.
+    pub block_duration_minutes: Option<u64>,
+}
+
+/// Changes to DISK_SPACE.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiskSpacePatch {
+    /// Whether the rule runs.
+    pub enabled: Option<bool>,
+    /// WARNING at, percent.
+    pub warning_percent: Option<f64>,
+    /// CRITICAL at, percent.
+    pub critical_percent: Option<f64>,
+}
+
+/// Changes to CPU_HIGH or MEMORY_HIGH.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThresholdPatch {
+    /// Whether the rule runs.
+    pub enabled: Option<bool>,
+    /// Threshold, percent.
+    pub threshold_percent: Option<f64>,
+}
+
+/// Changes to the channels.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationsPatch {
+    /// Slack.
+    pub slack: Option<SlackPatch>,
+    /// Feishu.
+    pub feishu: Option<FeishuPatch>,
+    /// Email.
+    pub email: Option<EmailPatch>,
+}
+
+/// Changes to Slack.
+#[derive(Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlackPatch {
+    /// The webhook URL; `""` removes it.
+    pub webhook_url: Option<String>,
+    /// Whether alerts go to Slack.
+    pub enabled: Option<bool>,
+}
+
+/// Changes to Feishu.
+#[derive(Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FeishuPatch {
+    /// The webhook URL; `""` removes it.
+    pub webhook_url: Option<String>,
+    /// The signing secret; `""` turns signing off.
+    pub secret: Option<String>,
+    /// Whether alerts go to Feishu.
+    pub enabled: Option<bool>,
+}
+
+/// Changes to email.
+#[derive(Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailPatch {
+    /// Recipients (replaces the list).
+    pub recipients: Option<Vec<String>>,
+    /// Whether alerts go by email.
+    pub enabled: Option<bool>,
+    /// SMTP host.
+    pub smtp_host: Option<String>,
+    /// SMTP port.
+    pub smtp_port: Option<u16>,
+    /// `none`, `starttls` or `tls`.
+    pub tls: Option<SmtpTls>,
+    /// SMTP user; `""` for none.
+    pub username: Option<String>,
+    /// SMTP password.
+    pub password: Option<String>,
+    /// Sender address.
+    pub from: Option<String>,
+}
+
+impl fmt::Debug for SlackPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackPatch")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for FeishuPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeishuPatch")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for EmailPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailPatch")
+            .field("enabled", &self.enabled)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> AlertSettings {
+        AlertSettings::from_config(&AlertsConfig::default(), &NotificationsConfig::default())
+    }
+
+    fn patch(value: Value) -> AlertSettingsPatch {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn config_defaults_are_valid_and_match_003() {
+        let settings = defaults();
+        assert!(settings.validate().is_empty(), "{:?}", settings.validate());
+        let view = settings.view();
+        assert_eq!(view["slowRequest"]["thresholdMs"], 2000);
+        assert_eq!(view["errorRate"]["thresholdPercent"], 5);
+        assert_eq!(view["errorRate"]["minRequests"], 100);
+        assert_eq!(view["ipAnomaly"]["maxRequestsPerMinute"], 100);
+        assert_eq!(view["diskSpace"]["criticalPercent"], 90);
+        assert_eq!(view["cpu"]["thresholdPercent"], 70);
+        assert_eq!(view["notifications"]["email"]["recipientCount"], 0);
+    }
+
+    #[test]
+    fn patches_change_only_what_they_name() {
+        let settings = defaults();
+        let next = settings.apply(patch(json!({"slowRequest": {"thresholdMs": 3000}})));
+        assert_eq!(next.slow_request.threshold_ms, 3000);
+        assert_eq!(next.slow_request.enabled, settings.slow_request.enabled);
+        assert_eq!(next.error_rate, settings.error_rate);
+        let next = next.apply(patch(json!({"notifications": {"feishu": {"webhookUrl": " https://open.feishu.cn/x ", "secret": "s", "enabled": true}}})));
+        assert_eq!(next.notifications.feishu.webhook_url, "https://open.feishu.cn/x");
+        assert!(next.validate().is_empty());
+        // Enabling again without repeating the URL keeps the stored one.
+        let again = next.apply(patch(json!({"notifications": {"feishu": {"enabled": true}}})));
+        assert_eq!(again.notifications.feishu.webhook_url, "https://open.feishu.cn/x");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = serde_json::from_value::<AlertSettingsPatch>(json!({"slowRequest": {"thresholdMS": 1}}))
+            .unwrap_err();
+        assert!(error.to_string().contains("thresholdMS"), "{error}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let settings = defaults().apply(patch(json!({
+            "slowRequest": {"thresholdMs": 0, "excludePaths": ["/a/[", "/ok/*"]},
+            "diskSpace": {"warningPercent": 95, "criticalPercent": 90},
+            "notifications": {
+                "slack": {"enabled": true},
+                "feishu": {"webhookUrl": "ftp://x"},
+                "email": {"enabled": true, "recipients": ["ops@example.com", "not-an-address"], "from": "owl@example.com"}
+            }
+        })));
+        let problems = settings.validate();
+        let fields: Vec<(&str, bool)> = problems.iter().map(|p| (p.field.as_str(), p.channel)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("slowRequest.thresholdMs", false),
+                ("slowRequest.excludePaths[0]", false),
+                ("diskSpace.criticalPercent", false),
+                ("notifications.slack.webhookUrl", true),
+                ("notifications.feishu.webhookUrl", true),
+                ("notifications.email.smtpHost", true),
+                ("notifications.email.recipients[1]", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_never_reach_the_view_or_debug() {
+        let settings = defaults().apply(patch(json!({"notifications": {
+            "slack": {"webhookUrl": "https://hooks.slack.com/services/T/B/SLACKSECRET", "enabled": true},
+            "feishu": {"webhookUrl": "https://open.feishu.cn/open-apis/bot/v2/hook/FEISHUHOOK", "secret": "FEISHUSECRET"},
+            "email": {"password": "SMTPPASSWORD", "recipients": ["a@example.com", "b@example.com"]}
+        }})));
+        let shown = format!("{} {:?}", settings.view(), settings);
+        for secret in ["SLACKSECRET", "FEISHUHOOK", "FEISHUSECRET", "SMTPPASSWORD"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        let view = settings.view();
+        assert_eq!(view["notifications"]["slack"]["webhookConfigured"], true);
+        assert_eq!(view["notifications"]["feishu"]["secretConfigured"], true);
+        assert_eq!(view["notifications"]["email"]["recipientCount"], 2);
+        assert_eq!(view["notifications"]["email"]["passwordConfigured"], true);
+    }
+
+    #[test]
+    fn a_partial_stored_document_keeps_the_rest_of_the_base() {
+        let mut base = defaults();
+        base.cpu.threshold_percent = 80.0;
+        base.notifications.slack.webhook_url = "https://hooks.example/x".into();
+        let merged = base
+            .overlay(&json!({"slowRequest": {"thresholdMs": 3000}, "errorRate": {"thresholdPercent": 7.5}}))
+            .unwrap();
+        assert_eq!(merged.slow_request.threshold_ms, 3000);
+        assert_eq!(merged.slow_request.enabled, base.slow_request.enabled);
+        assert_eq!(merged.error_rate.threshold_percent, 7.5);
+        assert_eq!(merged.error_rate.window_minutes, base.error_rate.window_minutes);
+        assert_eq!(
+            merged.cpu.threshold_percent, 80.0,
+            "the base is the config file, not the built-in defaults"
+        );
+        assert_eq!(merged.notifications.slack.webhook_url, "https://hooks.example/x");
+        assert!(
+            base.overlay(&json!({"slowRequest": {"thresholdMs": "fast"}}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn stored_form_round_trips_with_secrets() {
+        let settings = defaults().apply(patch(json!({"notifications": {"feishu": {"secret": "s3"}}})));
+        let text = serde_json::to_string(&settings).unwrap();
+        let back: AlertSettings = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, settings);
+        assert_eq!(back.notifications.feishu.secret, "s3");
+    }
+}

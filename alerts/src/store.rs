@@ -1,0 +1,922 @@
+//! The alert store: alerts, the live alert configuration, mutes and blocked IPs, in SQL.
+//!
+//! The same portable approach as the query API's control-plane store (see its `db` module): sqlx's
+//! `Any` driver with runtime queries, `$n` placeholders, integer epoch milliseconds, JSON text for
+//! lists and objects, and DDL per backend in `migrations/sqlite` and `migrations/postgres` (step
+//! `0201_alerts`). Upserts use `INSERT ... ON CONFLICT ... DO UPDATE` and updates that must report
+//! back use `RETURNING`, which SQLite (3.35+) and PostgreSQL both accept. The engine (collector
+//! process) writes alerts and blocks; the query API reads them and writes acknowledgements,
+//! configuration and mutes, so several processes share one store safely:
+//!
+//! - at most one open alert per type and key is enforced by a partial unique index;
+//! - configuration changes are compare-and-swap on `version`, so two concurrent edits never lose
+//!   one another;
+//! - an acknowledgement is never overwritten by a later delivery status.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Arguments, Encode, Row, Type};
+use uuid::Uuid;
+
+use crate::alert::{Alert, AlertSeverity, AlertState, AlertStatus, AlertType, Channel};
+use crate::settings::AlertSettings;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error("unsupported database url scheme `{scheme}`: use sqlite: or postgres://")]
+    UnsupportedUrl {
+        /// The scheme found.
+        scheme: String,
+    },
+    /// A stored value could not be read back.
+    #[error("corrupt {what} in alert store row {id}: {message}")]
+    Corrupt {
+        /// The column.
+        what: &'static str,
+        /// The row's id.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Other edits of the alert configuration kept landing while this one was being saved.
+    #[error("the alert configuration changed under {attempts} attempts to save it; try again")]
+    Contended {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Applying the migrations failed.
+    #[error("alert store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database refused or could not be reached.
+    #[error("alert store database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Sqlx(sqlx::Error::Database(db)) if db.is_unique_violation())
+    }
+}
+
+/// The stored configuration and who changed it last.
+#[derive(Debug, Clone)]
+pub struct StoredSettings {
+    /// The settings.
+    pub settings: AlertSettings,
+    /// Grows with every change.
+    pub version: i64,
+    /// When it was changed, epoch ms.
+    pub updated_at: i64,
+    /// Who changed it.
+    pub updated_by: String,
+}
+
+/// The configuration in force: the stored one, else the config file's.
+#[derive(Debug, Clone)]
+pub struct EffectiveSettings {
+    /// The settings.
+    pub settings: AlertSettings,
+    /// The stored version; `None` while the config file's values apply.
+    pub version: Option<i64>,
+    /// When it was last changed through the API, epoch ms.
+    pub updated_at: Option<i64>,
+    /// Who changed it.
+    pub updated_by: Option<String>,
+}
+
+/// How often a configuration change is retried when another edit landed in between.
+const SAVE_ATTEMPTS: u32 = 5;
+
+/// An alert type muted until a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mute {
+    /// The type.
+    pub alert_type: AlertType,
+    /// Muted until, epoch ms.
+    pub until_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// Who muted it.
+    pub created_by: String,
+    /// When, epoch ms.
+    pub created_at: i64,
+}
+
+/// A client IP refused after an IP anomaly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedIp {
+    /// The address.
+    pub ip: String,
+    /// Refused until, epoch ms.
+    pub until_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// The IP_ANOMALY alert that blocked it.
+    pub alert_id: Option<Uuid>,
+    /// When it was first blocked, epoch ms.
+    pub created_at: i64,
+}
+
+/// Which alerts a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    /// Only this type.
+    pub alert_type: Option<AlertType>,
+    /// Only this status.
+    pub status: Option<AlertStatus>,
+    /// Only this state.
+    pub state: Option<AlertState>,
+    /// Raised at or after, epoch ms.
+    pub start_ms: Option<i64>,
+    /// Raised at or before, epoch ms.
+    pub end_ms: Option<i64>,
+    /// Only these regions (`None`: all; an empty list matches nothing).
+    pub regions: Option<Vec<String>>,
+    /// Only this service.
+    pub service: Option<String>,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+}
+
+/// Counts of alerts by type and status (003's `summary`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// All alerts counted.
+    pub total: i64,
+    /// By type.
+    pub by_type: BTreeMap<AlertType, i64>,
+    /// By status.
+    pub by_status: BTreeMap<AlertStatus, i64>,
+}
+
+/// The outcome of one channel's delivery of a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Delivered at this time, epoch ms.
+    Sent(i64),
+    /// Failed for good after retries, with the reason (`slack: HTTP 500 ...`).
+    Failed(String),
+}
+
+/// The alert store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AlertStore {
+    pool: AnyPool,
+}
+
+/// Which database a URL names: `true` for PostgreSQL, `false` for SQLite.
+fn is_postgres(url: &str) -> Result<bool, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(false)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(true)
+    } else {
+        Err(StoreError::UnsupportedUrl {
+            scheme: url.split(':').next().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// How often migrating is retried when another process migrates the same SQLite file at the same
+/// moment (SQLite has no migration lock; the loser's `CREATE TABLE` fails and a retry finds the
+/// step applied).
+const MIGRATE_ATTEMPTS: u32 = 5;
+
+const ALERT_COLUMNS: &str = "id, alert_type, alert_key, severity, state, status, message, context, service, host, \
+     region, channels, occurrences, notices, last_error, created_at, last_seen_at, notified_at, sent_at, \
+     resolved_at, acknowledged_at, acknowledged_by";
+
+impl AlertStore {
+    /// Connects a pool of at most `max_connections` and applies the migrations (the same embedded
+    /// steps the query API applies; whichever process starts first applies them).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<AlertStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let postgres = is_postgres(url)?;
+        if !postgres {
+            create_sqlite_parent_dir(url);
+        }
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        if !postgres {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        let migrator = if postgres {
+            &POSTGRES_MIGRATOR
+        } else {
+            &SQLITE_MIGRATOR
+        };
+        let mut attempt = 1;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(error) if attempt < MIGRATE_ATTEMPTS => {
+                    tracing::debug!(%error, attempt, "alert store migration raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(AlertStore { pool })
+    }
+
+    /// A store over an existing, already migrated pool (the query API's).
+    pub fn from_pool(pool: AnyPool) -> AlertStore {
+        AlertStore { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ----- alerts -----
+
+    /// Inserts a new open alert. `Ok(false)` when another open alert of the same type and key
+    /// exists (raised by another process): the caller adopts that one.
+    pub async fn insert_alert(&self, alert: &Alert) -> Result<bool, StoreError> {
+        let mut sql = Sql::new(&format!("INSERT INTO alerts ({ALERT_COLUMNS}) VALUES "));
+        sql.push("(");
+        sql.bind(alert.id.to_string()).push(", ");
+        sql.bind(alert.alert_type.as_str().to_string()).push(", ");
+        sql.bind(alert.key.clone()).push(", ");
+        sql.bind(alert.severity.as_str().to_string()).push(", ");
+        sql.bind(alert.state.as_str().to_string()).push(", ");
+        sql.bind(alert.status.as_str().to_string()).push(", ");
+        sql.bind(alert.message.clone()).push(", ");
+        sql.bind(Value::Object(alert.context.clone()).to_string())
+            .push(", ");
+        sql.bind(alert.service.clone()).push(", ");
+        sql.bind(alert.host.clone()).push(", ");
+        sql.bind(alert.region.clone()).push(", ");
+        sql.bind(channels_json(&alert.channels)).push(", ");
+        sql.bind(alert.occurrences).push(", ");
+        sql.bind(alert.notices).push(", ");
+        sql.bind(alert.last_error.clone()).push(", ");
+        sql.bind(alert.created_at).push(", ");
+        sql.bind(alert.last_seen_at).push(", ");
+        sql.bind(alert.notified_at).push(", ");
+        sql.bind(alert.sent_at).push(", ");
+        sql.bind(alert.resolved_at).push(", ");
+        sql.bind(alert.acknowledged_at).push(", ");
+        sql.bind(alert.acknowledged_by.clone()).push(")");
+        match sql.query().execute(&self.pool).await.map_err(StoreError::from) {
+            Ok(_) => Ok(true),
+            Err(error) if error.is_unique_violation() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The open alert of a type and key, if any.
+    pub async fn open_alert(&self, alert_type: AlertType, key: &str) -> Result<Option<Alert>, StoreError> {
+        let mut sql = Sql::new(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_type = "));
+        sql.bind(alert_type.as_str().to_string())
+            .push(" AND alert_key = ")
+            .bind(key.to_string())
+            .push(" AND state = 'OPEN'");
+        let row = sql.query().fetch_optional(&self.pool).await?;
+        row.as_ref().map(alert_from_row).transpose()
+    }
+
+    /// Every open alert, oldest first.
+    pub async fn open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let sql = Sql::new(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'OPEN' ORDER BY created_at, id"
+        ));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    /// One alert.
+    pub async fn get_alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError> {
+        let mut sql = Sql::new(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = "));
+        sql.bind(id.to_string());
+        let row = sql.query().fetch_optional(&self.pool).await?;
+        row.as_ref().map(alert_from_row).transpose()
+    }
+
+    /// Records new occurrences of an open alert and returns its status (to learn of an
+    /// acknowledgement made elsewhere); `None` if the alert is gone.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fold(
+        &self,
+        id: Uuid,
+        severity: AlertSeverity,
+        message: &str,
+        context: &Map<String, Value>,
+        occurrences: i64,
+        last_seen_at: i64,
+    ) -> Result<Option<AlertStatus>, StoreError> {
+        let mut sql = Sql::new("UPDATE alerts SET severity = ");
+        sql.bind(severity.as_str().to_string())
+            .push(", message = ")
+            .bind(message.to_string());
+        sql.push(", context = ")
+            .bind(Value::Object(context.clone()).to_string());
+        sql.push(", occurrences = ")
+            .bind(occurrences)
+            .push(", last_seen_at = ")
+            .bind(last_seen_at);
+        sql.push(" WHERE id = ")
+            .bind(id.to_string())
+            .push(" RETURNING status");
+        let status: Option<String> = sql.query_scalar().fetch_optional(&self.pool).await?;
+        status
+            .map(|s| parse_column::<AlertStatus>(&s, "status", id))
+            .transpose()
+    }
+
+    /// Marks a notice queued: the status becomes `PENDING` (or `SUPPRESSED` with `reason` when no
+    /// channel was to receive it) unless the alert is acknowledged.
+    pub async fn notice_queued(
+        &self,
+        id: Uuid,
+        channels: &[Channel],
+        suppressed_reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let status = if suppressed_reason.is_some() {
+            AlertStatus::Suppressed
+        } else {
+            AlertStatus::Pending
+        };
+        let mut sql =
+            Sql::new("UPDATE alerts SET status = CASE WHEN status = 'ACKNOWLEDGED' THEN status ELSE ");
+        sql.bind(status.as_str().to_string())
+            .push(" END, last_error = ")
+            .bind(suppressed_reason.map(str::to_string));
+        if suppressed_reason.is_none() {
+            sql.push(", notified_at = ")
+                .bind(now_ms)
+                .push(", notices = notices + 1");
+        }
+        sql.push(", channels = ").bind(channels_json(channels));
+        sql.push(" WHERE id = ").bind(id.to_string());
+        sql.query().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records one channel's delivery: a success turns `PENDING` into `SENT`; a failure turns
+    /// `PENDING` or `SENT` into `FAILED` with the reason. `ACKNOWLEDGED` and `SUPPRESSED` stay.
+    pub async fn record_delivery(&self, id: Uuid, outcome: &DeliveryOutcome) -> Result<(), StoreError> {
+        let mut sql = match outcome {
+            DeliveryOutcome::Sent(at) => {
+                let mut sql = Sql::new("UPDATE alerts SET sent_at = ");
+                sql.bind(*at)
+                    .push(", status = CASE WHEN status = 'PENDING' THEN 'SENT' ELSE status END");
+                sql
+            }
+            DeliveryOutcome::Failed(reason) => {
+                let mut sql = Sql::new("UPDATE alerts SET last_error = ");
+                sql.bind(reason.clone());
+                sql.push(", status = CASE WHEN status IN ('PENDING', 'SENT') THEN 'FAILED' ELSE status END");
+                sql
+            }
+        };
+        sql.push(" WHERE id = ").bind(id.to_string());
+        sql.query().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Resolves an open alert.
+    pub async fn resolve(&self, id: Uuid, resolved_at: i64) -> Result<(), StoreError> {
+        let mut sql = Sql::new("UPDATE alerts SET state = 'RESOLVED', resolved_at = ");
+        sql.bind(resolved_at)
+            .push(" WHERE id = ")
+            .bind(id.to_string())
+            .push(" AND state = 'OPEN'");
+        sql.query().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Acknowledges an alert (idempotent: the first acknowledgement's time and user stay). `None`
+    /// for an unknown id.
+    pub async fn acknowledge(&self, id: Uuid, by: &str, now_ms: i64) -> Result<Option<Alert>, StoreError> {
+        let mut sql = Sql::new(
+            "UPDATE alerts SET status = 'ACKNOWLEDGED', acknowledged_at = COALESCE(acknowledged_at, ",
+        );
+        sql.bind(now_ms)
+            .push("), acknowledged_by = COALESCE(acknowledged_by, ")
+            .bind(by.to_string());
+        sql.push(") WHERE id = ").bind(id.to_string());
+        let done = sql.query().execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_alert(id).await
+    }
+
+    /// A page of alerts (`offset`, `limit`) and the number matching.
+    pub async fn list_alerts(
+        &self,
+        filter: &AlertFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Alert>, i64), StoreError> {
+        let mut count = Sql::new("SELECT COUNT(*) FROM alerts WHERE 1 = 1");
+        where_clause(&mut count, filter);
+        let total: i64 = count.query_scalar().fetch_one(&self.pool).await?;
+        let mut sql = Sql::new(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE 1 = 1"));
+        where_clause(&mut sql, filter);
+        let order = if filter.ascending { "ASC" } else { "DESC" };
+        sql.push(&format!(" ORDER BY created_at {order}, id {order} LIMIT "));
+        sql.bind(limit.max(0)).push(" OFFSET ").bind(offset.max(0));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let alerts = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok((alerts, total))
+    }
+
+    /// Counts by type and status of the alerts matching `filter`.
+    pub async fn summary(&self, filter: &AlertFilter) -> Result<Summary, StoreError> {
+        let mut sql = Sql::new("SELECT alert_type, status, COUNT(*) FROM alerts WHERE 1 = 1");
+        where_clause(&mut sql, filter);
+        sql.push(" GROUP BY alert_type, status");
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let mut summary = Summary::default();
+        for row in rows {
+            let alert_type: String = row.try_get(0)?;
+            let status: String = row.try_get(1)?;
+            let count: i64 = row.try_get(2)?;
+            summary.total += count;
+            // Rows of a type or status this release does not know (written by a newer one) count in
+            // the total only.
+            if let Ok(t) = alert_type.parse::<AlertType>() {
+                *summary.by_type.entry(t).or_default() += count;
+            }
+            if let Ok(s) = status.parse::<AlertStatus>() {
+                *summary.by_status.entry(s).or_default() += count;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Deletes resolved alerts raised before `before_ms`; returns how many.
+    pub async fn purge_resolved(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut sql = Sql::new("DELETE FROM alerts WHERE state = 'RESOLVED' AND created_at < ");
+        sql.bind(before_ms);
+        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+    }
+
+    // ----- configuration -----
+
+    /// The stored configuration over `base` (the config file's), if it was ever changed through
+    /// the API.
+    pub async fn load_settings(&self, base: &AlertSettings) -> Result<Option<StoredSettings>, StoreError> {
+        let row =
+            sqlx::query("SELECT settings, version, updated_at, updated_by FROM alert_config WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let text: String = row.try_get(0)?;
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            what: "alert_config.settings",
+            id: "1".into(),
+            message: e.to_string(),
+        };
+        let document: Value = serde_json::from_str(&text).map_err(corrupt)?;
+        let settings = base.overlay(&document).map_err(corrupt)?;
+        Ok(Some(StoredSettings {
+            settings,
+            version: row.try_get(1)?,
+            updated_at: row.try_get(2)?,
+            updated_by: row.try_get(3)?,
+        }))
+    }
+
+    /// The stored configuration's version, `None` while the file's values apply.
+    pub async fn settings_version(&self) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM alert_config WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Stores `settings` if the stored version is still `expected` (`None`: nothing stored yet).
+    /// Returns the new version, or `None` when someone else changed it meanwhile.
+    pub async fn save_settings(
+        &self,
+        settings: &AlertSettings,
+        expected: Option<i64>,
+        updated_by: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let text = serde_json::to_string(settings).expect("alert settings serialise");
+        let done = match expected {
+            None => {
+                let mut sql = Sql::new(
+                    "INSERT INTO alert_config (id, settings, version, updated_at, updated_by) VALUES (1, ",
+                );
+                sql.bind(text)
+                    .push(", 1, ")
+                    .bind(now_ms)
+                    .push(", ")
+                    .bind(updated_by.to_string());
+                sql.push(") ON CONFLICT (id) DO NOTHING");
+                sql.query().execute(&self.pool).await?
+            }
+            Some(version) => {
+                let mut sql = Sql::new("UPDATE alert_config SET settings = ");
+                sql.bind(text)
+                    .push(", version = version + 1, updated_at = ")
+                    .bind(now_ms);
+                sql.push(", updated_by = ").bind(updated_by.to_string());
+                sql.push(" WHERE id = 1 AND version = ").bind(version);
+                sql.query().execute(&self.pool).await?
+            }
+        };
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(expected.map_or(1, |v| v + 1)))
+    }
+
+    /// The configuration in force: the stored one, else `config`'s `[alerts]` and `[notifications]`.
+    pub async fn effective_settings(
+        &self,
+        config: &owl_config::Config,
+    ) -> Result<EffectiveSettings, StoreError> {
+        let base = AlertSettings::from_config(&config.alerts, &config.notifications);
+        Ok(match self.load_settings(&base).await? {
+            Some(stored) => EffectiveSettings {
+                settings: stored.settings,
+                version: Some(stored.version),
+                updated_at: Some(stored.updated_at),
+                updated_by: Some(stored.updated_by),
+            },
+            None => EffectiveSettings {
+                settings: base,
+                version: None,
+                updated_at: None,
+                updated_by: None,
+            },
+        })
+    }
+
+    /// Applies `change` to the configuration in force and stores the result if `change` accepts
+    /// it (returns `Ok`); a concurrent edit makes it start over from the newer configuration.
+    /// Returns the stored configuration, or what `change` refused with.
+    pub async fn update_settings<E>(
+        &self,
+        config: &owl_config::Config,
+        updated_by: &str,
+        now_ms: i64,
+        mut change: impl FnMut(&AlertSettings) -> Result<AlertSettings, E>,
+    ) -> Result<Result<EffectiveSettings, E>, StoreError> {
+        let mut attempt = 1;
+        loop {
+            let current = self.effective_settings(config).await?;
+            let next = match change(&current.settings) {
+                Ok(next) => next,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            match self
+                .save_settings(&next, current.version, updated_by, now_ms)
+                .await?
+            {
+                Some(version) => {
+                    return Ok(Ok(EffectiveSettings {
+                        settings: next,
+                        version: Some(version),
+                        updated_at: Some(now_ms),
+                        updated_by: Some(updated_by.to_string()),
+                    }));
+                }
+                None if attempt < SAVE_ATTEMPTS => attempt += 1,
+                None => {
+                    return Err(StoreError::Contended {
+                        attempts: SAVE_ATTEMPTS,
+                    });
+                }
+            }
+        }
+    }
+
+    // ----- mutes -----
+
+    /// Mutes a type until `until_ms` (replacing an earlier mute of the type).
+    pub async fn mute(&self, mute: &Mute) -> Result<(), StoreError> {
+        let mut sql = Sql::new(
+            "INSERT INTO alert_mutes (alert_type, until_at, reason, created_by, created_at) VALUES (",
+        );
+        sql.bind(mute.alert_type.as_str().to_string())
+            .push(", ")
+            .bind(mute.until_ms)
+            .push(", ")
+            .bind(mute.reason.clone());
+        sql.push(", ")
+            .bind(mute.created_by.clone())
+            .push(", ")
+            .bind(mute.created_at)
+            .push(")");
+        sql.push(
+            " ON CONFLICT (alert_type) DO UPDATE SET until_at = excluded.until_at, reason = excluded.reason, \
+             created_by = excluded.created_by, created_at = excluded.created_at",
+        );
+        sql.query().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Lifts the mute of a type; whether one was in force.
+    pub async fn unmute(&self, alert_type: AlertType, now_ms: i64) -> Result<bool, StoreError> {
+        let mut sql = Sql::new("DELETE FROM alert_mutes WHERE alert_type = ");
+        sql.bind(alert_type.as_str().to_string())
+            .push(" AND until_at > ")
+            .bind(now_ms);
+        let lifted = sql.query().execute(&self.pool).await?.rows_affected() > 0;
+        let mut expired = Sql::new("DELETE FROM alert_mutes WHERE alert_type = ");
+        expired.bind(alert_type.as_str().to_string());
+        expired.query().execute(&self.pool).await?;
+        Ok(lifted)
+    }
+
+    /// Mutes in force at `now_ms`.
+    pub async fn mutes(&self, now_ms: i64) -> Result<Vec<Mute>, StoreError> {
+        let mut sql = Sql::new(
+            "SELECT alert_type, until_at, reason, created_by, created_at FROM alert_mutes WHERE until_at > ",
+        );
+        sql.bind(now_ms).push(" ORDER BY alert_type");
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let mut mutes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let alert_type: String = row.try_get(0)?;
+            // A type this release does not know cannot be raised by it either.
+            let Ok(alert_type) = alert_type.parse() else {
+                continue;
+            };
+            mutes.push(Mute {
+                alert_type,
+                until_ms: row.try_get(1)?,
+                reason: row.try_get(2)?,
+                created_by: row.try_get(3)?,
+                created_at: row.try_get(4)?,
+            });
+        }
+        Ok(mutes)
+    }
+
+    // ----- blocked IPs -----
+
+    /// Blocks an IP until `until_ms`, or extends its block; never shortens one.
+    pub async fn block_ip(&self, block: &BlockedIp) -> Result<(), StoreError> {
+        let mut sql =
+            Sql::new("INSERT INTO blocked_ips (ip, until_at, reason, alert_id, created_at) VALUES (");
+        sql.bind(block.ip.clone())
+            .push(", ")
+            .bind(block.until_ms)
+            .push(", ")
+            .bind(block.reason.clone());
+        sql.push(", ")
+            .bind(block.alert_id.map(|id| id.to_string()))
+            .push(", ")
+            .bind(block.created_at)
+            .push(")");
+        sql.push(
+            " ON CONFLICT (ip) DO UPDATE SET until_at = CASE WHEN excluded.until_at > blocked_ips.until_at \
+             THEN excluded.until_at ELSE blocked_ips.until_at END, reason = excluded.reason, alert_id = excluded.alert_id",
+        );
+        sql.query().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// IPs blocked at `now_ms`.
+    pub async fn blocked_ips(&self, now_ms: i64) -> Result<Vec<BlockedIp>, StoreError> {
+        let mut sql =
+            Sql::new("SELECT ip, until_at, reason, alert_id, created_at FROM blocked_ips WHERE until_at > ");
+        sql.bind(now_ms).push(" ORDER BY ip");
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let ip: String = row.try_get(0)?;
+                let alert_id: Option<String> = row.try_get(3)?;
+                let alert_id = alert_id
+                    .map(|id| {
+                        Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt {
+                            what: "blocked_ips.alert_id",
+                            id: ip.clone(),
+                            message: e.to_string(),
+                        })
+                    })
+                    .transpose()?;
+                Ok(BlockedIp {
+                    until_ms: row.try_get(1)?,
+                    reason: row.try_get(2)?,
+                    alert_id,
+                    created_at: row.try_get(4)?,
+                    ip,
+                })
+            })
+            .collect()
+    }
+
+    /// Lifts the block of an IP; whether one was in force.
+    pub async fn unblock_ip(&self, ip: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let mut sql = Sql::new("DELETE FROM blocked_ips WHERE ip = ");
+        sql.bind(ip.to_string()).push(" AND until_at > ").bind(now_ms);
+        let lifted = sql.query().execute(&self.pool).await?.rows_affected() > 0;
+        let mut expired = Sql::new("DELETE FROM blocked_ips WHERE ip = ");
+        expired.bind(ip.to_string());
+        expired.query().execute(&self.pool).await?;
+        Ok(lifted)
+    }
+
+    /// Deletes expired blocks and mutes.
+    pub async fn purge_expired(&self, now_ms: i64) -> Result<(), StoreError> {
+        let mut blocks = Sql::new("DELETE FROM blocked_ips WHERE until_at <= ");
+        blocks.bind(now_ms);
+        blocks.query().execute(&self.pool).await?;
+        let mut mutes = Sql::new("DELETE FROM alert_mutes WHERE until_at <= ");
+        mutes.bind(now_ms);
+        mutes.query().execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn where_clause(sql: &mut Sql, filter: &AlertFilter) {
+    if let Some(t) = filter.alert_type {
+        sql.push(" AND alert_type = ").bind(t.as_str().to_string());
+    }
+    if let Some(s) = filter.status {
+        sql.push(" AND status = ").bind(s.as_str().to_string());
+    }
+    if let Some(s) = filter.state {
+        sql.push(" AND state = ").bind(s.as_str().to_string());
+    }
+    if let Some(start) = filter.start_ms {
+        sql.push(" AND created_at >= ").bind(start);
+    }
+    if let Some(end) = filter.end_ms {
+        sql.push(" AND created_at <= ").bind(end);
+    }
+    if let Some(service) = &filter.service {
+        sql.push(" AND service = ").bind(service.clone());
+    }
+    if let Some(regions) = &filter.regions {
+        if regions.is_empty() {
+            sql.push(" AND 1 = 0");
+        } else {
+            sql.push(" AND region IN ").bind_list(regions.iter().cloned());
+        }
+    }
+}
+
+fn channels_json(channels: &[Channel]) -> String {
+    serde_json::to_string(channels).expect("channel names serialise")
+}
+
+fn parse_column<T: FromStr>(text: &str, what: &'static str, id: impl ToString) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse::<T>().map_err(|e| StoreError::Corrupt {
+        what,
+        id: id.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
+    let id_text: String = row.try_get("id")?;
+    let id = Uuid::parse_str(&id_text).map_err(|e| StoreError::Corrupt {
+        what: "alerts.id",
+        id: id_text.clone(),
+        message: e.to_string(),
+    })?;
+    let context: String = row.try_get("context")?;
+    let context = match serde_json::from_str::<Value>(&context) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => Map::new(),
+        Err(e) => {
+            return Err(StoreError::Corrupt {
+                what: "alerts.context",
+                id: id_text,
+                message: e.to_string(),
+            });
+        }
+    };
+    let channels: String = row.try_get("channels")?;
+    let channels: Vec<Channel> = serde_json::from_str(&channels).map_err(|e| StoreError::Corrupt {
+        what: "alerts.channels",
+        id: id_text.clone(),
+        message: e.to_string(),
+    })?;
+    let text = |name: &str| row.try_get::<String, _>(name);
+    Ok(Alert {
+        id,
+        alert_type: parse_column(&text("alert_type")?, "alerts.alert_type", id)?,
+        key: text("alert_key")?,
+        severity: parse_column(&text("severity")?, "alerts.severity", id)?,
+        state: parse_column(&text("state")?, "alerts.state", id)?,
+        status: parse_column(&text("status")?, "alerts.status", id)?,
+        message: text("message")?,
+        context,
+        service: row.try_get("service")?,
+        host: row.try_get("host")?,
+        region: row.try_get("region")?,
+        channels,
+        occurrences: row.try_get("occurrences")?,
+        notices: row.try_get("notices")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        notified_at: row.try_get("notified_at")?,
+        sent_at: row.try_get("sent_at")?,
+        resolved_at: row.try_get("resolved_at")?,
+        acknowledged_at: row.try_get("acknowledged_at")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+    })
+}
+
+fn create_sqlite_parent_dir(url: &str) {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return;
+    }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        // A failure shows up as the connect error right after, with the path in it.
+        let _ = std::fs::create_dir_all(parent);
+    }
+}
+
+/// A statement built at run time with `$n` placeholders and its arguments.
+struct Sql {
+    text: String,
+    args: AnyArguments,
+    count: usize,
+}
+
+impl Sql {
+    fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            args: AnyArguments::default(),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    fn bind<T>(&mut self, value: T) -> &mut Sql
+    where
+        T: for<'q> Encode<'q, Any> + Type<Any>,
+    {
+        self.count += 1;
+        self.text.push('$');
+        self.text.push_str(&self.count.to_string());
+        // Encoding into the Any buffer only copies the value; it cannot fail for integers and text.
+        self.args
+            .add(value)
+            .expect("Any arguments accept integers and text");
+        self
+    }
+
+    fn bind_list<T>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Sql
+    where
+        T: for<'q> Encode<'q, Any> + Type<Any>,
+    {
+        self.text.push('(');
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self.text.push(')');
+        self
+    }
+
+    fn query(self) -> sqlx::query::Query<'static, Any, AnyArguments> {
+        sqlx::query_with(sqlx::AssertSqlSafe(self.text), self.args)
+    }
+
+    fn query_scalar<O>(self) -> sqlx::query::QueryScalar<'static, Any, O, AnyArguments>
+    where
+        (O,): for<'r> sqlx::FromRow<'r, AnyRow>,
+    {
+        sqlx::query_scalar_with(sqlx::AssertSqlSafe(self.text), self.args)
+    }
+}

@@ -1,0 +1,96 @@
+//! The error answer of the collector's HTTP API: the envelope of the FFOA log API (003),
+//! `{success: false, error: {code, message}, timestamp, path, method, statusCode}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::ingest::IngestError;
+
+/// An [`IngestError`] with the request it answers.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub error: IngestError,
+    pub path: String,
+    pub method: Method,
+}
+
+impl ApiError {
+    /// The status, machine-readable code and `Retry-After` seconds of each error.
+    pub(crate) fn status(error: &IngestError) -> (StatusCode, &'static str, Option<u64>) {
+        match error {
+            IngestError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None),
+            IngestError::BadHeader { .. } => (StatusCode::BAD_REQUEST, "LOG_INGEST_INVALID_HEADER", None),
+            IngestError::BadCompression { .. } | IngestError::BadBody(_) | IngestError::Malformed(_) => {
+                (StatusCode::BAD_REQUEST, "LOG_INGEST_INVALID_BODY", None)
+            }
+            IngestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "LOG_INGEST_TOO_LARGE", None),
+            IngestError::UnsupportedEncoding(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "LOG_INGEST_UNSUPPORTED_ENCODING",
+                None,
+            ),
+            IngestError::Overloaded { retry_after_s, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "LOG_INGEST_BACKPRESSURE",
+                Some(*retry_after_s),
+            ),
+            IngestError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "LOG_INGEST_UNAVAILABLE", Some(1))
+            }
+            IngestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", None),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, retry_after) = ApiError::status(&self.error);
+        let message = if status.is_server_error() {
+            // The full error is logged once here; the client learns only what it can act on.
+            tracing::error!(error = %self.error, path = %self.path, "ingest failed");
+            match &self.error {
+                IngestError::Unavailable(_) => "ingest is unavailable; retry shortly".to_string(),
+                _ => "internal server error".to_string(),
+            }
+        } else {
+            tracing::debug!(error = %self.error, status = status.as_u16(), "ingest refused");
+            self.error.to_string()
+        };
+        let mut response = envelope(status, code, &message, &self.path, &self.method);
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The 003 error envelope.
+fn envelope(status: StatusCode, code: &str, message: &str, path: &str, method: &Method) -> Response {
+    let body = json!({
+        "success": false,
+        "error": { "code": code, "message": message },
+        "timestamp": owl_model::format_timestamp(&chrono::Utc::now()),
+        "path": path,
+        "method": method.as_str(),
+        "statusCode": status.as_u16(),
+    });
+    (status, Json(body)).into_response()
+}
+
+/// The answer to a path the collector does not serve.
+pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
+    let message = format!(
+        "no route for {method} {}; the collector serves POST /api/v1/ingest and GET /health",
+        uri.path()
+    );
+    envelope(StatusCode::NOT_FOUND, "NOT_FOUND", &message, uri.path(), &method)
+}

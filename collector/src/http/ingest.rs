@@ -1,0 +1,181 @@
+//! `POST /api/v1/ingest`.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use owl_model::{AGENT_ID_HEADER, BATCH_SEQ_HEADER};
+
+use super::CollectorState;
+use super::error::ApiError;
+use crate::events::IngestAnswered;
+use crate::ingest::{self, Encoding, IngestError, IngestOutcome};
+use crate::wal::BatchKey;
+
+/// Longest accepted `x-owl-agent-id`.
+const MAX_AGENT_ID_LEN: usize = 256;
+
+pub(crate) fn router() -> axum::Router<CollectorState> {
+    axum::Router::new().route("/api/v1/ingest", post(ingest))
+}
+
+/// Sizes of what was read, for the metrics.
+#[derive(Default)]
+struct Sizes {
+    wire: usize,
+    decoded: usize,
+}
+
+async fn ingest(
+    State(state): State<CollectorState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut sizes = Sizes::default();
+    let result = handle(&state, &headers, body, &mut sizes).await;
+    let (status, outcome) = match &result {
+        Ok(outcome) => (StatusCode::OK, Some(outcome)),
+        Err(error) => (ApiError::status(error).0, None),
+    };
+    IngestAnswered {
+        status: status.as_u16(),
+        elapsed: started.elapsed(),
+        accepted: outcome.map_or(0, |o| o.accepted),
+        duplicates: outcome.map_or(0, |o| o.duplicates),
+        rejected: outcome.map_or(0, IngestOutcome::rejected_count),
+        filtered: outcome.map_or(0, |o| o.filtered),
+        wire_bytes: sizes.wire,
+        decoded_bytes: sizes.decoded,
+    }
+    .emit();
+    match result {
+        Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),
+        Err(error) => ApiError {
+            error,
+            path: uri.path().to_string(),
+            method,
+        }
+        .into_response(),
+    }
+}
+
+async fn handle(
+    state: &CollectorState,
+    headers: &HeaderMap,
+    body: Body,
+    sizes: &mut Sizes,
+) -> Result<IngestOutcome, IngestError> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !state.tokens.verify_header(authorization) {
+        return Err(IngestError::Unauthorized);
+    }
+    let ingestor = &state.ingestor;
+    ingestor.check_backlog()?;
+    let key = batch_key(headers)?;
+    let encoding = Encoding::from_header(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("(not ASCII)")),
+    )?;
+    let limit = ingestor.limits.max_body_bytes;
+    let wire = read_body(body, headers, limit).await?;
+    sizes.wire = wire.len();
+    if let Some(key) = &key
+        && let Some(outcome) = ingestor.known_batch(key).await?
+    {
+        return Ok(outcome);
+    }
+    let worker = state.ingestor.clone();
+    let batch_key = key.clone();
+    let (decoded, parsed) = tokio::task::spawn_blocking(move || {
+        let decoded = ingest::decode(wire, encoding, limit)?;
+        let parsed = ingest::parse(
+            &decoded,
+            chrono::Utc::now(),
+            &worker.masker,
+            &*worker.filter,
+            batch_key.as_ref(),
+        )?;
+        Ok::<_, IngestError>((decoded.len(), parsed))
+    })
+    .await
+    .map_err(|e| IngestError::Internal(format!("ingest task failed: {e}")))??;
+    sizes.decoded = decoded;
+    ingestor.store(key, parsed).await
+}
+
+/// The agent batch key, when both headers are present.
+fn batch_key(headers: &HeaderMap) -> Result<Option<BatchKey>, IngestError> {
+    let text = |name: &'static str| -> Result<Option<&str>, IngestError> {
+        headers
+            .get(name)
+            .map(|v| v.to_str().map(str::trim))
+            .transpose()
+            .map_err(|_| IngestError::BadHeader {
+                header: name,
+                reason: "must be ASCII".into(),
+            })
+    };
+    let agent = text(AGENT_ID_HEADER)?.filter(|a| !a.is_empty());
+    let seq = text(BATCH_SEQ_HEADER)?.filter(|s| !s.is_empty());
+    match (agent, seq) {
+        (None, None) => Ok(None),
+        (Some(agent), Some(seq)) => {
+            if agent.len() > MAX_AGENT_ID_LEN {
+                return Err(IngestError::BadHeader {
+                    header: AGENT_ID_HEADER,
+                    reason: format!("at most {MAX_AGENT_ID_LEN} characters"),
+                });
+            }
+            let seq = seq.parse().map_err(|_| IngestError::BadHeader {
+                header: BATCH_SEQ_HEADER,
+                reason: format!(
+                    "`{}` is not an unsigned integer",
+                    seq.chars().take(32).collect::<String>()
+                ),
+            })?;
+            Ok(Some(BatchKey {
+                agent: agent.to_string(),
+                seq,
+            }))
+        }
+        (Some(_), None) => Err(IngestError::BadHeader {
+            header: BATCH_SEQ_HEADER,
+            reason: format!("required with {AGENT_ID_HEADER}"),
+        }),
+        (None, Some(_)) => Err(IngestError::BadHeader {
+            header: AGENT_ID_HEADER,
+            reason: format!("required with {BATCH_SEQ_HEADER}"),
+        }),
+    }
+}
+
+/// Reads the body as sent, refusing more than `limit` bytes (by `Content-Length` before reading).
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(IngestError::TooLarge {
+            limit,
+            decoded: false,
+        });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(IngestError::TooLarge {
+            limit,
+            decoded: false,
+        }),
+        Err(error) => Err(IngestError::BadBody(error.to_string())),
+    }
+}

@@ -1,0 +1,250 @@
+//! Agent tokens: which bearer tokens the ingest endpoint accepts, and the generated token of a
+//! node without configured ones.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use owl_config::{Config, Secret};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sha2::{Digest, Sha256};
+
+/// Name of the generated token file in the data directory.
+pub const AGENT_TOKEN_FILE: &str = "agent-token";
+/// Characters of a generated token (about 285 bits of entropy).
+const GENERATED_LEN: usize = 48;
+/// Shortest token accepted from the token file (the config requires as much of its tokens).
+const MIN_LEN: usize = 16;
+
+/// The token agents should send: the first of `collector.agent_tokens` (where `OWL_AGENT_TOKEN`
+/// lands), or else the one in `<data_dir>/agent-token`, generated (random, file mode 0600) on
+/// first use. `owl up` calls it so that the local agent and the collector agree, and remote agents
+/// can be given the same token.
+pub fn ensure_agent_token(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(token) = config.collector.agent_tokens.first() {
+        return Ok(token.clone());
+    }
+    let path = config.data_dir.join(AGENT_TOKEN_FILE);
+    if let Some(token) = read_token(&path)? {
+        return Ok(token);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("while creating the data directory {}", config.data_dir.display()))?;
+    let token: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(GENERATED_LEN)
+        .map(char::from)
+        .collect();
+    // Written to a private temporary file, then hard-linked into place: the link fails if another
+    // process (the agent of `owl up` starting beside the collector) created the file first, and a
+    // crash never leaves a partial token under the real name.
+    let temp = temp_path(&path);
+    write_private(&temp, &token).with_context(|| format!("while writing {}", temp.display()))?;
+    let linked = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            if let Ok(dir) = std::fs::File::open(&config.data_dir) {
+                let _ = dir.sync_all();
+            }
+            tracing::info!(path = %path.display(), "generated the agent token");
+            Ok(Secret::new(token))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read_token(&path)?.with_context(|| format!("{} vanished while being created", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("while creating {}", path.display())),
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let suffix: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(8)
+        .map(char::from)
+        .collect();
+    path.with_file_name(format!(".{AGENT_TOKEN_FILE}.{suffix}.tmp"))
+}
+
+fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(token.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// Reads the token file; `None` if there is none.
+fn read_token(path: &Path) -> anyhow::Result<Option<Secret>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("while reading the agent token {}", path.display())),
+    };
+    let token = text.trim();
+    if token.len() < MIN_LEN {
+        bail!(
+            "{} holds a token of {} characters, fewer than {MIN_LEN}; put a longer one there or delete the file to generate one",
+            path.display(),
+            token.len()
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "the agent token file is readable by other users; chmod 600 it");
+        }
+    }
+    Ok(Some(Secret::new(token)))
+}
+
+/// The tokens the ingest endpoint accepts, kept as SHA-256 digests.
+#[derive(Clone)]
+pub(crate) struct AgentTokens {
+    digests: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AgentTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AgentTokens({} tokens)", self.digests.len())
+    }
+}
+
+impl AgentTokens {
+    /// Every configured token, or the generated one when none is configured.
+    pub(crate) fn from_config(config: &Config) -> anyhow::Result<AgentTokens> {
+        let tokens = if config.collector.agent_tokens.is_empty() {
+            vec![ensure_agent_token(config)?]
+        } else {
+            config.collector.agent_tokens.clone()
+        };
+        Ok(AgentTokens {
+            digests: tokens.iter().map(|t| digest(t.expose())).collect(),
+        })
+    }
+
+    /// Whether `presented` is one of the tokens. Comparing fixed-size digests with a fold that
+    /// looks at every byte of every token takes the same time whatever matches, so the answer's
+    /// timing says nothing about how close a guess was.
+    pub(crate) fn verify(&self, presented: &str) -> bool {
+        let presented = digest(presented);
+        let mut matched = 0u8;
+        for known in &self.digests {
+            let diff = known
+                .iter()
+                .zip(&presented)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            matched |= u8::from(diff == 0);
+        }
+        matched == 1
+    }
+
+    /// Checks an `Authorization` header value (`Bearer <token>`, scheme case-insensitive).
+    pub(crate) fn verify_header(&self, value: Option<&str>) -> bool {
+        let Some((scheme, token)) = value.and_then(|v| v.trim().split_once(' ')) else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer") && self.verify(token.trim())
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, tokens: &[&str]) -> Config {
+        let mut config = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        config.collector.agent_tokens = tokens.iter().map(|t| Secret::new(*t)).collect();
+        config
+    }
+
+    #[test]
+    fn configured_tokens_win_and_no_file_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &["configured-token-0123456789"]);
+        assert_eq!(
+            ensure_agent_token(&config).unwrap().expose(),
+            "configured-token-0123456789"
+        );
+        assert!(!dir.path().join(AGENT_TOKEN_FILE).exists());
+    }
+
+    #[test]
+    fn a_token_is_generated_once_privately_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir.path().join("data"), &[]);
+        let first = ensure_agent_token(&config).unwrap();
+        assert!(first.expose().len() >= 32);
+        assert!(first.expose().chars().all(|c| c.is_ascii_alphanumeric()));
+        let path = config.data_dir.join(AGENT_TOKEN_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert_eq!(ensure_agent_token(&config).unwrap(), first);
+        // No temporary files are left behind.
+        assert_eq!(std::fs::read_dir(&config.data_dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn concurrent_first_starts_agree_on_one_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &[]);
+        let tokens: Vec<Secret> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| ensure_agent_token(&config).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(tokens.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn a_short_token_file_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(AGENT_TOKEN_FILE), "short\n").unwrap();
+        let err = ensure_agent_token(&config(dir.path(), &[])).unwrap_err();
+        assert!(err.to_string().contains(AGENT_TOKEN_FILE), "{err}");
+    }
+
+    #[test]
+    fn verification_accepts_any_configured_token_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = AgentTokens::from_config(&config(
+            dir.path(),
+            &["first-token-0123456789", "second-token-0123456789"],
+        ))
+        .unwrap();
+        assert!(tokens.verify("first-token-0123456789"));
+        assert!(tokens.verify("second-token-0123456789"));
+        assert!(!tokens.verify("first-token-012345678"));
+        assert!(!tokens.verify(""));
+        assert!(tokens.verify_header(Some("Bearer second-token-0123456789")));
+        assert!(tokens.verify_header(Some("bearer  first-token-0123456789")));
+        assert!(!tokens.verify_header(Some("Basic first-token-0123456789")));
+        assert!(!tokens.verify_header(Some("first-token-0123456789")));
+        assert!(!tokens.verify_header(None));
+    }
+}

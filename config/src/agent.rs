@@ -1,0 +1,349 @@
+//! `[agent]`: the node agent (owl-agent, and the local agent of `owl up`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Problems, Secret};
+
+/// The agent's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Collector base URL the agent ships to.
+    pub collector_url: String,
+    /// Bearer token for the collector; `owl up` fills it with the collector's token.
+    pub token: Secret,
+    /// Stable agent id; empty means generated on first start and kept in the agent's data dir.
+    pub agent_id: String,
+    /// Directory for checkpoints and the disk buffer; empty means `<data_dir>/agent`.
+    pub data_dir: Option<PathBuf>,
+    /// Host name reported in records; empty means the system host name.
+    pub host: String,
+    /// Address of the agent's own `/metrics` endpoint; empty disables it.
+    pub metrics_listen: String,
+    /// Seconds between host metric samples; 0 disables sampling.
+    pub host_metrics_interval_s: u64,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval_s: u64,
+    /// Region reported with host metrics and heartbeats.
+    pub region: String,
+    /// Batching of shipped records.
+    pub batch: BatchConfig,
+    /// The disk buffer between reading and shipping.
+    pub buffer: BufferConfig,
+    /// Retries of failed shipments.
+    pub retry: RetryConfig,
+    /// The files to tail.
+    pub inputs: Vec<InputConfig>,
+    /// On shutdown, milliseconds spent shipping what is buffered before stopping anyway (what is
+    /// left stays in the disk buffer for the next start).
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            collector_url: "http://127.0.0.1:4318".to_string(),
+            token: Secret::default(),
+            agent_id: String::new(),
+            data_dir: None,
+            host: String::new(),
+            metrics_listen: "127.0.0.1:9464".to_string(),
+            host_metrics_interval_s: 10,
+            heartbeat_interval_s: 30,
+            region: String::new(),
+            batch: BatchConfig::default(),
+            buffer: BufferConfig::default(),
+            retry: RetryConfig::default(),
+            inputs: Vec::new(),
+            shutdown_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Compression of shipped batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd (default): fast and small.
+    Zstd,
+    /// gzip, for collectors behind proxies that only know it.
+    Gzip,
+    /// No compression.
+    None,
+}
+
+/// `[agent.batch]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// A batch is sent once it holds this many uncompressed bytes.
+    pub max_bytes: usize,
+    /// A batch is sent at the latest this many milliseconds after its first record.
+    pub timeout_ms: u64,
+    /// Compression of the request body.
+    pub compression: Compression,
+    /// Batches sent concurrently.
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_bytes: 1024 * 1024,
+            timeout_ms: 1000,
+            compression: Compression::Zstd,
+            max_in_flight: 4,
+        }
+    }
+}
+
+/// What the agent does when its disk buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Stop reading files until there is room (nothing is lost: the files are still there).
+    Block,
+    /// Drop new records and count them.
+    DropNewest,
+}
+
+/// `[agent.buffer]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// Upper bound of the disk buffer in bytes.
+    pub max_bytes: u64,
+    /// Behaviour when the buffer is full.
+    pub when_full: WhenFull,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_bytes: 256 * 1024 * 1024,
+            when_full: WhenFull::Block,
+        }
+    }
+}
+
+/// `[agent.retry]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First backoff in milliseconds.
+    pub initial_backoff_ms: u64,
+    /// Longest backoff in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Request timeout in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_backoff_ms: 200,
+            max_backoff_ms: 30_000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Where a file seen for the first time is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// From the first byte.
+    Beginning,
+    /// From the current end (only new lines).
+    End,
+}
+
+/// Parser of an input's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParserKind {
+    /// Try JSON, then Python logging, then access logs; plain text otherwise.
+    Auto,
+    /// JSON lines.
+    Json,
+    /// Python `logging` default format and the CRM services' format.
+    Python,
+    /// nginx / Apache combined access log.
+    Combined,
+    /// The input's `regex` with named captures.
+    Regex,
+    /// Each line is the message.
+    Plain,
+}
+
+/// `[agent.inputs.multiline]`: joining continuation lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultilineConfig {
+    /// Whether lines are joined.
+    pub enabled: bool,
+    /// A line matching this starts a new record; others continue the previous one. Empty means
+    /// the built-in rule (a line starting with whitespace, `Traceback`, `Caused by`, `at ` or a
+    /// closing brace continues).
+    pub start_pattern: String,
+    /// A pending record is flushed after this many milliseconds without a new line.
+    pub timeout_ms: u64,
+    /// Longest record in lines.
+    pub max_lines: usize,
+}
+
+impl Default for MultilineConfig {
+    fn default() -> Self {
+        MultilineConfig {
+            enabled: true,
+            start_pattern: String::new(),
+            timeout_ms: 1000,
+            max_lines: 500,
+        }
+    }
+}
+
+/// `[[agent.inputs]]`: one group of files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Glob patterns of files to tail.
+    pub paths: Vec<String>,
+    /// Glob patterns of files to skip.
+    pub exclude: Vec<String>,
+    /// Service name given to the records.
+    pub service: String,
+    /// Region given to the records.
+    pub region: String,
+    /// Instance given to the records; empty means the host name.
+    pub instance: String,
+    /// Environment given to the records (`production`, `development`, ...).
+    pub environment: String,
+    /// Line parser.
+    pub parser: ParserKind,
+    /// Regular expression with named captures, for `parser = "regex"`.
+    pub regex: String,
+    /// Where files seen for the first time are read from.
+    pub read_from: ReadFrom,
+    /// Longest line in bytes; longer lines are truncated and flagged.
+    pub max_line_bytes: usize,
+    /// Milliseconds between rescans of the globs (the truth when watch events are missed).
+    pub poll_interval_ms: u64,
+    /// Multiline joining.
+    pub multiline: MultilineConfig,
+    /// Milliseconds a rotated or deleted file is kept open after it was read to its end without
+    /// growing, in case its writer still appends to it.
+    pub rotate_wait_ms: u64,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            paths: Vec::new(),
+            exclude: Vec::new(),
+            service: String::new(),
+            region: String::new(),
+            instance: String::new(),
+            environment: "production".to_string(),
+            parser: ParserKind::Auto,
+            regex: String::new(),
+            read_from: ReadFrom::Beginning,
+            max_line_bytes: 256 * 1024,
+            poll_interval_ms: 1000,
+            multiline: MultilineConfig::default(),
+            rotate_wait_ms: 5000,
+        }
+    }
+}
+
+impl AgentConfig {
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        p.url("agent.collector_url", &self.collector_url);
+        if !self.metrics_listen.is_empty() {
+            p.socket_addr("agent.metrics_listen", &self.metrics_listen);
+        }
+        p.positive("agent.heartbeat_interval_s", self.heartbeat_interval_s);
+        p.positive("agent.batch.max_bytes", self.batch.max_bytes as u64);
+        p.positive("agent.batch.timeout_ms", self.batch.timeout_ms);
+        p.range(
+            "agent.batch.max_in_flight",
+            self.batch.max_in_flight as u64,
+            1,
+            64,
+        );
+        p.range(
+            "agent.buffer.max_bytes",
+            self.buffer.max_bytes,
+            1024 * 1024,
+            u64::MAX,
+        );
+        p.positive("agent.retry.initial_backoff_ms", self.retry.initial_backoff_ms);
+        p.positive("agent.retry.request_timeout_ms", self.retry.request_timeout_ms);
+        if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {
+            p.push(
+                "agent.retry.max_backoff_ms",
+                self.retry.max_backoff_ms,
+                "must be at least agent.retry.initial_backoff_ms",
+            );
+        }
+        for (i, input) in self.inputs.iter().enumerate() {
+            let key = |k: &str| format!("agent.inputs[{i}].{k}");
+            if input.paths.is_empty() {
+                p.push(
+                    &key("paths"),
+                    "[]",
+                    "list at least one glob, e.g. [\"/var/log/app/*.log\"]",
+                );
+            }
+            for (j, pattern) in input.paths.iter().chain(&input.exclude).enumerate() {
+                if let Err(e) = globset::Glob::new(pattern) {
+                    p.push(
+                        &format!("{}[{j}]", key("paths")),
+                        pattern,
+                        &format!("is not a valid glob: {e}"),
+                    );
+                }
+            }
+            if input.service.is_empty() {
+                p.push(&key("service"), "\"\"", "name the service whose logs these are");
+            }
+            if input.parser == ParserKind::Regex {
+                match regex::Regex::new(&input.regex) {
+                    Ok(re) if re.capture_names().flatten().next().is_none() => p.push(
+                        &key("regex"),
+                        &input.regex,
+                        "needs named captures such as (?P<message>.*)",
+                    ),
+                    Ok(_) => {}
+                    Err(e) => p.push(&key("regex"), &input.regex, &format!("is not a valid regex: {e}")),
+                }
+            }
+            if !input.multiline.start_pattern.is_empty()
+                && let Err(e) = regex::Regex::new(&input.multiline.start_pattern)
+            {
+                p.push(
+                    &key("multiline.start_pattern"),
+                    &input.multiline.start_pattern,
+                    &format!("is not a valid regex: {e}"),
+                );
+            }
+            p.range(
+                &key("max_line_bytes"),
+                input.max_line_bytes as u64,
+                1024,
+                64 * 1024 * 1024,
+            );
+            p.range(&key("poll_interval_ms"), input.poll_interval_ms, 10, 3_600_000);
+            p.range(&key("rotate_wait_ms"), input.rotate_wait_ms, 10, 86_400_000);
+            p.range(
+                &key("multiline.max_lines"),
+                input.multiline.max_lines as u64,
+                1,
+                100_000,
+            );
+            p.positive(&key("multiline.timeout_ms"), input.multiline.timeout_ms);
+        }
+    }
+}

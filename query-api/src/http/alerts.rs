@@ -1,0 +1,695 @@
+//! Alerts: 003's `/api/v1/logs/alerts*` (history, configuration, channel test, plus mutes and
+//! blocked IPs) and 000's `/api/analytics-monitoring/monitoring/alerts/*` (active alerts,
+//! acknowledge), each in its family's envelope, over the one alert store of `owl_alerts` (the
+//! tables of migration `0201_alerts`), so an alert has the same id in both.
+//!
+//! Where 003 and 000 are silent:
+//!
+//! - History covers the last 7 days without `startTime` (30 at most, `LOG_QUERY_TIME_RANGE_TOO_LARGE`
+//!   beyond). Items carry 003's AlertItem fields and the incident's `state`, `occurrences`,
+//!   `createdAt`, `lastSeenAt`, `resolvedAt`, `acknowledgedAt`/`By` and `lastError`. `summary`
+//!   counts the alerts of the time range (and region scope) whatever the `type` and `status`
+//!   filters, with every type and status present (0 when none), so a UI can show all tabs at once.
+//! - Statuses beyond 003's `SENT`, `FAILED`, `ACKNOWLEDGED`: `PENDING` while a delivery runs and
+//!   `SUPPRESSED` when nothing was sent (type muted, no channel enabled; `lastError` says which).
+//!   Types beyond 003's four: `CPU_HIGH` and `MEMORY_HIGH` (000's `cpu_high`, `memory_high`).
+//! - The configuration answers every field of UpdateAlertConfigDto plus `cpu`, `memory`,
+//!   `cooldownSeconds`, `resolveAfterSeconds` and the channel fields; webhook URLs, the Feishu
+//!   secret and the SMTP password are write-only (`webhookConfigured`, `secretConfigured`,
+//!   `passwordConfigured`). A `PUT` is validated as a whole; a problem in `notifications.*` is
+//!   `LOG_ALERT_CHANNEL_INVALID`, in a rule `LOG_QUERY_INVALID_PARAMS`. Engines apply it within a
+//!   second, in every process.
+//! - `POST /test` delivers for real to a configured channel, enabled or not (a channel is tested
+//!   before it is switched on); a failure is 003's `LOG_ALERT_TEST_FAILED` (500) with the reason.
+//! - Mutes: `POST /api/v1/logs/alerts/mutes` `{type, until | durationMinutes, reason?}` (at most 30
+//!   days), `GET`, `DELETE /mutes/{type}`. Blocked IPs: `GET /blocked-ips`, `DELETE
+//!   /blocked-ips/{ip}`. All changes are audited like every mutation.
+//! - Active alerts are the open ones (acknowledged or not), newest first, at most
+//!   [`MAX_ACTIVE`]; `created_at` is written like every Owl time (RFC 3339 UTC).
+//!   Acknowledging an unknown id is 404, a malformed one 400; acknowledging twice keeps the first.
+//! - Users restricted to regions see and acknowledge only alerts of those regions.
+//!
+//! Requests from an IP that IP_ANOMALY blocked are refused before anything else runs
+//! ([`refuse_blocked`], 429 with `Retry-After`, code `IP_BLOCKED`); health endpoints stay open to
+//! probes. The list of blocked IPs is cached for [`BLOCKLIST_REFRESH`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use owl_alerts::{
+    Alert, AlertFilter, AlertSettings, AlertSettingsPatch, AlertState, AlertStatus, AlertStore, AlertType,
+    Channel, EffectiveSettings, Mute, Notice, Notifier, NotifierOptions, SettingsProblem, format_ms,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Routes;
+use super::extract::{AuthUser, ClientIp, Json, Path};
+use super::validate::Validator;
+use crate::envelope::{CrmError, CrmOk, Failure, FailureKind, Family, FieldError, LogError, LogOk};
+use crate::logs::params::{
+    COMMON, DEFAULT_LIMIT, MAX_LIMIT, Params, RawQuery, STATS_MAX_DAYS, resolve_range,
+};
+use crate::permissions::{Access, Permission};
+use crate::state::AppState;
+
+/// Most alerts `alerts/active` lists.
+pub const MAX_ACTIVE: i64 = 1000;
+/// Longest mute.
+pub const MAX_MUTE_DAYS: i64 = 30;
+/// How long the list of blocked IPs is trusted before it is read again.
+pub const BLOCKLIST_REFRESH: Duration = Duration::from_secs(1);
+
+/// The routes.
+pub(crate) fn routes() -> Routes {
+    let alert = Access::perm(Permission::LogAlert);
+    Routes::new(Family::Log, "alert")
+        .route(Method::GET, "/api/v1/logs/alerts", alert, history)
+        .route(Method::GET, "/api/v1/logs/alerts/mutes", alert, list_mutes)
+        .route(Method::POST, "/api/v1/logs/alerts/mutes", alert, mute)
+        .route(Method::DELETE, "/api/v1/logs/alerts/mutes/{type}", alert, unmute)
+        .route(
+            Method::GET,
+            "/api/v1/logs/alerts/blocked-ips",
+            alert,
+            list_blocked,
+        )
+        .route(
+            Method::DELETE,
+            "/api/v1/logs/alerts/blocked-ips/{ip}",
+            alert,
+            unblock,
+        )
+        .audited(
+            Method::POST,
+            "/api/v1/logs/alerts/test",
+            alert,
+            "test",
+            super::AuditPolicy::Mutations,
+            test_channel,
+        )
+        .resource("alert_config")
+        .route(Method::GET, "/api/v1/logs/alerts/config", alert, get_config)
+        .route(Method::PUT, "/api/v1/logs/alerts/config", alert, put_config)
+        .family(Family::Crm)
+        .resource("alert")
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/monitoring/alerts/active",
+            Access::perm(Permission::MonitoringRead),
+            active,
+        )
+        .audited(
+            Method::POST,
+            "/api/analytics-monitoring/monitoring/alerts/{alert_id}/acknowledge",
+            alert,
+            "acknowledge",
+            super::AuditPolicy::Mutations,
+            acknowledge,
+        )
+}
+
+/// The alerts router.
+pub fn router() -> axum::Router<AppState> {
+    routes().into_router()
+}
+
+fn store(state: &AppState) -> AlertStore {
+    AlertStore::from_pool(state.db.pool().clone())
+}
+
+fn store_failure(error: owl_alerts::StoreError) -> Failure {
+    Failure::internal(error)
+}
+
+fn time(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |ms| json!(format_ms(ms)))
+}
+
+/// 003's AlertItem with the incident's facts.
+fn item(alert: &Alert) -> Value {
+    json!({
+        "id": alert.id,
+        "type": alert.alert_type.as_str(),
+        "severity": alert.severity.as_str(),
+        "message": alert.message,
+        "context": alert.context,
+        "sentAt": time(alert.sent_at),
+        "channels": alert.channels,
+        "status": alert.status.as_str(),
+        "state": alert.state.as_str(),
+        "occurrences": alert.occurrences,
+        "service": alert.service,
+        "host": alert.host,
+        "region": alert.region,
+        "createdAt": format_ms(alert.created_at),
+        "lastSeenAt": format_ms(alert.last_seen_at),
+        "resolvedAt": time(alert.resolved_at),
+        "acknowledgedAt": time(alert.acknowledged_at),
+        "acknowledgedBy": alert.acknowledged_by,
+        "lastError": alert.last_error,
+    })
+}
+
+/// `GET /api/v1/logs/alerts`.
+async fn history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    raw: RawQuery,
+) -> Result<LogOk<Value>, LogError> {
+    let allowed: Vec<&str> = COMMON.iter().copied().chain(["type", "status"]).collect();
+    let mut v = Validator::new();
+    let params = Params::new(raw, &allowed, &["region"], &mut v);
+    let alert_type = params
+        .text(&mut v, "type")
+        .and_then(|t| match t.parse::<AlertType>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                v.error("type", "enum", e.to_string());
+                None
+            }
+        });
+    let status = params
+        .text(&mut v, "status")
+        .and_then(|s| match s.parse::<AlertStatus>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                v.error("status", "enum", e.to_string());
+                None
+            }
+        });
+    let service = params.text(&mut v, "service");
+    let regions = params.list(&mut v, "region");
+    params.choice(&mut v, "sortBy", &["@timestamp"]);
+    let ascending = params.choice(&mut v, "sortOrder", &["asc", "desc"]) == Some("asc");
+    let page = params.int(&mut v, "page", 1, 1_000_000).unwrap_or(1);
+    let limit = params.int(&mut v, "limit", 1, MAX_LIMIT).unwrap_or(DEFAULT_LIMIT);
+    let start = params.time(&mut v, "startTime");
+    let end = params.time(&mut v, "endTime");
+    let range = resolve_range(
+        &mut v,
+        start,
+        end,
+        state.clock.now(),
+        chrono::Duration::days(7),
+        STATS_MAX_DAYS,
+    )?;
+    v.finish()?;
+
+    let requested = (!regions.is_empty()).then_some(regions.as_slice());
+    let scope = user.scope().regions_for(requested);
+    let base = AlertFilter {
+        start_ms: Some(range.start.timestamp_millis()),
+        end_ms: Some(range.end.timestamp_millis() - 1),
+        regions: scope,
+        service,
+        ascending,
+        ..AlertFilter::default()
+    };
+    let filter = AlertFilter {
+        alert_type,
+        status,
+        ..base.clone()
+    };
+    let store = store(&state);
+    let (alerts, total) = store
+        .list_alerts(&filter, (page - 1) * limit, limit)
+        .await
+        .map_err(store_failure)?;
+    let summary = store.summary(&base).await.map_err(store_failure)?;
+    let by_type: BTreeMap<&str, i64> = AlertType::ALL
+        .iter()
+        .map(|t| (t.as_str(), summary.by_type.get(t).copied().unwrap_or(0)))
+        .collect();
+    let by_status: BTreeMap<&str, i64> = AlertStatus::ALL
+        .iter()
+        .map(|s| (s.as_str(), summary.by_status.get(s).copied().unwrap_or(0)))
+        .collect();
+    let total_pages = (total + limit - 1) / limit;
+    Ok(LogOk::new(json!({
+        "items": alerts.iter().map(item).collect::<Vec<_>>(),
+        "summary": { "total": summary.total, "byType": by_type, "byStatus": by_status },
+        "total": total,
+        "page": page,
+        "limit": limit,
+        "totalPages": total_pages,
+        "hasNext": page < total_pages,
+        "hasPrev": page > 1,
+        "period": { "start": owl_model::format_timestamp(&range.start), "end": owl_model::format_timestamp(&range.last()) },
+    })))
+}
+
+fn config_view(effective: &EffectiveSettings) -> Value {
+    let mut view = effective.settings.view();
+    view["updatedAt"] = time(effective.updated_at);
+    view["updatedBy"] = json!(effective.updated_by);
+    view
+}
+
+/// `GET /api/v1/logs/alerts/config`.
+async fn get_config(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {
+    let effective = store(&state)
+        .effective_settings(&state.config)
+        .await
+        .map_err(store_failure)?;
+    Ok(LogOk::new(config_view(&effective)))
+}
+
+fn settings_failure(problems: Vec<SettingsProblem>) -> Failure {
+    let channel = problems.iter().any(|p| p.channel);
+    let errors: Vec<FieldError> = problems
+        .into_iter()
+        .map(|p| FieldError::new(p.field, if p.channel { "channel" } else { "rule" }, p.message))
+        .collect();
+    let failure = Failure::invalid(errors);
+    if channel {
+        let message = format!(
+            "告警通道配置无效：{}",
+            failure
+                .errors
+                .iter()
+                .find(|e| e.constraint.as_deref() == Some("channel"))
+                .map_or("", |e| e.message.as_str())
+        );
+        Failure { message, ..failure }.with_code("LOG_ALERT_CHANNEL_INVALID")
+    } else {
+        failure
+    }
+}
+
+/// `PUT /api/v1/logs/alerts/config`.
+async fn put_config(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(patch): Json<AlertSettingsPatch>,
+) -> Result<LogOk<Value>, LogError> {
+    let now = state.clock.now_ms();
+    let saved = store(&state)
+        .update_settings(&state.config, &user.user_code, now, |current: &AlertSettings| {
+            let next = current.apply(patch.clone());
+            let problems = next.validate();
+            if problems.is_empty() {
+                Ok(next)
+            } else {
+                Err(problems)
+            }
+        })
+        .await
+        .map_err(|e| Failure::internal(e).with_code("LOG_CONFIG_UPDATE_FAILED"))?
+        .map_err(settings_failure)?;
+    tracing::info!(by = %user.user_code, version = ?saved.version, "alert configuration updated");
+    Ok(LogOk::with_message(config_view(&saved), "告警配置已更新"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestBody {
+    channel: String,
+    message: Option<String>,
+}
+
+/// `POST /api/v1/logs/alerts/test`.
+async fn test_channel(
+    State(state): State<AppState>,
+    Json(body): Json<TestBody>,
+) -> Result<LogOk<Value>, LogError> {
+    let channel: Channel = body
+        .channel
+        .parse()
+        .map_err(|_| Failure::invalid_field("channel", "enum", "channel 只能是 slack、feishu 或 email"))?;
+    let mut v = Validator::new();
+    v.check(
+        body.message.as_ref().is_none_or(|m| m.chars().count() <= 1000),
+        "message",
+        "length",
+        "message 最多 1000 个字符",
+    );
+    v.finish()?;
+    let effective = store(&state)
+        .effective_settings(&state.config)
+        .await
+        .map_err(store_failure)?;
+    let now = state.clock.now_ms();
+    let notice = Notice::test(
+        body.message.as_deref(),
+        &owl_alerts::link_base(&state.config),
+        now,
+    );
+    let notifier = Notifier::direct(NotifierOptions::default()).map_err(Failure::internal)?;
+    match notifier.deliver(channel, &effective.settings, &notice).await {
+        Ok(()) => Ok(LogOk::with_message(
+            json!({ "channel": channel.as_str(), "status": "SUCCESS", "sentAt": format_ms(state.clock.now_ms()) }),
+            "测试告警已发送",
+        )),
+        Err(error) => {
+            // 003 answers a failed test with 500 and the reason in `details`.
+            let failure = Failure {
+                details: Some(json!(error.message)),
+                ..Failure::new(FailureKind::Internal, "告警测试发送失败")
+            };
+            Err(failure.with_code("LOG_ALERT_TEST_FAILED").into())
+        }
+    }
+}
+
+fn mute_json(mute: &Mute) -> Value {
+    json!({
+        "type": mute.alert_type.as_str(),
+        "until": format_ms(mute.until_ms),
+        "reason": mute.reason,
+        "createdBy": mute.created_by,
+        "createdAt": format_ms(mute.created_at),
+    })
+}
+
+/// `GET /api/v1/logs/alerts/mutes`.
+async fn list_mutes(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {
+    let mutes = store(&state)
+        .mutes(state.clock.now_ms())
+        .await
+        .map_err(store_failure)?;
+    Ok(LogOk::new(
+        json!({ "items": mutes.iter().map(mute_json).collect::<Vec<_>>(), "total": mutes.len() }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MuteBody {
+    r#type: String,
+    until: Option<String>,
+    duration_minutes: Option<i64>,
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/logs/alerts/mutes`.
+async fn mute(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<MuteBody>,
+) -> Result<LogOk<Value>, LogError> {
+    let now = state.clock.now_ms();
+    let max_ms = MAX_MUTE_DAYS * 86_400_000;
+    let mut v = Validator::new();
+    let alert_type = match body.r#type.parse::<AlertType>() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            v.error("type", "enum", e.to_string());
+            None
+        }
+    };
+    let until_ms = match (&body.until, body.duration_minutes) {
+        (Some(_), Some(_)) => {
+            v.error("until", "exclusive", "until 与 durationMinutes 只能给出一个");
+            None
+        }
+        (None, None) => {
+            v.error("until", "required", "需要 until（ISO 8601）或 durationMinutes");
+            None
+        }
+        (Some(until), None) => match owl_model::parse_timestamp(until) {
+            Some(at) => Some(at.timestamp_millis()),
+            None => {
+                v.error(
+                    "until",
+                    "format",
+                    "until 需为 ISO 8601 时间，例如 2025-12-07T12:00:00Z",
+                );
+                None
+            }
+        },
+        (None, Some(minutes)) => {
+            v.range("durationMinutes", minutes, 1, MAX_MUTE_DAYS * 1440);
+            Some(now + minutes.clamp(1, MAX_MUTE_DAYS * 1440) * 60_000)
+        }
+    };
+    if let Some(until) = until_ms {
+        v.check(until > now, "until", "range", "until 需晚于当前时间");
+        v.check(
+            until <= now + max_ms,
+            "until",
+            "range",
+            format!("最多静默 {MAX_MUTE_DAYS} 天"),
+        );
+    }
+    let reason = v
+        .optional("reason", body.reason.as_deref(), 500)
+        .unwrap_or_default();
+    v.finish()?;
+    let (Some(alert_type), Some(until_ms)) = (alert_type, until_ms) else {
+        unreachable!("validation reported the missing type or time above")
+    };
+    let mute = Mute {
+        alert_type,
+        until_ms,
+        reason,
+        created_by: user.user_code.clone(),
+        created_at: now,
+    };
+    store(&state).mute(&mute).await.map_err(store_failure)?;
+    tracing::info!(by = %user.user_code, r#type = %alert_type, until = %format_ms(until_ms), "alert type muted");
+    Ok(LogOk::with_message(mute_json(&mute), "告警已静默"))
+}
+
+/// `DELETE /api/v1/logs/alerts/mutes/{type}`.
+async fn unmute(State(state): State<AppState>, Path(name): Path<String>) -> Result<LogOk<Value>, LogError> {
+    let alert_type: AlertType = name
+        .parse()
+        .map_err(|e: owl_alerts::UnknownValue| Failure::invalid_field("type", "enum", e.to_string()))?;
+    let lifted = store(&state)
+        .unmute(alert_type, state.clock.now_ms())
+        .await
+        .map_err(store_failure)?;
+    if !lifted {
+        return Err(Failure::not_found(format!("{alert_type} 未被静默")).into());
+    }
+    Ok(LogOk::with_message(
+        json!({ "type": alert_type.as_str() }),
+        "已取消静默",
+    ))
+}
+
+/// `GET /api/v1/logs/alerts/blocked-ips`.
+async fn list_blocked(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {
+    let blocked = store(&state)
+        .blocked_ips(state.clock.now_ms())
+        .await
+        .map_err(store_failure)?;
+    let items: Vec<Value> = blocked
+        .iter()
+        .map(|b| {
+            json!({
+                "ip": b.ip,
+                "until": format_ms(b.until_ms),
+                "reason": b.reason,
+                "alertId": b.alert_id,
+                "createdAt": format_ms(b.created_at),
+            })
+        })
+        .collect();
+    Ok(LogOk::new(json!({ "items": items, "total": blocked.len() })))
+}
+
+/// `DELETE /api/v1/logs/alerts/blocked-ips/{ip}`.
+async fn unblock(State(state): State<AppState>, Path(ip): Path<String>) -> Result<LogOk<Value>, LogError> {
+    let lifted = store(&state)
+        .unblock_ip(&ip, state.clock.now_ms())
+        .await
+        .map_err(store_failure)?;
+    if !lifted {
+        return Err(Failure::not_found(format!("IP {ip} 未被封禁")).into());
+    }
+    Ok(LogOk::with_message(json!({ "ip": ip }), "已解除封禁"))
+}
+
+/// 000's alert item with the incident's facts.
+fn active_item(alert: &Alert) -> Value {
+    json!({
+        "id": alert.id,
+        "type": alert.alert_type.crm_name(),
+        "severity": alert.severity.crm_name(),
+        "message": alert.message,
+        "created_at": format_ms(alert.created_at),
+        "acknowledged": alert.is_acknowledged(),
+        "status": alert.status.as_str(),
+        "occurrences": alert.occurrences,
+        "last_seen_at": format_ms(alert.last_seen_at),
+        "context": alert.context,
+    })
+}
+
+/// `GET /api/analytics-monitoring/monitoring/alerts/active`.
+async fn active(State(state): State<AppState>, user: AuthUser) -> Result<CrmOk<Value>, CrmError> {
+    let filter = AlertFilter {
+        state: Some(AlertState::Open),
+        regions: user.scope().regions_for(None),
+        ..AlertFilter::default()
+    };
+    let (alerts, total) = store(&state)
+        .list_alerts(&filter, 0, MAX_ACTIVE)
+        .await
+        .map_err(store_failure)?;
+    Ok(CrmOk::new(
+        "获取活跃预警列表成功",
+        json!({ "alerts": alerts.iter().map(active_item).collect::<Vec<_>>(), "total": total }),
+    ))
+}
+
+/// `POST /api/analytics-monitoring/monitoring/alerts/{alert_id}/acknowledge`.
+async fn acknowledge(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(alert_id): Path<uuid::Uuid>,
+) -> Result<CrmOk<bool>, CrmError> {
+    let store = store(&state);
+    let not_found = || Failure::not_found(format!("预警 {alert_id} 不存在"));
+    let alert = store
+        .get_alert(alert_id)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(not_found)?;
+    if let Some(regions) = user.scope().regions {
+        if !alert
+            .region
+            .as_ref()
+            .is_some_and(|r| regions.contains(&crate::scope::normalise_region(r)))
+        {
+            return Err(not_found().into());
+        }
+    }
+    store
+        .acknowledge(alert_id, &user.user_code, state.clock.now_ms())
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(not_found)?;
+    tracing::info!(alert = %alert_id, by = %user.user_code, "alert acknowledged");
+    Ok(CrmOk::new("预警确认成功", true))
+}
+
+/// Blocked IPs and the end of their block, epoch ms.
+type BlockedUntil = Arc<HashMap<String, i64>>;
+
+/// The IPs IP_ANOMALY blocked, cached for [`BLOCKLIST_REFRESH`].
+pub(crate) struct Blocklist {
+    store: AlertStore,
+    clock: crate::clock::Clock,
+    /// When the list was read, and the list.
+    cached: RwLock<(Option<Instant>, BlockedUntil)>,
+    refreshing: AtomicBool,
+}
+
+impl Blocklist {
+    /// A blocklist over the state's database.
+    pub(crate) fn new(state: &AppState) -> Arc<Blocklist> {
+        Arc::new(Blocklist {
+            store: store(state),
+            clock: state.clock.clone(),
+            cached: RwLock::new((None, Arc::new(HashMap::new()))),
+            refreshing: AtomicBool::new(false),
+        })
+    }
+
+    /// Until when `ip` is blocked, if it is.
+    async fn blocked_until(&self, ip: &str) -> Option<i64> {
+        let (loaded, current) = self.cached.read().expect("blocklist lock poisoned").clone();
+        let stale = loaded.is_none_or(|at| at.elapsed() >= BLOCKLIST_REFRESH);
+        // One request refreshes; the others use the list they have meanwhile.
+        let current = if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
+            let now = self.clock.now_ms();
+            let fresh = match self.store.blocked_ips(now).await {
+                Ok(blocked) => Arc::new(
+                    blocked
+                        .into_iter()
+                        .map(|b| (b.ip, b.until_ms))
+                        .collect::<HashMap<_, _>>(),
+                ),
+                Err(error) => {
+                    // Keep serving with the last list: an outage of the store must not lock
+                    // everyone out nor let everyone in for long.
+                    tracing::warn!(%error, "could not read the blocked IPs");
+                    current
+                }
+            };
+            *self.cached.write().expect("blocklist lock poisoned") = (Some(Instant::now()), fresh.clone());
+            self.refreshing.store(false, Ordering::Release);
+            fresh
+        } else {
+            current
+        };
+        current
+            .get(ip)
+            .copied()
+            .filter(|until| *until > self.clock.now_ms())
+    }
+}
+
+fn is_health(path: &str) -> bool {
+    matches!(path, "/health" | "/api/health" | "/health/detailed")
+}
+
+/// Refuses requests from blocked IPs (429, `Retry-After`, code `IP_BLOCKED`, in the envelope of
+/// the path's family).
+pub(crate) async fn refuse_blocked(
+    State(list): State<Arc<Blocklist>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if is_health(path) {
+        return next.run(request).await;
+    }
+    let ip = ClientIp::of(request.extensions());
+    if let Some(until) = list.blocked_until(&ip).await {
+        let retry_after_s = u64::try_from((until - list.clock.now_ms()).div_euclid(1000) + 1).unwrap_or(1);
+        tracing::debug!(%ip, path, "request from a blocked IP refused");
+        let failure = Failure::too_many_requests(
+            format!("IP {ip} 因请求异常已被临时封禁，请于 {} 后重试", format_ms(until)),
+            retry_after_s,
+        );
+        return failure.with_code("IP_BLOCKED").render(Family::for_path(path));
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_problems_use_003s_channel_code() {
+        let problems = vec![
+            SettingsProblem {
+                field: "slowRequest.thresholdMs".into(),
+                message: "bad".into(),
+                channel: false,
+            },
+            SettingsProblem {
+                field: "notifications.slack.webhookUrl".into(),
+                message: "Slack webhook URL 未配置".into(),
+                channel: true,
+            },
+        ];
+        let failure = settings_failure(problems);
+        assert_eq!(failure.code(), "LOG_ALERT_CHANNEL_INVALID");
+        assert_eq!(failure.message, "告警通道配置无效：Slack webhook URL 未配置");
+        assert_eq!(failure.errors.len(), 2);
+        let rules_only = settings_failure(vec![SettingsProblem {
+            field: "cpu.thresholdPercent".into(),
+            message: "bad".into(),
+            channel: false,
+        }]);
+        assert_eq!(rules_only.code(), "LOG_QUERY_INVALID_PARAMS");
+    }
+
+    #[test]
+    fn health_paths_stay_open() {
+        assert!(is_health("/health") && is_health("/health/detailed"));
+        assert!(!is_health("/api/v1/logs/query"));
+    }
+}

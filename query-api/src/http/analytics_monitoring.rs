@@ -1,0 +1,509 @@
+//! 000's analytics and monitoring (`/api/analytics-monitoring/analytics/*` and
+//! `/api/analytics-monitoring/monitoring/{health,metrics}/*`), in 000's `{code, message, data}`
+//! envelope. The figures are defined in `crm::figures` and `crm::monitoring`.
+//!
+//! - Analytics need `analytics:read` and read only the caller's organization scope; every answer is
+//!   cached ([`AnalyticsCache`]), and says so in `X-Cache` (`HIT`, `MISS`, `BYPASS`).
+//! - Monitoring needs `monitoring:read`; it is not cached. Heartbeats, error rates and agent
+//!   samples follow the caller's region scope: a region-limited user sees only agents and hosts of
+//!   their regions (a host outside them is answered like a host never seen).
+//! - Invalid parameters answer `{code: 400, message, data: null}` with the parameter and the
+//!   accepted values in the message.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Routes;
+use super::extract::{AuthUser, Query};
+use super::organizations::org_scope;
+use crate::crm::monitoring::{self, SystemFigures};
+use crate::crm::period::{Period, PeriodError, Window, parse_optional_date};
+use crate::crm::{AnalyticsCache, CacheStatus, CrmStore, CrmStoreError, OrgScope};
+use crate::envelope::{CrmError, CrmOk, Failure, FailureKind, Family};
+use crate::permissions::{Access, Permission};
+use crate::state::AppState;
+
+/// The routes.
+pub(crate) fn routes() -> Routes {
+    let read = Access::perm(Permission::AnalyticsRead);
+    let monitor = Access::perm(Permission::MonitoringRead);
+    Routes::new(Family::Crm, "analytics")
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/analytics/customers/summary",
+            read,
+            customers_summary,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/analytics/customers/trend",
+            read,
+            customers_trend,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/analytics/orders/summary",
+            read,
+            orders_summary,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/analytics/orders/revenue",
+            read,
+            orders_revenue,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/analytics/service-records/statistics",
+            read,
+            service_statistics,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/analytics/users/activity",
+            read,
+            users_activity,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/analytics/organizations/summary",
+            read,
+            organizations_summary,
+        )
+        .resource("monitoring")
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/monitoring/health/services",
+            monitor,
+            services_health,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/monitoring/health/database",
+            monitor,
+            database_health,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/monitoring/metrics/system",
+            monitor,
+            system_metrics,
+        )
+        .route(
+            Method::GET,
+            "/api/analytics-monitoring/monitoring/metrics/database",
+            monitor,
+            database_metrics,
+        )
+}
+
+/// The router of these endpoints.
+pub fn router() -> Router<AppState> {
+    routes().into_router()
+}
+
+/// A 400 in 000's shape, `{code: 400, message, data: null}`.
+fn bad_parameter(field: &str, message: impl Into<String>) -> Failure {
+    let mut failure = Failure::new(FailureKind::Invalid, message);
+    failure.field = Some(field.to_string());
+    failure
+}
+
+impl From<PeriodError> for Failure {
+    fn from(error: PeriodError) -> Failure {
+        bad_parameter(error.field(), error.to_string())
+    }
+}
+
+/// A JSON body written as is, with the cache outcome in `X-Cache`.
+pub(crate) fn json_body(body: String, cache: CacheStatus) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("x-cache", HeaderValue::from_static(cache.header_value()));
+    response
+}
+
+/// Serialises a figure (cannot fail: the figures are plain data).
+pub(crate) fn to_json_text(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("analytics figures serialise to JSON")
+}
+
+/// Answers an analytics figure through the cache: `compute` runs only on a miss, with the store and
+/// the caller's scope.
+async fn cached<T, F, Fut>(
+    state: &AppState,
+    endpoint: &str,
+    params: Value,
+    scope: &OrgScope,
+    message: &str,
+    compute: F,
+) -> Result<Response, CrmError>
+where
+    T: Serialize,
+    F: FnOnce(CrmStore, OrgScope) -> Fut,
+    Fut: Future<Output = Result<T, CrmStoreError>>,
+{
+    let key = AnalyticsCache::key(&format!("000:{endpoint}"), &params, scope);
+    let (data, status) = AnalyticsCache::of(state)
+        .get_or_compute(&key, || async {
+            let store = CrmStore::of(state).await?;
+            Ok(to_json_text(&compute(store, scope.clone()).await?))
+        })
+        .await?;
+    let body = format!(
+        r#"{{"code":200,"message":{},"data":{data}}}"#,
+        to_json_text(&message)
+    );
+    Ok(json_body(body, status))
+}
+
+fn currency(state: &AppState) -> String {
+    state.config.query_api.crm_currency_code.clone()
+}
+
+/// `GET .../analytics/customers/summary`.
+async fn customers_summary(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
+    let scope = org_scope(&state, &user).await?;
+    let now = state.clock.now_ms();
+    cached(
+        &state,
+        "customers/summary",
+        json!({}),
+        &scope,
+        "获取客户统计摘要成功",
+        |store, scope| async move { store.customers_summary(&scope, now).await },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct PeriodParams {
+    period: Option<String>,
+    start_date: Option<String>,
+    end_date: Option<String>,
+}
+
+impl PeriodParams {
+    /// The period and window: the period's default window ending today unless dates are given.
+    fn resolve(&self, default: Period, today: chrono::NaiveDate) -> Result<(Period, Window), Failure> {
+        let period = Period::parse("period", self.period.as_deref(), default)?;
+        let start = parse_optional_date("start_date", self.start_date.as_deref())?;
+        let end = parse_optional_date("end_date", self.end_date.as_deref())?;
+        let window = Window::from_params(start, end, period.default_window(today))?;
+        Ok((period, window))
+    }
+}
+
+fn window_params(period: Period, window: &Window) -> Value {
+    json!({ "period": period.name(), "start_date": window.first.to_string(), "end_date": window.last.to_string() })
+}
+
+/// `GET .../analytics/customers/trend?period=day|week|month` (default `day`).
+async fn customers_trend(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(params): Query<PeriodParams>,
+) -> Result<Response, CrmError> {
+    let (period, window) = params.resolve(Period::Day, state.clock.now().date_naive())?;
+    let buckets = window.buckets(period).map_err(Failure::from)?;
+    let scope = org_scope(&state, &user).await?;
+    cached(
+        &state,
+        "customers/trend",
+        window_params(period, &window),
+        &scope,
+        "获取客户增长趋势成功",
+        |store, scope| async move { store.customers_trend(&scope, &window, &buckets).await },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeParams {
+    start_date: Option<String>,
+    end_date: Option<String>,
+}
+
+/// `GET .../analytics/orders/summary?start_date=&end_date=` (both optional, `YYYY-MM-DD`, UTC days,
+/// both included).
+async fn orders_summary(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(params): Query<RangeParams>,
+) -> Result<Response, CrmError> {
+    let start = parse_optional_date("start_date", params.start_date.as_deref())?;
+    let end = parse_optional_date("end_date", params.end_date.as_deref())?;
+    if let (Some(start), Some(end)) = (start, end) {
+        if start > end {
+            return Err(Failure::from(PeriodError::Reversed { start, end }).into());
+        }
+    }
+    let start_ms = start.map(crate::crm::period::date_ms);
+    let end_ms = end.map(|end| crate::crm::period::date_ms(end + chrono::Days::new(1)));
+    let scope = org_scope(&state, &user).await?;
+    let currency = currency(&state);
+    let params = json!({
+        "start_date": start.map(|d| d.to_string()),
+        "end_date": end.map(|d| d.to_string()),
+        "currency": currency,
+    });
+    cached(
+        &state,
+        "orders/summary",
+        params,
+        &scope,
+        "获取订单统计摘要成功",
+        |store, scope| async move { store.orders_summary(&scope, start_ms, end_ms, &currency).await },
+    )
+    .await
+}
+
+/// `GET .../analytics/orders/revenue?period=day|week|month` (default `month`).
+async fn orders_revenue(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(params): Query<PeriodParams>,
+) -> Result<Response, CrmError> {
+    let (period, window) = params.resolve(Period::Month, state.clock.now().date_naive())?;
+    let buckets = window.buckets(period).map_err(Failure::from)?;
+    let scope = org_scope(&state, &user).await?;
+    let currency = currency(&state);
+    let mut key = window_params(period, &window);
+    key["currency"] = json!(currency);
+    cached(
+        &state,
+        "orders/revenue",
+        key,
+        &scope,
+        "获取收入统计成功",
+        |store, scope| async move { store.orders_revenue(&scope, &window, &buckets, &currency).await },
+    )
+    .await
+}
+
+/// `GET .../analytics/service-records/statistics`.
+async fn service_statistics(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
+    let scope = org_scope(&state, &user).await?;
+    cached(
+        &state,
+        "service-records/statistics",
+        json!({}),
+        &scope,
+        "获取服务记录统计成功",
+        |store, scope| async move { store.service_statistics(&scope).await },
+    )
+    .await
+}
+
+/// `GET .../analytics/users/activity`.
+async fn users_activity(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
+    let scope = org_scope(&state, &user).await?;
+    let now = state.clock.now_ms();
+    cached(
+        &state,
+        "users/activity",
+        json!({}),
+        &scope,
+        "获取用户活跃度统计成功",
+        |store, scope| async move { store.user_activity(&scope, now).await },
+    )
+    .await
+}
+
+/// `GET .../analytics/organizations/summary`.
+async fn organizations_summary(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
+    let scope = org_scope(&state, &user).await?;
+    cached(
+        &state,
+        "organizations/summary",
+        json!({}),
+        &scope,
+        "获取组织统计摘要成功",
+        |store, scope| async move { store.organizations_summary(&scope).await },
+    )
+    .await
+}
+
+/// The regions the caller may see (`None`: all).
+fn allowed_regions(user: &AuthUser) -> Option<Vec<String>> {
+    user.scope().regions_for(None)
+}
+
+fn region_allowed(allowed: &Option<Vec<String>>, region: Option<&str>) -> bool {
+    match allowed {
+        None => true,
+        Some(regions) => region.is_some_and(|r| regions.contains(&crate::scope::normalise_region(r))),
+    }
+}
+
+/// Runs blocking index work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Failure::internal(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+/// `GET .../monitoring/health/services`.
+async fn services_health(State(state): State<AppState>, user: AuthUser) -> Result<CrmOk<Value>, CrmError> {
+    let allowed = allowed_regions(&user);
+    let now = state.clock.now();
+    let index = state.index.clone();
+    let health = blocking(move || {
+        let heartbeats: Vec<_> = index
+            .metrics()
+            .latest_heartbeats()
+            .map_err(Failure::internal)?
+            .into_iter()
+            .filter(|h| region_allowed(&allowed, h.region.as_deref()))
+            .collect();
+        let services: Vec<String> = heartbeats
+            .iter()
+            .flat_map(|h| h.services.iter().cloned())
+            .collect();
+        let (mut records, mut errors) = (BTreeMap::new(), BTreeMap::new());
+        if !services.is_empty() {
+            let window = chrono::Duration::from_std(monitoring::ERROR_WINDOW).expect("five minutes fit");
+            let mut filter = owl_index::LogFilter::between(now - window, now);
+            filter.services = services;
+            filter.regions = allowed.clone().unwrap_or_default();
+            let request = owl_index::StatsRequest {
+                filter: filter.clone(),
+                ..Default::default()
+            };
+            records = index.stats(&request).map_err(Failure::internal)?.by_service;
+            filter.has_error = Some(true);
+            let request = owl_index::StatsRequest {
+                filter,
+                ..Default::default()
+            };
+            errors = index.stats(&request).map_err(Failure::internal)?.by_service;
+        }
+        Ok((heartbeats, records, errors))
+    })
+    .await?;
+    let (heartbeats, records, errors) = health;
+    let interval = Duration::from_secs(state.config.agent.heartbeat_interval_s);
+    Ok(CrmOk::new(
+        "获取服务健康状态成功",
+        monitoring::services_health(&heartbeats, &records, &errors, now, interval),
+    ))
+}
+
+/// `GET .../monitoring/health/database`: the CRM database.
+async fn database_health(State(state): State<AppState>) -> Result<CrmOk<Value>, CrmError> {
+    let store = CrmStore::of(&state).await;
+    let body = monitoring::database_health(store.as_ref(), state.config.storage.max_connections).await;
+    Ok(CrmOk::new("获取数据库健康状态成功", body))
+}
+
+/// `GET .../monitoring/metrics/database`: the CRM database server's counts.
+async fn database_metrics(State(state): State<AppState>) -> Result<CrmOk<Value>, CrmError> {
+    let store = CrmStore::of(&state).await?;
+    let counts = store.database_counts().await?;
+    Ok(CrmOk::new(
+        "获取数据库指标成功",
+        json!({
+            "connection_count": counts.connection_count,
+            "query_count": counts.query_count,
+            "slow_query_count": counts.slow_query_count,
+            "timestamp": monitoring::format_time(state.clock.now()),
+            "backend": store.backend().name(),
+            "source": counts.source,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct HostParams {
+    host: Option<String>,
+}
+
+/// An agent sample older than this is not "latest" for the query API's own host, which is then
+/// sampled directly.
+const OWN_SAMPLE_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// `GET .../monitoring/metrics/system?host=` (default: the query API's own host).
+async fn system_metrics(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(params): Query<HostParams>,
+) -> Result<CrmOk<SystemFigures>, CrmError> {
+    let own = monitoring::own_host(&state.config);
+    let host = params
+        .host
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .unwrap_or(&own)
+        .to_string();
+    if host.chars().count() > 255 {
+        return Err(bad_parameter("host", "host 最多 255 个字符").into());
+    }
+    let allowed = allowed_regions(&user);
+    let now = state.clock.now();
+    let index = state.index.clone();
+    let is_own = host == own;
+    let figures = blocking(move || {
+        let store = index.metrics();
+        let sample = store.latest_metrics(&host).map_err(Failure::internal)?;
+        match sample {
+            Some(sample) if region_allowed(&allowed, sample.region.as_deref()) => {
+                if !is_own || now - sample.timestamp <= OWN_SAMPLE_MAX_AGE {
+                    return Ok(SystemFigures::from_sample(&sample));
+                }
+            }
+            Some(_) => return Err(Failure::not_found(format!("主机 {host} 不存在或从未上报数据"))),
+            None if is_own => {}
+            None => {
+                let heard_of = store.hosts().map_err(Failure::internal)?.contains(&host);
+                let message = if heard_of {
+                    format!("主机 {host} 没有上报系统指标")
+                } else {
+                    format!("主机 {host} 不存在或从未上报数据")
+                };
+                return Err(Failure::not_found(message));
+            }
+        }
+        monitoring::sample_local_host(&host, now)
+            .map_err(|e| Failure::unavailable("无法读取本机系统指标", anyhow::anyhow!("sysinfo: {e}")))
+    })
+    .await?;
+    Ok(CrmOk::new("获取系统指标成功", figures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_lives_under_the_000_prefix() {
+        let table = routes();
+        let specs: Vec<_> = table.specs().collect();
+        assert_eq!(specs.len(), 11);
+        for spec in specs {
+            assert!(
+                spec.path.starts_with("/api/analytics-monitoring/"),
+                "{}",
+                spec.path
+            );
+            assert_eq!(spec.family, Family::Crm);
+            let expected = if spec.path.contains("/monitoring/") {
+                Permission::MonitoringRead
+            } else {
+                Permission::AnalyticsRead
+            };
+            assert_eq!(spec.access, Access::perm(expected), "{}", spec.path);
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Extractors whose rejections answer in the family of the matched route, with field-level detail:
+//! [`Json`], [`Query`], [`Path`], and the signed-in user [`AuthUser`] (required) or
+//! `Option<AuthUser>` (explicitly optional).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{
+    ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts, RawPathParams, Request,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::auth::Principal;
+use crate::envelope::{Failure, FailureKind, FieldError};
+
+/// What the authentication middleware found in `Authorization`.
+#[derive(Debug, Clone)]
+pub(crate) enum Authn {
+    /// A valid access token of an enabled user.
+    User(Arc<Principal>),
+    /// A token was presented and refused.
+    Rejected {
+        /// Unauthorized, or Unavailable/Internal when a dependency failed while checking it.
+        kind: FailureKind,
+        /// What to tell the client.
+        message: String,
+    },
+}
+
+impl Authn {
+    /// The principal, or the failure a protected route answers.
+    pub(crate) fn principal(authn: Option<&Authn>) -> Result<Arc<Principal>, Failure> {
+        match authn {
+            Some(Authn::User(principal)) => Ok(principal.clone()),
+            Some(Authn::Rejected { kind, message }) => Err(Failure::new(*kind, message.clone())),
+            None => Err(Failure::unauthorized("未认证：缺少 Bearer 令牌")),
+        }
+    }
+}
+
+/// The bearer token of a request, if the header has one.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The signed-in user; a route without one answers 401.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Arc<Principal>);
+
+impl std::ops::Deref for AuthUser {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Failure> {
+        Authn::principal(parts.extensions.get::<Authn>()).map(AuthUser)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthUser {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Failure> {
+        match parts.extensions.get::<Authn>() {
+            Some(Authn::User(principal)) => Ok(Some(AuthUser(principal.clone()))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The client's address as the socket saw it (`unknown` without connection info, e.g. in
+/// `oneshot` tests). Forwarded headers are not trusted: a proxy in front should be configured to
+/// pass the connection through or this becomes the proxy's address.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+impl ClientIp {
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> String {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(ClientIp::of(&parts.extensions)))
+    }
+}
+
+/// A JSON body, deserialised with the path of the offending field in errors.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        // Clients that send no content type at all still mean JSON here.
+        None => true,
+        Some(value) => {
+            let mime = value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        }
+    }
+}
+
+/// Deserialises JSON, naming the field at fault.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.inner().to_string();
+        Failure::invalid(vec![field_error(&path, &message, "body")])
+    })
+}
+
+/// A field error from a serde message, turning `missing field `x`` into a `required` error on `x`.
+fn field_error(path: &str, message: &str, whole: &str) -> FieldError {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    // serde_path_to_error writes `.` for the root and `?` where the position is unknown.
+    let known = path.trim_end_matches('?').trim_end_matches('.');
+    let base = if known.is_empty() {
+        String::new()
+    } else {
+        known.to_string()
+    };
+    match missing {
+        Some(name) => {
+            let field = if base.is_empty() {
+                name.to_string()
+            } else {
+                format!("{base}.{name}")
+            };
+            FieldError::new(field.clone(), "required", format!("缺少必填字段 {field}"))
+        }
+        None => {
+            let field = if base.is_empty() { whole.to_string() } else { base };
+            let detail = message.split(" at line ").next().unwrap_or(message);
+            FieldError::new(field.clone(), "type", format!("{field} 格式错误：{detail}"))
+        }
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Failure;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Failure> {
+        if !is_json(request.headers()) {
+            return Err(Failure::invalid_field(
+                "body",
+                "content_type",
+                "请求体必须是 JSON（Content-Type: application/json）",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Failure::new(FailureKind::PayloadTooLarge, "请求体过大")
+            } else {
+                Failure::invalid_field(
+                    "body",
+                    "read",
+                    format!("无法读取请求体：{}", rejection.body_text()),
+                )
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Query parameters, deserialised with the parameter at fault in errors.
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Failure> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
+        serde_path_to_error::deserialize(deserializer)
+            .map(Query)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let message = error.inner().to_string();
+                Failure::invalid(vec![field_error(&path, &message, "query")])
+            })
+    }
+}
+
+fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.as_bytes())
+}
+
+/// Path parameters; a malformed one (`/api/users/abc`) is a field error on that parameter.
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Failure> {
+        match <axum::extract::Path<T> as FromRequestParts<S>>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                use axum::extract::path::ErrorKind;
+                let field = match error.kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::DeserializeError { key, .. }
+                    | ErrorKind::InvalidUtf8InPathParam { key } => key.clone(),
+                    // A single parameter is parsed without its name: look it up.
+                    _ => match RawPathParams::from_request_parts(parts, state).await {
+                        Ok(params) if params.iter().count() == 1 => params
+                            .iter()
+                            .next()
+                            .map_or_else(|| "path".to_string(), |(key, _)| key.to_string()),
+                        _ => "path".to_string(),
+                    },
+                };
+                Err(Failure::invalid_field(
+                    &field,
+                    "format",
+                    format!("路径参数 {field} 格式错误"),
+                ))
+            }
+            Err(other) => Err(Failure::internal(anyhow::anyhow!(
+                "path extraction: {}",
+                other.body_text()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        user_code: String,
+        role_id: i64,
+        regions: Option<Vec<String>>,
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let missing = parse_json::<Body>(br#"{"role_id": 3}"#).unwrap_err();
+        assert_eq!(missing.errors[0].field, "user_code");
+        assert_eq!(missing.errors[0].constraint.as_deref(), Some("required"));
+        let wrong = parse_json::<Body>(br#"{"user_code": "a", "role_id": "three"}"#).unwrap_err();
+        assert_eq!(wrong.errors[0].field, "role_id");
+        let nested =
+            parse_json::<Body>(br#"{"user_code": "a", "role_id": 1, "regions": ["CN", 2]}"#).unwrap_err();
+        assert_eq!(nested.errors[0].field, "regions[1]");
+        let broken = parse_json::<Body>(b"{not json").unwrap_err();
+        assert_eq!(broken.errors[0].field, "body");
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
+        assert_eq!(bearer_token(&headers), None);
+    }
+}

@@ -1,0 +1,235 @@
+//! `GET /api/v1/logs/export`: the records of a `/query` filter as CSV or NDJSON, streamed.
+//!
+//! Pages of [`EXPORT_PAGE`] records are read by timestamp with a keyset cursor (the last timestamp
+//! written, plus the ids already written at exactly that timestamp), not by offset: each page costs
+//! the same however deep the export is, and the index's paging depth limit does not apply. Memory
+//! stays at one page; a client that stops reading stops the export (the channel closes). At most
+//! `query_api.export_max_rows` records are written.
+
+use std::collections::HashSet;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use owl_index::{Index, LogFilter, SearchRequest, SortBy, SortOrder};
+use owl_model::LogRecord;
+
+/// Records read per page.
+pub(crate) const EXPORT_PAGE: usize = 1000;
+
+/// The file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON record per line (003's LogItem).
+    Ndjson,
+}
+
+const CSV_COLUMNS: &[&str] = &[
+    "id",
+    "@timestamp",
+    "level",
+    "service",
+    "region",
+    "environment",
+    "host",
+    "message",
+    "trace_id",
+    "span_id",
+    "request_id",
+    "method",
+    "url",
+    "status_code",
+    "duration_ms",
+    "user_id",
+    "user_name",
+    "client_ip",
+    "error_type",
+    "error_code",
+    "error_message",
+];
+
+/// A CSV cell: quoted when needed; a leading `=`, `+`, `-` or `@` (a formula to a spreadsheet) is
+/// prefixed with `'`.
+fn cell(text: &str) -> String {
+    let guarded = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+fn csv_row(record: &LogRecord) -> String {
+    let http = record.http.as_ref();
+    let user = record.user.as_ref();
+    let error = record.error.as_ref();
+    let trace = record.trace.as_ref();
+    let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+    let cells = [
+        record.id.clone(),
+        owl_model::format_timestamp(&record.timestamp),
+        record.level.as_str().to_string(),
+        record.service.name.clone(),
+        text(record.service.region.as_deref()),
+        text(record.environment.as_deref()),
+        text(record.host.as_deref()),
+        record.message.clone(),
+        text(record.trace_id()),
+        text(trace.and_then(|t| t.span_id.as_deref())),
+        text(http.and_then(|h| h.request_id.as_deref())),
+        text(http.and_then(|h| h.method.as_deref())),
+        text(http.and_then(|h| h.url.as_deref())),
+        record.status_code().map(|s| s.to_string()).unwrap_or_default(),
+        record.duration_ms().map(|d| d.to_string()).unwrap_or_default(),
+        text(user.and_then(|u| u.id.as_deref())),
+        text(user.and_then(|u| u.name.as_deref())),
+        text(record.client.as_ref().and_then(|c| c.ip.as_deref())),
+        text(error.and_then(|e| e.error_type.as_deref())),
+        text(error.and_then(|e| e.code.as_deref())),
+        text(error.and_then(|e| e.message.as_deref())),
+    ];
+    let mut line = cells.iter().map(|c| cell(c)).collect::<Vec<_>>().join(",");
+    line.push_str("\r\n");
+    line
+}
+
+/// The millisecond a timestamp falls in. Stored records come back at millisecond precision while
+/// the index orders by microsecond, so the cursor works in whole milliseconds: the next page starts
+/// (or ends) with the cursor's whole millisecond and skips the ids already written in it.
+fn millisecond_of(at: &DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(*at)
+}
+
+/// One page after the cursor, in order.
+fn page(
+    index: &Index,
+    base: &LogFilter,
+    order: SortOrder,
+    cursor: Option<DateTime<Utc>>,
+    seen: &HashSet<String>,
+) -> owl_index::Result<Vec<LogRecord>> {
+    let mut filter = base.clone();
+    if let Some(cursor) = cursor {
+        match order {
+            SortOrder::Desc => {
+                let end = cursor + Duration::milliseconds(1);
+                filter.end = Some(base.end.map_or(end, |e| e.min(end)));
+            }
+            SortOrder::Asc => filter.start = Some(base.start.map_or(cursor, |s| s.max(cursor))),
+        }
+    }
+    let request = SearchRequest {
+        filter,
+        sort_by: SortBy::Timestamp,
+        order,
+        offset: 0,
+        limit: EXPORT_PAGE + seen.len(),
+    };
+    let found = index.search(&request)?;
+    Ok(found.hits.into_iter().filter(|r| !seen.contains(&r.id)).collect())
+}
+
+/// Streams the export; `total` is the number of matching records (the `X-Total-Count` header).
+pub(crate) fn respond(
+    index: Index,
+    filter: LogFilter,
+    order: SortOrder,
+    format: Format,
+    max_rows: usize,
+    total: u64,
+) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        if format == Format::Csv {
+            let header = format!("{}\r\n", CSV_COLUMNS.join(","));
+            if sender.send(Ok(Bytes::from(header))).await.is_err() {
+                return;
+            }
+        }
+        let mut written = 0usize;
+        let mut cursor: Option<DateTime<Utc>> = None;
+        let mut seen: HashSet<String> = HashSet::new();
+        while written < max_rows {
+            let (index, filter, at, known) = (index.clone(), filter.clone(), cursor, seen.clone());
+            let fetched = tokio::task::spawn_blocking(move || page(&index, &filter, order, at, &known)).await;
+            let records = match fetched {
+                Ok(Ok(records)) => records,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, written, "log export failed midway");
+                    let _ = sender.send(Err(std::io::Error::other(error.to_string()))).await;
+                    return;
+                }
+                Err(error) => {
+                    tracing::error!(%error, written, "log export task failed midway");
+                    let _ = sender.send(Err(std::io::Error::other(error.to_string()))).await;
+                    return;
+                }
+            };
+            if records.is_empty() {
+                break;
+            }
+            let take = records.len().min(max_rows - written);
+            let mut chunk = String::new();
+            for record in &records[..take] {
+                match format {
+                    Format::Csv => chunk.push_str(&csv_row(record)),
+                    Format::Ndjson => {
+                        chunk.push_str(&serde_json::to_string(record).unwrap_or_default());
+                        chunk.push('\n');
+                    }
+                }
+                let at = millisecond_of(&record.timestamp);
+                if cursor != Some(at) {
+                    cursor = Some(at);
+                    seen.clear();
+                }
+                seen.insert(record.id.clone());
+            }
+            written += take;
+            if sender.send(Ok(Bytes::from(chunk))).await.is_err() {
+                tracing::debug!(written, "log export client went away");
+                return;
+            }
+        }
+        tracing::debug!(written, "log export finished");
+    });
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    let (content_type, extension) = match format {
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+    };
+    let name = format!("owl-logs-{}.{extension}", Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert("x-total-count", HeaderValue::from(total));
+    headers.insert("x-export-rows", HeaderValue::from(total.min(max_rows as u64)));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_guarded() {
+        assert_eq!(cell("plain"), "plain");
+        assert_eq!(cell("a,b"), "\"a,b\"");
+        assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(cell("=SUM(A1)"), "'=SUM(A1)");
+        assert_eq!(cell("-1,2"), "\"'-1,2\"");
+    }
+}

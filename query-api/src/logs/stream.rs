@@ -1,0 +1,173 @@
+//! `GET /api/v1/logs/stream`: a live tail of the records matching the filters of `/query`, as
+//! Server-Sent Events.
+//!
+//! The index has no push hook, so the stream polls it every [`POLL`] for matching records in a
+//! window reaching [`GRACE`] back from the newest record delivered (or from the connection time),
+//! newest first, and sends those not sent yet, oldest first. The grace window catches records that
+//! arrive late (an agent that ships a few seconds behind another); the set of sent ids, pruned to
+//! the window, keeps each record to one event. More than [`BATCH`] new matches in one poll is a
+//! firehose nobody reads: the newest are sent and an `overflow` event says how many were skipped.
+//!
+//! Events: `ready` once subscribed (`{"since": ...}`), `log` per record (id = record id, data =
+//! 003's LogItem), `overflow` (`{"skipped": n}`), and a `keep-alive` comment every 15 s. The stream
+//! ends when the client disconnects (the response body is dropped, and the poll with it) or when
+//! the server shuts down ([`StreamShutdown`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use owl_index::{Index, LogFilter, SearchRequest, SortBy, SortOrder};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::render::log_item;
+use crate::clock::Clock;
+
+/// How often the index is asked for new records.
+pub(crate) const POLL: Duration = Duration::from_millis(500);
+/// How far behind the newest delivered record late arrivals are still picked up.
+pub(crate) const GRACE: chrono::Duration = chrono::Duration::seconds(5);
+/// Most records sent per poll.
+pub(crate) const BATCH: usize = 500;
+/// Interval of keep-alive comments.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The server's shutdown signal, put in the request extensions by [`crate::run`] so live streams
+/// end when the server stops (a graceful shutdown otherwise waits for them forever).
+#[derive(Debug, Clone)]
+pub struct StreamShutdown(pub CancellationToken);
+
+/// The shutdown signal of the request, if the server set one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShutdownSignal(pub Option<CancellationToken>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ShutdownSignal {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(ShutdownSignal(
+            parts.extensions.get::<StreamShutdown>().map(|s| s.0.clone()),
+        ))
+    }
+}
+
+struct Tail {
+    index: Index,
+    /// `None`: the caller's scope excludes everything; only keep-alives are sent.
+    filter: Option<LogFilter>,
+    connected_at: DateTime<Utc>,
+    newest: DateTime<Utc>,
+    /// Nothing older is looked at again (moved up after an overflow).
+    floor: DateTime<Utc>,
+    sent: HashMap<String, DateTime<Utc>>,
+    queue: VecDeque<Event>,
+    shutdown: CancellationToken,
+    greeted: bool,
+}
+
+impl Tail {
+    async fn poll(&mut self) {
+        let Some(base) = &self.filter else { return };
+        let window_start = (self.connected_at.max(self.newest) - GRACE).max(self.floor);
+        let filter = LogFilter {
+            start: Some(window_start),
+            end: None,
+            ..base.clone()
+        };
+        let request = SearchRequest {
+            filter,
+            sort_by: SortBy::Timestamp,
+            order: SortOrder::Desc,
+            offset: 0,
+            limit: BATCH,
+        };
+        let index = self.index.clone();
+        let found = match tokio::task::spawn_blocking(move || index.search(&request)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "live tail search failed; retrying at the next poll");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "live tail search task failed; retrying at the next poll");
+                return;
+            }
+        };
+        let complete = found.total as usize <= found.hits.len();
+        let oldest = found.hits.last().map(|r| r.timestamp);
+        for record in found.hits.into_iter().rev() {
+            if self.sent.contains_key(&record.id) {
+                continue;
+            }
+            self.newest = self.newest.max(record.timestamp);
+            self.sent.insert(record.id.clone(), record.timestamp);
+            let data = log_item(&record).to_string();
+            self.queue
+                .push_back(Event::default().event("log").id(record.id).data(data));
+        }
+        if !complete {
+            let delivered = self.sent.values().filter(|at| **at >= window_start).count() as u64;
+            let skipped = found.total.saturating_sub(delivered);
+            if skipped > 0 {
+                self.queue.push_back(
+                    Event::default()
+                        .event("overflow")
+                        .data(json!({ "skipped": skipped }).to_string()),
+                );
+            }
+            if let Some(oldest) = oldest {
+                self.floor = self.floor.max(oldest);
+            }
+        }
+        let keep_from = (self.connected_at.max(self.newest) - GRACE).max(self.floor);
+        self.sent.retain(|_, at| *at >= keep_from);
+    }
+}
+
+/// The SSE response.
+pub(crate) fn respond(
+    index: Index,
+    filter: Option<LogFilter>,
+    clock: Clock,
+    shutdown: Option<CancellationToken>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let connected_at = clock.now();
+    let tail = Tail {
+        index,
+        filter,
+        connected_at,
+        newest: connected_at,
+        floor: DateTime::<Utc>::MIN_UTC,
+        sent: HashMap::new(),
+        queue: VecDeque::new(),
+        shutdown: shutdown.unwrap_or_default(),
+        greeted: false,
+    };
+    let stream = futures::stream::unfold(tail, |mut tail| async move {
+        loop {
+            if !tail.greeted {
+                tail.greeted = true;
+                let since = owl_model::format_timestamp(&(tail.connected_at - GRACE));
+                let ready = Event::default()
+                    .event("ready")
+                    .data(json!({ "since": since }).to_string());
+                return Some((Ok(ready), tail));
+            }
+            if let Some(event) = tail.queue.pop_front() {
+                return Some((Ok(event), tail));
+            }
+            tokio::select! {
+                () = tail.shutdown.cancelled() => return None,
+                () = tokio::time::sleep(POLL) => {}
+            }
+            tail.poll().await;
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+}

@@ -1,0 +1,94 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use owl_config::Config;
+use owl_model::{Masker, MaskingRules};
+
+use crate::auth::{Auth, load_or_create_secret};
+use crate::clock::Clock;
+use crate::db::Database;
+use crate::kv::{KvStore, MemoryKv, RedisKv};
+
+/// Knobs that are not configuration: what tests replace.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The time source (a manual clock in tests).
+    pub clock: Clock,
+}
+
+/// The state behind every route: the SQL store, the shared key-value store (cache, token
+/// families, revocations, login counters), config, the log index, sign-in and the audit masker.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The loaded configuration.
+    pub config: Arc<Config>,
+    /// Users, organizations, roles, audit log.
+    pub db: Database,
+    /// Redis or the in-process store.
+    pub kv: Arc<dyn KvStore>,
+    /// The log index (read side).
+    pub index: owl_index::Index,
+    /// Sign-in and tokens.
+    pub auth: Auth,
+    /// The time source.
+    pub clock: Clock,
+    /// Filters secrets out of audited parameters: the configured masking rules, always enabled.
+    pub audit_masker: Arc<Masker>,
+    /// When the state was built (uptime in detailed health).
+    pub started_at: Instant,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("database", &self.db.backend())
+            .field("kv", &self.kv.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Builds the state over an already migrated database.
+    pub async fn new(
+        config: Config,
+        db: Database,
+        index: owl_index::Index,
+        options: Options,
+    ) -> anyhow::Result<AppState> {
+        let redis_url = config.storage.redis_url.expose();
+        let kv: Arc<dyn KvStore> = if redis_url.is_empty() {
+            Arc::new(MemoryKv::new(&config.storage.redis_prefix, options.clock.clone()))
+        } else {
+            let kv = RedisKv::connect(redis_url, &config.storage.redis_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("while connecting to storage.redis_url: {e}"))?;
+            Arc::new(kv)
+        };
+        let secret = load_or_create_secret(&config)?;
+        let auth = Auth::new(
+            db.clone(),
+            kv.clone(),
+            &secret,
+            options.clock.clone(),
+            config.auth.clone(),
+        );
+        let audit_masker = Masker::new(&MaskingRules {
+            enabled: true,
+            ..config.masking.clone()
+        })
+        .map_err(|e| anyhow::anyhow!("while compiling the masking rules for the audit log: {e}"))?;
+        Ok(AppState {
+            config: Arc::new(config),
+            db,
+            kv,
+            index,
+            auth,
+            clock: options.clock,
+            audit_masker: Arc::new(audit_masker),
+            started_at: Instant::now(),
+        })
+    }
+}

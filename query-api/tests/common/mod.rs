@@ -1,0 +1,352 @@
+//! The test environment shared by the integration tests: one application per test, on a chosen
+//! backend, with its own database (a fresh PostgreSQL database per test) and its own Redis key
+//! prefix, all removed when the test ends.
+//!
+//! PostgreSQL (`OWL_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`) and Redis
+//! (`OWL_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`) must be reachable: a test fails loudly
+//! when they are not, unless `OWL_TEST_SKIP_SERVICES=1` says this machine has none.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use owl_query_api::{AppState, Clock, Options};
+use serde_json::Value;
+use sqlx::Connection;
+use tower::ServiceExt;
+
+/// Where the suite runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// SQLite file and the in-process store (the embedded default).
+    Sqlite,
+    /// PostgreSQL and the in-process store.
+    Postgres,
+    /// PostgreSQL and Redis (state shared between replicas).
+    Redis,
+}
+
+impl Variant {
+    pub fn uses_services(self) -> bool {
+        self != Variant::Sqlite
+    }
+
+    pub fn uses_redis(self) -> bool {
+        self == Variant::Redis
+    }
+}
+
+pub fn services_skipped() -> bool {
+    std::env::var("OWL_TEST_SKIP_SERVICES").is_ok_and(|v| v == "1")
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("OWL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+fn redis_url() -> String {
+    std::env::var("OWL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// The admin password every test environment starts with.
+pub const ADMIN_PASSWORD: &str = "Admin123";
+/// The client address requests come from unless a test says otherwise.
+pub const CLIENT_IP: &str = "192.0.2.10";
+
+/// A throw-away PostgreSQL database, dropped with the guard.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create() -> PgDatabase {
+        let admin_url = postgres_admin_url();
+        let name = format!("owl_test_{}", uuid::Uuid::new_v4().simple());
+        let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL at {admin_url} is required (OWL_TEST_SKIP_SERVICES=1 to skip): {e}")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        connection.close().await.unwrap();
+        PgDatabase { admin_url, name }
+    }
+
+    fn url(&self) -> String {
+        let base = self
+            .admin_url
+            .rsplit_once('/')
+            .map_or(self.admin_url.as_str(), |(base, _)| base);
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside any runtime we may block: clean up on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut connection)
+                    .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A Redis key prefix of this test, cleared with the guard.
+struct RedisPrefix {
+    prefix: String,
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(kv) = owl_query_api::RedisKv::connect(&redis_url(), &prefix).await {
+                    let _ = kv.clear().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// One running application.
+pub struct TestEnv {
+    pub variant: Variant,
+    pub router: Router,
+    pub state: AppState,
+    pub clock: Clock,
+    pub dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+    _redis: Option<RedisPrefix>,
+}
+
+/// An answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    #[track_caller]
+    pub fn expect(self, status: StatusCode) -> Reply {
+        assert_eq!(self.status, status, "body: {}", self.text);
+        self
+    }
+}
+
+/// The base configuration of a test: a temp data dir, the admin password, a generated JWT secret,
+/// and a minimum password length of 6 so 002's example password `test123` is accepted.
+pub fn base_config(dir: &std::path::Path) -> owl_config::Config {
+    let mut config = owl_config::Config {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    config.auth.admin_password = owl_config::Secret::new(ADMIN_PASSWORD);
+    config.auth.min_password_length = 6;
+    config.storage.max_connections = 4;
+    config
+}
+
+impl TestEnv {
+    /// Starts an application, or returns `None` when the variant needs services and
+    /// `OWL_TEST_SKIP_SERVICES=1`.
+    pub async fn start(variant: Variant) -> Option<TestEnv> {
+        TestEnv::start_with(variant, |_| {}).await
+    }
+
+    pub async fn start_with(
+        variant: Variant,
+        tweak: impl FnOnce(&mut owl_config::Config),
+    ) -> Option<TestEnv> {
+        if variant.uses_services() && services_skipped() {
+            eprintln!("skipping the {variant:?} variant: OWL_TEST_SKIP_SERVICES=1");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base_config(dir.path());
+        let pg = if variant.uses_services() {
+            Some(PgDatabase::create().await)
+        } else {
+            None
+        };
+        if let Some(pg) = &pg {
+            config.storage.database_url = owl_config::Secret::new(pg.url());
+        }
+        let redis = variant.uses_redis().then(|| RedisPrefix {
+            prefix: format!("owltest:{}:", uuid::Uuid::new_v4().simple()),
+        });
+        if let Some(redis) = &redis {
+            config.storage.redis_url = owl_config::Secret::new(redis_url());
+            config.storage.redis_prefix = redis.prefix.clone();
+        }
+        tweak(&mut config);
+        let index = owl_index::Index::open(&dir.path().join("index"), Default::default()).unwrap();
+        let clock = Clock::manual(chrono::Utc::now().timestamp_millis());
+        let (router, state) = owl_query_api::app_with(config, index, Options { clock: clock.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("{variant:?} application failed to start: {e:#}"));
+        Some(TestEnv {
+            variant,
+            router,
+            state,
+            clock,
+            dir,
+            _pg: pg,
+            _redis: redis,
+        })
+    }
+
+    /// Sends a request from [`CLIENT_IP`].
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        self.call_from(CLIENT_IP, method, path, token, body).await
+    }
+
+    /// Sends a request from a client address.
+    pub async fn call_from(
+        &self,
+        ip: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::USER_AGENT, "owl-tests/1.0");
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(body) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(serde_json::to_vec(&body).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let mut request = builder.body(body).unwrap();
+        let address: SocketAddr = format!("{ip}:40000").parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(address));
+        self.send(request).await
+    }
+
+    /// Sends a prepared request.
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = tokio::time::timeout(Duration::from_secs(30), self.router.clone().oneshot(request))
+            .await
+            .expect("answer within 30 s")
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Logs in through 002's endpoint and returns `(access, refresh)`.
+    pub async fn login(&self, username: &str, password: &str) -> (String, String) {
+        let reply = self
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(serde_json::json!({ "username": username, "password": password })),
+            )
+            .await
+            .expect(StatusCode::OK);
+        let data = &reply.body["data"];
+        (
+            data["access_token"].as_str().unwrap().to_string(),
+            data["refresh_token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// An access token of the first admin.
+    pub async fn admin(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await.0
+    }
+
+    /// Creates a user (as admin) and returns its id.
+    pub async fn create_user(&self, admin: &str, body: Value) -> i64 {
+        let reply = self
+            .call("POST", "/api/users", Some(admin), Some(body))
+            .await
+            .expect(StatusCode::CREATED);
+        reply.body["data"]["id"].as_i64().unwrap()
+    }
+
+    /// Creates an organization (as `token`).
+    pub async fn create_org(&self, token: &str, code: &str, name: &str, parent: &str) -> i64 {
+        let body = serde_json::json!({ "org_code": code, "org_name": name, "parent_code": parent });
+        let reply = self
+            .call("POST", "/api/organizations", Some(token), Some(body))
+            .await
+            .expect(StatusCode::CREATED);
+        reply.body["data"]["id"].as_i64().unwrap()
+    }
+}
+
+/// Runs an async test body on every variant: `on_every_backend!(name, ...)` makes modules `name`
+/// with tests `sqlite`, `postgres` and `redis` calling `name(Variant)`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::common::Variant;
+
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(Variant::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(Variant::Postgres).await;
+                }
+
+                #[tokio::test]
+                async fn redis() {
+                    super::$name(Variant::Redis).await;
+                }
+            }
+        )*
+    };
+}

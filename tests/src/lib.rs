@@ -1,0 +1,1 @@
+//! Owl end-to-end tests live in `tests/`; this crate has no library code.

@@ -1,0 +1,206 @@
+//! `owl up` end to end: the roles start on free ports with a temporary data dir, report healthy,
+//! and a line written to a tailed file comes out of the other end.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use owl::up::{UpOptions, run_all_on};
+use owl_config::{Config, InputConfig, ParserKind, ReadFrom, Secret};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_PASSWORD: &str = "Owl-e2e-password-1";
+
+struct Node {
+    query: String,
+    collector: String,
+    data_dir: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start() -> Node {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data_dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: data_dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.auth.admin_password = Secret::new(ADMIN_PASSWORD);
+    config.collector.commit_interval_ms = 200;
+    config.agent.metrics_listen = String::new();
+    config.agent.batch.timeout_ms = 100;
+    config.agent.host_metrics_interval_s = 1;
+    config.agent.inputs = vec![InputConfig {
+        paths: vec![logs.path().join("*.log").display().to_string()],
+        service: "Form".into(),
+        region: "CN".into(),
+        environment: "production".into(),
+        parser: ParserKind::Json,
+        read_from: ReadFrom::Beginning,
+        poll_interval_ms: 50,
+        ..InputConfig::default()
+    }];
+    config.validate().unwrap();
+    let query_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let query = format!("http://{}", query_listener.local_addr().unwrap());
+    let collector = format!("http://{}", collector_listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let options = UpOptions {
+        demo: false,
+        demo_rate: 0,
+    };
+    let task = tokio::spawn(run_all_on(
+        config,
+        options,
+        query_listener,
+        collector_listener,
+        shutdown.clone(),
+    ));
+    Node {
+        query,
+        collector,
+        data_dir,
+        logs,
+        shutdown,
+        task,
+    }
+}
+
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn append(path: &Path, line: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owl_up_serves_health_and_a_tailed_line_becomes_searchable() {
+    let node = start().await;
+    let http = reqwest::Client::new();
+
+    // Health, then the detailed report of every component.
+    let detailed: Value = wait_for("query API health", Duration::from_secs(60), || async {
+        let response = http
+            .get(format!("{}/health/detailed", node.query))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    })
+    .await;
+    assert_eq!(detailed["status"], "success", "{detailed}");
+    for component in ["database", "index", "disk"] {
+        assert!(
+            !detailed["data"][component].is_null(),
+            "component {component} missing: {detailed}"
+        );
+    }
+    let health: Value = http
+        .get(format!("{}/api/health", node.query))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["data"]["status"], "healthy");
+    let response = http
+        .get(format!("{}/health", node.collector))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    assert!(response.headers().contains_key("x-trace-id"));
+
+    // The first admin logs in with the configured password.
+    let login: Value = http
+        .post(format!("{}/api/auth/login", node.query))
+        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {login}"))
+        .to_string();
+    assert!(!token.is_empty());
+
+    // A line written to the tailed file reaches the index through agent and collector.
+    let marker = format!("e2e-marker-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap());
+    let line = serde_json::json!({
+        "@timestamp": owl_model::format_timestamp(&chrono::Utc::now()),
+        "level": "ERROR",
+        "message": format!("{marker} payment failed password=hunter2"),
+        "trace": {"id": "CN-1733580000000-a1b2c3d4"},
+    });
+    append(&node.logs.path().join("app.log"), &line.to_string());
+    let index = owl_index::Index::open_reader(&node.data_dir.path().join("index")).unwrap();
+    let found = wait_for("the tailed line in the index", Duration::from_secs(30), || {
+        let index = index.clone();
+        let marker = marker.clone();
+        async move {
+            let now = chrono::Utc::now();
+            let filter = owl_index::LogFilter {
+                keyword: Some(marker),
+                ..owl_index::LogFilter::between(
+                    now - chrono::Duration::hours(1),
+                    now + chrono::Duration::hours(1),
+                )
+            };
+            let request = owl_index::SearchRequest {
+                filter,
+                limit: 10,
+                ..owl_index::SearchRequest::default()
+            };
+            let response = index.search(&request).ok()?;
+            (response.total > 0).then_some(response)
+        }
+    })
+    .await;
+    assert_eq!(found.total, 1, "the line is stored exactly once");
+    let record = &found.hits[0];
+    assert_eq!(record.service.name, "Form");
+    assert_eq!(record.service.region.as_deref(), Some("CN"));
+    assert!(
+        record.message.contains("password=***REDACTED***"),
+        "masked at write time: {}",
+        record.message
+    );
+    assert!(!record.message.contains("hunter2"));
+
+    node.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), node.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
