@@ -125,7 +125,11 @@ async fn run(seed: u64) {
     let collector = Collector::start().await;
     // Rotated files match the paths, so that whatever happens while the agent is down, the
     // unread rest of a rotated file can still be found.
-    let mut cfg = config(&dir, &collector.url(), vec![input(&dir.join("app.log*"), "orders")]);
+    let mut cfg = config(
+        &dir,
+        &collector.url(),
+        vec![input(&dir.join("app.log*"), "orders")],
+    );
     cfg.agent.shutdown_timeout_ms = 300;
     let mut node = Node {
         writer: Writer::open(&log),
