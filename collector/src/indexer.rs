@@ -5,12 +5,16 @@
 //! LSN order, journals their ids ([`crate::dedup`]), adds their records with
 //! [`owl_index::Index::add`] (searchable at once through the index's in-memory tail) and appends
 //! samples and heartbeats to the metrics store. When the interval has passed it syncs the
-//! journal, commits the index, writes the checkpoint and deletes the WAL segments it covers.
+//! journal and the metrics store, commits the index, writes the checkpoint and deletes the WAL
+//! segments it covers.
 //!
 //! A failed add, metrics append or commit loses nothing: the WAL still holds every entry above the
 //! checkpoint. The loop stops taking new entries (the backlog grows, so ingest answers 429), waits
 //! with a doubling pause, and re-adds everything above the checkpoint from the WAL files;
-//! re-adding is safe because the index replaces a record whose id it already holds.
+//! re-adding is safe because the index replaces a record whose id it already holds, and the
+//! metrics store skips a sample or heartbeat it already holds (same sender and timestamp). The
+//! same two rules make the replay at start idempotent: entries above the checkpoint may have
+//! reached the index tail or the metrics files before a crash.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,7 +73,7 @@ pub(crate) enum IndexerError {
     /// The index or metrics store refused.
     #[error("{stage}: {source}")]
     Index {
-        /// `add`, `metrics` or `commit`.
+        /// `add`, `metrics`, `metrics sync` or `commit`.
         stage: &'static str,
         /// The index's error.
         source: IndexError,
@@ -216,7 +220,8 @@ impl Indexer {
         Ok(())
     }
 
-    /// Syncs the journal, commits the index, moves the checkpoint and drops covered segments.
+    /// Syncs the journal and the metrics store, commits the index, moves the checkpoint and drops
+    /// covered segments.
     pub(crate) fn commit(&mut self) -> Result<(), IndexerError> {
         if self.applied_lsn <= self.committed_lsn {
             return Ok(());
@@ -224,6 +229,15 @@ impl Indexer {
         let started = Instant::now();
         let through = self.applied_lsn;
         self.journal.sync()?;
+        // Samples and heartbeats live outside tantivy: like the commit, their fsync must precede
+        // the checkpoint, or a power loss after the segments go would lose acknowledged samples.
+        self.index
+            .metrics()
+            .sync()
+            .map_err(|source| IndexerError::Index {
+                stage: "metrics sync",
+                source,
+            })?;
         self.index.commit().map_err(|source| IndexerError::Index {
             stage: "commit",
             source,

@@ -32,9 +32,12 @@
 //!   uncommitted tail), typically a few milliseconds after the answer.
 //! - Back-pressure: items durable but not yet added to the index are counted; past
 //!   `collector.max_pending_records` ingest answers 429 with `Retry-After`.
-//! - Retention runs every `storage.retention.check_interval_s` through the index.
-//! - Hooks: an [`IngestFilter`] decides per record whether it is stored (the live log settings);
-//!   an [`IngestObserver`] sees every item once durable, before indexing (the alert engine).
+//! - Retention runs every `storage.retention.check_interval_s` through the index, with the
+//!   retention in force at each run: a [`RetentionSource`] (the live log settings, changed by
+//!   `PUT /api/v1/logs/config`) or else the configuration file (the `retention` module docs).
+//! - Hooks ([`Hooks`], passed to [`run_with`]): an [`IngestFilter`] decides per record whether it
+//!   is stored (the live log settings); an [`IngestObserver`] sees every item once durable, before
+//!   indexing (the alert engine); a [`RetentionSource`] says which retention is in force.
 //!
 //! On disk: `<data_dir>/collector/wal/` (segments and checkpoint), `<data_dir>/collector/dedup/`
 //! (id journal) and `<data_dir>/agent-token` (the generated agent token).
@@ -49,6 +52,7 @@ mod indexer;
 mod ingest;
 pub mod metrics;
 mod observer;
+mod retention;
 mod token;
 mod wal;
 
@@ -61,8 +65,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fs2::FileExt;
-use owl_config::{Config, RetentionConfig};
-use owl_index::{Index, RetentionPolicy};
+use owl_config::Config;
+use owl_index::Index;
 use owl_model::{IngestItem, Masker};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -71,11 +75,12 @@ pub use filter::{AdmitAll, IngestFilter};
 pub use http::{CollectorState, router};
 pub use ingest::{IngestError, IngestOutcome, Rejection};
 pub use observer::IngestObserver;
+pub use retention::{FileRetention, RetentionJob, RetentionSource, file_policy};
 pub use token::{AGENT_TOKEN_FILE, ensure_agent_token};
 pub use wal::WalError;
 
 use crate::dedup::{Journal, id_hash};
-use crate::events::{RetentionFailed, RetentionRan, WalReplayed};
+use crate::events::WalReplayed;
 use crate::indexer::{Backlog, Indexer, IndexerError};
 use crate::ingest::{IngestLimits, Ingestor};
 use crate::token::AgentTokens;
@@ -276,9 +281,60 @@ pub async fn run_with_hooks(
     filter: Arc<dyn IngestFilter>,
     observer: Option<Arc<dyn IngestObserver>>,
 ) -> anyhow::Result<()> {
+    let hooks = Hooks {
+        filter,
+        observer,
+        ..Hooks::default()
+    };
+    run_with(config, index, listener, shutdown, hooks).await
+}
+
+/// What a process plugs into its collector.
+#[derive(Clone)]
+pub struct Hooks {
+    /// Decides per record whether it is stored.
+    pub filter: Arc<dyn IngestFilter>,
+    /// Sees every item stored (the alert engine).
+    pub observer: Option<Arc<dyn IngestObserver>>,
+    /// The retention in force, read at every scheduled run.
+    pub retention: Arc<dyn RetentionSource>,
+}
+
+impl Default for Hooks {
+    /// Stores every record, observes nothing, keeps the configuration file's retention.
+    fn default() -> Hooks {
+        Hooks {
+            filter: Arc::new(AdmitAll),
+            observer: None,
+            retention: Arc::new(FileRetention),
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`run`] with [`Hooks`].
+pub async fn run_with(
+    config: Config,
+    index: Index,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    hooks: Hooks,
+) -> anyhow::Result<()> {
     metrics::describe();
-    let retention = config.storage.retention;
-    let retention_index = index.clone();
+    let Hooks {
+        filter,
+        observer,
+        retention,
+    } = hooks;
+    let retention_job = RetentionJob::new(index.clone(), &config.storage.retention, retention);
+    let retention_interval = Duration::from_secs(config.storage.retention.check_interval_s);
     let collector =
         tokio::task::spawn_blocking(move || Collector::start_observed(&config, index, filter, observer))
             .await
@@ -294,7 +350,7 @@ pub async fn run_with_hooks(
             }
         })
     };
-    let retention_task = tokio::spawn(retention_loop(retention_index, retention, stop.clone()));
+    let retention_task = tokio::spawn(retention_job.run(retention_interval, stop.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "collector listening");
     }
@@ -305,36 +361,4 @@ pub async fn run_with_hooks(
     let stopped = collector.shutdown().await;
     served.context("while serving the collector")?;
     stopped
-}
-
-/// The index's retention policy from the config.
-fn retention_policy(config: &RetentionConfig) -> RetentionPolicy {
-    RetentionPolicy {
-        http_days: Some(config.http_days),
-        application_days: Some(config.application_days),
-        error_days: Some(config.error_days),
-        metrics_days: Some(config.metrics_days),
-    }
-}
-
-/// Applies retention now and then every `check_interval_s` until `stop`.
-async fn retention_loop(index: Index, config: RetentionConfig, stop: CancellationToken) {
-    let policy = retention_policy(&config);
-    let mut interval = tokio::time::interval(Duration::from_secs(config.check_interval_s));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        let index = index.clone();
-        let run =
-            tokio::task::spawn_blocking(move || index.apply_retention(chrono::Utc::now(), &policy, false))
-                .await;
-        match run {
-            Ok(Ok(report)) => RetentionRan { report: &report }.emit(),
-            Ok(Err(error)) => RetentionFailed { error: &error }.emit(),
-            Err(error) => RetentionFailed { error: &error }.emit(),
-        }
-    }
 }

@@ -1,4 +1,5 @@
-//! kill -9 of the collector mid-ingest loses no acknowledged record and stores none twice.
+//! kill -9 of the collector mid-ingest loses no acknowledged record and stores none twice; the
+//! replay after a kill stores each host metric sample and heartbeat once.
 //!
 //! The collector runs as a child process (`collector-proc`). Three clients keep sending batches
 //! and re-send every batch until it is acknowledged, as agents do: two with agent batch keys, one
@@ -17,7 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SubsecRound, Utc};
 use common::{TOKEN, committed_ids, parse_response};
+use owl_index::MetricsStore;
 
 const CLIENTS: usize = 3;
 const RECORDS_PER_BATCH: usize = 50;
@@ -227,4 +230,128 @@ fn kill_9_mid_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
         tally.failed_attempts.load(Ordering::Relaxed) > 0,
         "no request was cut off: the kills missed ingest"
     );
+}
+
+const HOSTS: usize = 3;
+const SAMPLES_PER_HOST: usize = 20;
+
+/// Sends `body` until a 200 (the collector may still be recovering) and returns the answer.
+fn post_until_acknowledged(addr: SocketAddr, body: &[u8]) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((200, answer)) = post(addr, body, &[]) {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "no answer from {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sample_line(host: usize, at: DateTime<Utc>) -> String {
+    serde_json::json!({"@type": "metric", "host": format!("replay-host-{host}"), "@timestamp": at.to_rfc3339(),
+        "cpu_percent": 10.0, "memory_percent": 20.0})
+    .to_string()
+}
+
+fn heartbeat_line(host: usize, at: DateTime<Utc>) -> String {
+    serde_json::json!({"@type": "heartbeat", "agent_id": format!("replay-agent-{host}"), "host": format!("replay-host-{host}"),
+        "@timestamp": at.to_rfc3339(), "version": "0.1.0", "uptime_s": 5})
+    .to_string()
+}
+
+/// Lines of the store's files whose text contains `needle`.
+fn stored_lines(dir: &Path, needle: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .map(|text| text.lines().filter(|line| line.contains(needle)).count())
+        .sum()
+}
+
+// Regression: entries above the checkpoint are replayed after a crash, and their samples were
+// appended to the metrics store a second time.
+#[test]
+fn kill_9_then_replay_stores_each_sample_and_heartbeat_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("owl.toml");
+    // The longest commit interval: nothing is committed before the kill, so the restart replays
+    // every entry.
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[log]\nlevel = \"warn\"\n[collector]\nagent_tokens = [\"{TOKEN}\"]\ncommit_interval_ms = 60000\n"
+        ),
+    )
+    .unwrap();
+    let metrics_dir = data.join("index").join("metrics");
+    let start = (Utc::now() - chrono::Duration::minutes(30)).trunc_subsecs(0);
+    let at = |i: usize| start + chrono::Duration::seconds(10 * i as i64);
+
+    let mut collector = spawn(&config, dir.path().join("replay-0.log"));
+    // Several requests, so the replay has several entries.
+    for i in 0..SAMPLES_PER_HOST {
+        let mut body = String::new();
+        for host in 0..HOSTS {
+            body.push_str(&sample_line(host, at(i)));
+            body.push('\n');
+        }
+        body.push_str(&heartbeat_line(0, at(i)));
+        body.push('\n');
+        let answer = post_until_acknowledged(collector.addr, body.as_bytes());
+        assert_eq!(answer["accepted"], HOSTS + 1, "{answer}");
+    }
+    let expected_samples = HOSTS * SAMPLES_PER_HOST;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_lines(&metrics_dir, "replay-host-") < expected_samples + SAMPLES_PER_HOST {
+        assert!(
+            Instant::now() < deadline,
+            "samples never reached the metrics store"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    collector.child.kill().unwrap();
+    collector.child.wait().unwrap();
+    assert!(
+        !data.join("collector/wal/checkpoint").exists(),
+        "a commit happened before the kill: the replay would have nothing to re-apply"
+    );
+
+    collector = spawn(&config, dir.path().join("replay-1.log"));
+    // Answered only once recovery (the replay) is done.
+    let late = format!("{}\n", sample_line(0, at(SAMPLES_PER_HOST)));
+    post_until_acknowledged(collector.addr, late.as_bytes());
+    let term = Command::new("kill")
+        .args(["-TERM", &collector.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = collector.child.wait().unwrap();
+    assert!(status.success(), "collector exited with {status}");
+    assert!(
+        data.join("collector/wal/checkpoint").exists(),
+        "the replayed entries were committed"
+    );
+
+    assert_eq!(
+        stored_lines(&metrics_dir, "\"@timestamp\""),
+        expected_samples + 1 + SAMPLES_PER_HOST,
+        "each sample and heartbeat stored once"
+    );
+    let store = MetricsStore::open(&metrics_dir, false).unwrap();
+    for host in 0..HOSTS {
+        let history = store
+            .metric_history(
+                &format!("replay-host-{host}"),
+                start,
+                at(SAMPLES_PER_HOST) + chrono::Duration::seconds(1),
+            )
+            .unwrap();
+        let times: Vec<DateTime<Utc>> = history.iter().map(|s| s.timestamp).collect();
+        let count = SAMPLES_PER_HOST + usize::from(host == 0);
+        let expected: Vec<DateTime<Utc>> = (0..count).map(at).collect();
+        assert_eq!(times, expected, "host {host}");
+    }
 }

@@ -18,9 +18,29 @@
 //! - when a file disappears (retention), the reader rebuilds its state from the remaining files, so
 //!   "latest" never shows what history no longer holds.
 //!
-//! Durability: appends are not fsynced; the collector's WAL covers what was acknowledged.
+//! Durability: an append is one `write_all` without fsync. [`MetricsStore::sync`] fsyncs every file
+//! appended to since the previous sync, and the directory when a file was created since then; the
+//! collector calls it before it moves its WAL checkpoint, so a WAL segment is deleted only once
+//! the samples and heartbeats it held are on disk (the same rule as the index commit). A failed
+//! fsync is final: Linux may drop the pages it could not write and report success on the next
+//! fsync, so every later `sync` fails too, the checkpoint stays, and a restart re-appends what
+//! is missing from the WAL.
+//!
+//! Idempotent appends: an item is identified by who sent it and when (a sample by `host` and
+//! `@timestamp`, a heartbeat by `agent_id` and `@timestamp`; a sample carries all metrics of its
+//! host, so the host is the series), and an append skips items whose key its day file already
+//! holds, and repeats within the batch. A WAL replay after a crash (or a re-add after a failed
+//! step) re-appends items that may already have reached the file; with this rule they are stored
+//! once. The writer keeps the keys of the `KEYED_DAY_FILES` (4) day files it appended to most
+//! recently, each loaded from its file on first use (one read of the file) and extended with every
+//! append (about 25 bytes of memory per item, a tenth of its line); after a failed write it drops
+//! that day's keys and reads them again from the file, which stays the truth. Considered and rejected: skipping items not newer than the host's
+//! latest, which is cheaper but drops samples that arrive out of order (a late agent buffer, a
+//! clock stepped back); and keys for every retained day, whose memory grows with the retention.
+//! Readers also collapse equal keys in [`MetricsStore::metric_history`], for files written before
+//! appends were idempotent.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -28,7 +48,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use owl_model::{Heartbeat, MetricSample};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{IndexError, Result};
 use crate::partition::{lock, parse_day};
@@ -37,6 +57,9 @@ use crate::retention::{Usage, is_expired};
 const SAMPLES: &str = "samples";
 const HEARTBEATS: &str = "heartbeats";
 const EXTENSION: &str = ".jsonl";
+
+/// Day files whose item keys the writer keeps in memory (today and yesterday of both kinds).
+const KEYED_DAY_FILES: usize = 4;
 
 /// Reads and (in the writer process) appends host metric samples and heartbeats.
 #[derive(Debug)]
@@ -48,10 +71,96 @@ pub struct MetricsStore {
 
 #[derive(Debug, Default)]
 struct State {
+    view: View,
+    writes: Writes,
+}
+
+/// What readers have consumed; rebuilt from scratch when a file disappears.
+#[derive(Debug, Default)]
+struct View {
     /// Bytes consumed per file.
     offsets: HashMap<PathBuf, u64>,
     latest_samples: BTreeMap<String, MetricSample>,
     latest_heartbeats: BTreeMap<String, Heartbeat>,
+}
+
+/// The writer's bookkeeping: what awaits an fsync and the keys of recent day files.
+#[derive(Debug, Default)]
+struct Writes {
+    /// Files appended to since the last sync.
+    unsynced: BTreeSet<PathBuf>,
+    /// Whether a file was created since the last sync, so the directory needs one too.
+    created: bool,
+    /// The first fsync failure; once set, every sync fails.
+    sync_failed: Option<String>,
+    /// Keys of recently appended-to day files, by (stream, day).
+    keys: HashMap<(&'static str, NaiveDate), DayKeys>,
+    /// Counter that orders uses of `keys`, to evict the least recently used.
+    uses: u64,
+}
+
+/// When an item was taken, to the nanosecond.
+type Instant = (i64, u32);
+
+fn instant(time: DateTime<Utc>) -> Instant {
+    (time.timestamp(), time.timestamp_subsec_nanos())
+}
+
+/// The keys of the items in one day file.
+#[derive(Debug, Default)]
+struct DayKeys {
+    last_used: u64,
+    /// Timestamps by identity (host or agent id).
+    by_identity: HashMap<String, HashSet<Instant>>,
+}
+
+impl DayKeys {
+    fn contains(&self, identity: &str, at: Instant) -> bool {
+        self.by_identity
+            .get(identity)
+            .is_some_and(|times| times.contains(&at))
+    }
+
+    fn insert(&mut self, identity: String, at: Instant) {
+        self.by_identity.entry(identity).or_default().insert(at);
+    }
+}
+
+/// What identifies a stored item.
+trait Keyed: Serialize {
+    /// The sender: a sample's host, a heartbeat's agent id.
+    fn identity(&self) -> &str;
+    /// The item's own timestamp.
+    fn time(&self) -> DateTime<Utc>;
+}
+
+impl Keyed for MetricSample {
+    fn identity(&self) -> &str {
+        &self.host
+    }
+    fn time(&self) -> DateTime<Utc> {
+        self.timestamp
+    }
+}
+
+impl Keyed for Heartbeat {
+    fn identity(&self) -> &str {
+        &self.agent_id
+    }
+    fn time(&self) -> DateTime<Utc> {
+        self.timestamp
+    }
+}
+
+/// The key fields of a stored line, read without the rest of it.
+#[derive(Deserialize)]
+struct LineKey {
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    agent_id: Option<String>,
+    #[serde(rename = "@timestamp", alias = "timestamp")]
+    timestamp: DateTime<Utc>,
 }
 
 /// A day file's name parts.
@@ -73,15 +182,19 @@ impl MetricsStore {
     /// Opens the store in `dir`; `writable` creates the directory and allows appends. A read-only
     /// store over a missing directory is empty until the writer creates it.
     pub fn open(dir: &Path, writable: bool) -> Result<MetricsStore> {
-        if writable {
+        if writable && !dir.is_dir() {
             std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+            // The new directory's entry, so files synced into it later are reachable after a crash.
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
         }
         let store = MetricsStore {
             dir: dir.to_path_buf(),
             writable,
             state: Mutex::new(State::default()),
         };
-        store.refresh(&mut lock(&store.state))?;
+        store.refresh(&mut lock(&store.state).view)?;
         Ok(store)
     }
 
@@ -90,65 +203,133 @@ impl MetricsStore {
         &self.dir
     }
 
-    /// Appends samples (writer only).
+    /// Appends samples (writer only), skipping those whose host and timestamp are stored already.
     pub fn append_samples(&self, samples: &[MetricSample]) -> Result<()> {
-        self.append(SAMPLES, samples, |s| s.timestamp)
+        self.append(SAMPLES, samples)
     }
 
-    /// Appends heartbeats (writer only).
+    /// Appends heartbeats (writer only), skipping those whose agent id and timestamp are stored
+    /// already.
     pub fn append_heartbeats(&self, heartbeats: &[Heartbeat]) -> Result<()> {
-        self.append(HEARTBEATS, heartbeats, |h| h.timestamp)
+        self.append(HEARTBEATS, heartbeats)
     }
 
-    fn append<T: Serialize>(
-        &self,
-        stream: &str,
-        items: &[T],
-        time: impl Fn(&T) -> DateTime<Utc>,
-    ) -> Result<()> {
+    fn append<T: Keyed>(&self, stream: &'static str, items: &[T]) -> Result<()> {
         if !self.writable {
             return Err(IndexError::ReadOnly {
                 root: self.dir.clone(),
                 operation: "append metrics",
             });
         }
-        let mut by_day: BTreeMap<NaiveDate, Vec<u8>> = BTreeMap::new();
+        let mut by_day: BTreeMap<NaiveDate, Vec<&T>> = BTreeMap::new();
         for item in items {
-            let buf = by_day.entry(time(item).date_naive()).or_default();
-            serde_json::to_writer(&mut *buf, item).expect("metric samples and heartbeats serialise to JSON");
-            buf.push(b'\n');
+            by_day.entry(item.time().date_naive()).or_default().push(item);
         }
         let mut state = lock(&self.state);
-        for (day, lines) in by_day {
+        let writes = &mut state.writes;
+        let mut skipped = 0usize;
+        for (day, items) in by_day {
             let path = self.dir.join(file_name(stream, day));
-            append_lines(&path, &lines)?;
+            let known = writes.day_keys(stream, day, &path)?;
+            let mut fresh: HashSet<(&str, Instant)> = HashSet::new();
+            let mut lines = Vec::new();
+            for item in items {
+                let key = (item.identity(), instant(item.time()));
+                if known.contains(key.0, key.1) || !fresh.insert(key) {
+                    skipped += 1;
+                    continue;
+                }
+                serde_json::to_writer(&mut lines, item)
+                    .expect("metric samples and heartbeats serialise to JSON");
+                lines.push(b'\n');
+            }
+            if lines.is_empty() {
+                continue;
+            }
+            // Bytes may have reached the file even when the write failed.
+            writes.unsynced.insert(path.clone());
+            match append_lines(&path, &lines) {
+                Ok(created) => {
+                    writes.created |= created;
+                    let known = writes
+                        .keys
+                        .get_mut(&(stream, day))
+                        .expect("day_keys loaded this day's keys above");
+                    for (identity, at) in fresh {
+                        known.insert(identity.to_string(), at);
+                    }
+                }
+                Err(error) => {
+                    // The file is the truth: read its keys again before the next append to it.
+                    writes.keys.remove(&(stream, day));
+                    return Err(error);
+                }
+            }
         }
-        self.refresh(&mut state)
+        writes.evict();
+        if skipped > 0 {
+            tracing::debug!(dir = %self.dir.display(), stream, skipped, "skipped metric items already stored");
+        }
+        self.refresh(&mut state.view)
+    }
+
+    /// Makes everything appended so far durable: fsyncs each file appended to since the last sync
+    /// and, when one was created, the directory. After a failure every later call fails as well
+    /// (see the module docs). A no-op on a read-only store.
+    pub fn sync(&self) -> Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
+        let (files, created) = {
+            let mut state = lock(&self.state);
+            if let Some(failure) = &state.writes.sync_failed {
+                return Err(IndexError::io(
+                    &self.dir,
+                    std::io::Error::other(format!(
+                        "an earlier fsync of the metrics store failed ({failure}); restart the writer to recover what it held from the write-ahead log"
+                    )),
+                ));
+            }
+            (
+                std::mem::take(&mut state.writes.unsynced),
+                std::mem::take(&mut state.writes.created),
+            )
+        };
+        let synced = files
+            .iter()
+            .try_for_each(|path| sync_file(path))
+            .and_then(|()| if created { sync_dir(&self.dir) } else { Ok(()) });
+        if let Err(error) = &synced {
+            tracing::error!(dir = %self.dir.display(), %error, "fsync of the metrics store failed");
+            lock(&self.state).writes.sync_failed = Some(error.to_string());
+        }
+        synced
     }
 
     /// The latest sample of `host`.
     pub fn latest_metrics(&self, host: &str) -> Result<Option<MetricSample>> {
         let mut state = lock(&self.state);
-        self.refresh(&mut state)?;
-        Ok(state.latest_samples.get(host).cloned())
+        self.refresh(&mut state.view)?;
+        Ok(state.view.latest_samples.get(host).cloned())
     }
 
     /// The latest sample of every host, by host name.
     pub fn latest_all_metrics(&self) -> Result<Vec<MetricSample>> {
         let mut state = lock(&self.state);
-        self.refresh(&mut state)?;
-        Ok(state.latest_samples.values().cloned().collect())
+        self.refresh(&mut state.view)?;
+        Ok(state.view.latest_samples.values().cloned().collect())
     }
 
     /// Hosts that sent a sample or a heartbeat, sorted.
     pub fn hosts(&self) -> Result<Vec<String>> {
         let mut state = lock(&self.state);
-        self.refresh(&mut state)?;
-        let hosts: BTreeSet<String> = state
+        self.refresh(&mut state.view)?;
+        let view = &state.view;
+        let hosts: BTreeSet<String> = view
             .latest_samples
             .keys()
             .cloned()
-            .chain(state.latest_heartbeats.values().map(|h| h.host.clone()))
+            .chain(view.latest_heartbeats.values().map(|h| h.host.clone()))
             .collect();
         Ok(hosts.into_iter().collect())
     }
@@ -156,11 +337,11 @@ impl MetricsStore {
     /// The latest heartbeat of every agent, by agent id.
     pub fn latest_heartbeats(&self) -> Result<Vec<Heartbeat>> {
         let mut state = lock(&self.state);
-        self.refresh(&mut state)?;
-        Ok(state.latest_heartbeats.values().cloned().collect())
+        self.refresh(&mut state.view)?;
+        Ok(state.view.latest_heartbeats.values().cloned().collect())
     }
 
-    /// Samples of `host` with `start <= timestamp < end`, oldest first.
+    /// Samples of `host` with `start <= timestamp < end`, oldest first, one per timestamp.
     pub fn metric_history(
         &self,
         host: &str,
@@ -198,7 +379,9 @@ impl MetricsStore {
                 }
             }
         }
+        // Stable: of equal keys (stored twice before appends were idempotent) the first stays.
         samples.sort_by_key(|s| s.timestamp);
+        samples.dedup_by_key(|s| s.timestamp);
         Ok(samples)
     }
 
@@ -206,7 +389,7 @@ impl MetricsStore {
     pub(crate) fn apply_retention(&self, now: DateTime<Utc>, days: u32, dry_run: bool) -> Result<Usage> {
         let mut usage = Usage::default();
         let mut state = lock(&self.state);
-        for (_, day, path) in self.files()? {
+        for (stream, day, path) in self.files()? {
             if !is_expired(day, days, now) {
                 continue;
             }
@@ -217,10 +400,12 @@ impl MetricsStore {
             usage.bytes += meta.len();
             if !dry_run {
                 std::fs::remove_file(&path).map_err(|e| IndexError::io(&path, e))?;
+                state.writes.keys.remove(&(stream, day));
+                state.writes.unsynced.remove(&path);
             }
         }
         if !dry_run {
-            self.refresh(&mut state)?;
+            self.refresh(&mut state.view)?;
         }
         Ok(usage)
     }
@@ -244,14 +429,14 @@ impl MetricsStore {
     }
 
     /// Reads what was appended since the last refresh into the latest maps.
-    fn refresh(&self, state: &mut State) -> Result<()> {
+    fn refresh(&self, state: &mut View) -> Result<()> {
         let files = self.files()?;
         if state
             .offsets
             .keys()
             .any(|known| !files.iter().any(|(_, _, path)| path == known))
         {
-            *state = State::default();
+            *state = View::default();
         }
         let mut bad_lines = 0usize;
         for (stream, _, path) in files {
@@ -279,6 +464,54 @@ impl MetricsStore {
         }
         Ok(())
     }
+}
+
+impl Writes {
+    /// The keys of a day file, read from the file unless they are in memory.
+    fn day_keys(&mut self, stream: &'static str, day: NaiveDate, path: &Path) -> Result<&mut DayKeys> {
+        self.uses += 1;
+        let uses = self.uses;
+        let keys = match self.keys.entry((stream, day)) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(read_keys(stream, path)?),
+        };
+        keys.last_used = uses;
+        Ok(keys)
+    }
+
+    /// Forgets the least recently used day files beyond `KEYED_DAY_FILES`.
+    fn evict(&mut self) {
+        while self.keys.len() > KEYED_DAY_FILES {
+            let Some(oldest) = self
+                .keys
+                .iter()
+                .min_by_key(|(_, keys)| keys.last_used)
+                .map(|(key, _)| *key)
+            else {
+                return;
+            };
+            self.keys.remove(&oldest);
+        }
+    }
+}
+
+/// The keys of the complete lines of a day file (none when it does not exist); unreadable lines
+/// have no key.
+fn read_keys(stream: &'static str, path: &Path) -> Result<DayKeys> {
+    let mut keys = DayKeys::default();
+    let Some(bytes) = read_complete_lines(path, 0)? else {
+        return Ok(keys);
+    };
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(key) = serde_json::from_slice::<LineKey>(line) else {
+            continue;
+        };
+        let identity = if stream == SAMPLES { key.host } else { key.agent_id };
+        if let Some(identity) = identity {
+            keys.insert(identity, instant(key.timestamp));
+        }
+    }
+    Ok(keys)
 }
 
 fn keep_latest<T>(map: &mut BTreeMap<String, T>, key: String, item: T, time: impl Fn(&T) -> DateTime<Utc>) {
@@ -315,8 +548,11 @@ fn read_complete_lines(path: &Path, offset: u64) -> Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
-/// Appends complete lines, first ending a torn last line left by a crash.
-fn append_lines(path: &Path, lines: &[u8]) -> Result<()> {
+/// Appends complete lines, first ending a torn last line left by a crash; returns whether the file
+/// was created.
+fn append_lines(path: &Path, lines: &[u8]) -> Result<bool> {
+    // Only the writer creates files, under the store's lock, so this cannot race.
+    let created = !path.exists();
     let mut file = OpenOptions::new()
         .create(true)
         .read(true)
@@ -335,7 +571,24 @@ fn append_lines(path: &Path, lines: &[u8]) -> Result<()> {
         }
     }
     buf.extend_from_slice(lines);
-    file.write_all(&buf).map_err(|e| IndexError::io(path, e))
+    file.write_all(&buf).map_err(|e| IndexError::io(path, e))?;
+    Ok(created)
+}
+
+/// Flushes a file's data to disk; a file removed meanwhile (retention) needs nothing.
+fn sync_file(path: &Path) -> Result<()> {
+    match OpenOptions::new().append(true).open(path) {
+        Ok(file) => file.sync_data().map_err(|e| IndexError::io(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(IndexError::io(path, e)),
+    }
+}
+
+/// Flushes a directory's entries (files created in it) to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| IndexError::io(dir, e))
 }
 
 #[cfg(test)]
@@ -480,5 +733,147 @@ mod tests {
         let done = store.apply_retention(now, 7, false).unwrap();
         assert_eq!(done, dry);
         assert_eq!(store.hosts().unwrap(), vec!["new"]);
+    }
+
+    #[test]
+    fn appending_the_same_items_again_stores_them_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetricsStore::open(dir.path(), true).unwrap();
+        let batch = [
+            sample("a", "2025-12-06T23:59:50Z", 1.0),
+            sample("a", "2025-12-07T00:00:10Z", 2.0),
+            sample("b", "2025-12-07T00:00:10Z", 3.0),
+        ];
+        let beats = [heartbeat("agent-1", "a", "2025-12-07T00:00:00Z")];
+        store.append_samples(&batch).unwrap();
+        store.append_heartbeats(&beats).unwrap();
+        // A replay: the same items again, plus one new sample and a repeat inside the batch.
+        let mut again = batch.to_vec();
+        again.push(sample("a", "2025-12-07T00:00:20Z", 4.0));
+        again.push(sample("a", "2025-12-07T00:00:20Z", 4.0));
+        store.append_samples(&again).unwrap();
+        store.append_heartbeats(&beats).unwrap();
+        // A new handle (a restart) reads the keys back from the files.
+        drop(store);
+        let store = MetricsStore::open(dir.path(), true).unwrap();
+        store.append_samples(&again).unwrap();
+        store.append_heartbeats(&beats).unwrap();
+
+        assert_eq!(lines(&dir.path().join("samples-2025-12-06.jsonl")), 1);
+        assert_eq!(lines(&dir.path().join("samples-2025-12-07.jsonl")), 3);
+        assert_eq!(lines(&dir.path().join("heartbeats-2025-12-07.jsonl")), 1);
+        let history = store
+            .metric_history("a", ts("2025-12-06T00:00:00Z"), ts("2025-12-08T00:00:00Z"))
+            .unwrap();
+        let cpus: Vec<f64> = history.iter().map(|s| s.cpu_percent).collect();
+        assert_eq!(cpus, vec![1.0, 2.0, 4.0]);
+        // Another heartbeat time or another agent is a new item.
+        store
+            .append_heartbeats(&[
+                heartbeat("agent-1", "a", "2025-12-07T00:00:01Z"),
+                heartbeat("agent-2", "a", "2025-12-07T00:00:00Z"),
+            ])
+            .unwrap();
+        assert_eq!(lines(&dir.path().join("heartbeats-2025-12-07.jsonl")), 3);
+    }
+
+    #[test]
+    fn keys_of_an_evicted_day_file_are_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetricsStore::open(dir.path(), true).unwrap();
+        let first = sample("a", "2025-12-01T10:00:00Z", 1.0);
+        store.append_samples(std::slice::from_ref(&first)).unwrap();
+        for day in 2..=(2 + KEYED_DAY_FILES) {
+            store
+                .append_samples(&[sample("a", &format!("2025-12-{day:02}T10:00:00Z"), 1.0)])
+                .unwrap();
+        }
+        assert!(
+            !lock(&store.state)
+                .writes
+                .keys
+                .contains_key(&(SAMPLES, first.timestamp.date_naive())),
+            "the first day was evicted"
+        );
+        store.append_samples(&[first]).unwrap();
+        assert_eq!(lines(&dir.path().join("samples-2025-12-01.jsonl")), 1);
+        assert!(lock(&store.state).writes.keys.len() <= KEYED_DAY_FILES);
+    }
+
+    #[test]
+    fn history_collapses_duplicates_written_before_appends_were_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = format!("{GOLDEN_SAMPLE_LINE}\n");
+        std::fs::write(dir.path().join("samples-2025-12-07.jsonl"), line.repeat(2)).unwrap();
+        let store = MetricsStore::open(dir.path(), true).unwrap();
+        let history = store
+            .metric_history("node-1", ts("2025-12-07T00:00:00Z"), ts("2025-12-08T00:00:00Z"))
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        store
+            .append_samples(&[sample("node-1", "2025-12-07T10:00:00Z", 12.5)])
+            .unwrap();
+        assert_eq!(
+            lines(&dir.path().join("samples-2025-12-07.jsonl")),
+            2,
+            "nothing appended"
+        );
+    }
+
+    #[test]
+    fn sync_flushes_what_was_appended_and_a_failure_is_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("metrics");
+        let store = MetricsStore::open(&root, true).unwrap();
+        store.sync().unwrap();
+        store
+            .append_samples(&[sample("a", "2025-12-07T10:00:00Z", 1.0)])
+            .unwrap();
+        {
+            let state = lock(&store.state);
+            assert_eq!(state.writes.unsynced.len(), 1);
+            assert!(state.writes.created, "a new file needs a directory sync");
+        }
+        store.sync().unwrap();
+        {
+            let state = lock(&store.state);
+            assert!(state.writes.unsynced.is_empty());
+            assert!(!state.writes.created);
+        }
+        // A file that cannot be synced (a directory in its place makes the open fail).
+        store
+            .append_samples(&[sample("a", "2025-12-08T10:00:00Z", 1.0)])
+            .unwrap();
+        let path = root.join("samples-2025-12-08.jsonl");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(store.sync().is_err());
+        std::fs::remove_dir(&path).unwrap();
+        // Nothing is left to sync, yet the earlier failure stands.
+        let again = store.sync().unwrap_err().to_string();
+        assert!(again.contains("earlier fsync"), "{again}");
+        assert!(
+            MetricsStore::open(&root, false).unwrap().sync().is_ok(),
+            "read-only: a no-op"
+        );
+    }
+
+    #[test]
+    fn retention_forgets_the_keys_of_dropped_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetricsStore::open(dir.path(), true).unwrap();
+        let old = sample("old", "2025-11-01T10:00:00Z", 1.0);
+        store.append_samples(std::slice::from_ref(&old)).unwrap();
+        store
+            .apply_retention(ts("2025-12-07T12:00:00Z"), 7, false)
+            .unwrap();
+        // Arriving again after its day was dropped, it is stored again (and dropped next run).
+        store.append_samples(&[old]).unwrap();
+        assert_eq!(lines(&dir.path().join("samples-2025-11-01.jsonl")), 1);
+        store.sync().unwrap();
+    }
+
+    fn lines(path: &Path) -> usize {
+        std::fs::read_to_string(path).unwrap().lines().count()
     }
 }

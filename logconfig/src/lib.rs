@@ -24,8 +24,10 @@
 //! - [`cleanup`]: one-at-a-time manual cleanup, run where the index writer is.
 //!
 //! A process runs it all with [`LogConfigRuntime::start`]; with the `collector` feature,
-//! [`LiveLogConfig`] implements `owl_collector::IngestFilter`, so the collector is started with
-//! `owl_collector::run_with_filter(config, index, listener, shutdown, runtime.filter())`.
+//! [`LiveLogConfig`] implements `owl_collector::IngestFilter` and `owl_collector::RetentionSource`,
+//! so the collector is started with `owl_collector::run_with(config, index, listener, shutdown,
+//! Hooks { filter: runtime.filter(), retention: runtime.retention(), .. })`: it stores what the
+//! live settings admit and its scheduled retention applies the live `retention` at every run.
 #![warn(missing_docs)]
 
 pub mod cleanup;
@@ -109,6 +111,12 @@ impl LogConfigRuntime {
     /// The live settings as the collector's ingest filter.
     #[cfg(feature = "collector")]
     pub fn filter(&self) -> Arc<dyn owl_collector::IngestFilter> {
+        self.live.clone()
+    }
+
+    /// The live settings as the source of the collector's scheduled retention.
+    #[cfg(feature = "collector")]
+    pub fn retention(&self) -> Arc<dyn owl_collector::RetentionSource> {
         self.live.clone()
     }
 

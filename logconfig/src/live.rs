@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use owl_index::RetentionPolicy;
 use owl_model::LogRecord;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -167,6 +168,23 @@ impl LiveLogConfig {
         verdict
     }
 
+    /// The retention in force: the days per kind of the stored settings, or `file` (the
+    /// configuration file's policy) while none are stored. Metrics are not part of the settings
+    /// and keep `file`'s days.
+    pub fn retention_policy(&self, file: &RetentionPolicy) -> RetentionPolicy {
+        let snapshot = self.snapshot();
+        if snapshot.version == 0 {
+            return *file;
+        }
+        let retention = &snapshot.config.retention;
+        RetentionPolicy {
+            http_days: Some(retention.http),
+            application_days: Some(retention.application),
+            error_days: Some(retention.error),
+            metrics_days: file.metrics_days,
+        }
+    }
+
     /// Whether the record is stored.
     pub fn admit(&self, record: &LogRecord) -> bool {
         self.decide(record).keeps()
@@ -233,6 +251,13 @@ impl owl_collector::IngestFilter for LiveLogConfig {
     }
 }
 
+#[cfg(feature = "collector")]
+impl owl_collector::RetentionSource for LiveLogConfig {
+    fn policy(&self, file: &RetentionPolicy) -> RetentionPolicy {
+        self.retention_policy(file)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +272,32 @@ mod tests {
         assert_eq!(meter.observe(10_999), 10.0);
         assert_eq!(meter.observe(11_000), 10.0, "the last complete second counts");
         assert_eq!(meter.observe(13_000), 1.0, "a gap resets it");
+    }
+
+    #[test]
+    fn retention_follows_the_stored_settings_and_falls_back_to_the_file() {
+        let file = RetentionPolicy {
+            http_days: Some(14),
+            application_days: Some(30),
+            error_days: Some(30),
+            metrics_days: Some(7),
+        };
+        // The defaults of a config file with other days than `file`: version 0 still means the
+        // file's policy.
+        let live = LiveLogConfig::new(LogConfig::default());
+        assert_eq!(live.retention_policy(&file), file);
+        let update: crate::model::LogConfigUpdate =
+            serde_json::from_value(serde_json::json!({"retention": {"application": 5, "error": 9}})).unwrap();
+        let changed = LogConfig::default().apply(&update).unwrap();
+        live.install(Stored {
+            version: 1,
+            config: changed.clone(),
+        });
+        let policy = live.retention_policy(&file);
+        assert_eq!(policy.application_days, Some(5));
+        assert_eq!(policy.error_days, Some(9));
+        assert_eq!(policy.http_days, Some(changed.retention.http));
+        assert_eq!(policy.metrics_days, Some(7), "metrics keep the file's days");
     }
 
     #[test]

@@ -73,8 +73,9 @@ impl Alerts {
     }
 }
 
-/// The live log settings (003's `/api/v1/logs/config`): the collector's ingest filter, reloaded
-/// from SQL about every second, and the worker that runs the cleanups the query API queues.
+/// The live log settings (003's `/api/v1/logs/config`): the collector's ingest filter and
+/// scheduled retention, reloaded from SQL about every second, and the worker that runs the
+/// cleanups the query API queues.
 struct LogSettings {
     runtime: owl_logconfig::LogConfigRuntime,
     stop: CancellationToken,
@@ -87,6 +88,16 @@ impl LogSettings {
             .await
             .context("while starting the live log settings (storage.database_url)")?;
         Ok(LogSettings { runtime, stop })
+    }
+
+    /// The collector's hooks: the live settings filter ingest and set the scheduled retention,
+    /// the alert engine observes.
+    fn hooks(&self, alerts: &Alerts) -> owl_collector::Hooks {
+        owl_collector::Hooks {
+            filter: self.runtime.filter(),
+            observer: Some(alerts.observer.clone()),
+            retention: self.runtime.retention(),
+        }
     }
 
     /// Stops after the collector stopped.
@@ -219,13 +230,12 @@ pub async fn run_all_on(
     let collector = spawn_role(
         "collector",
         &failed,
-        owl_collector::run_with_hooks(
+        owl_collector::run_with(
             config.clone(),
             index.clone(),
             collector_listener,
             server_stop.clone(),
-            log_config.runtime.filter(),
-            Some(alerts.observer.clone()),
+            log_config.hooks(&alerts),
         ),
     );
     let query_api = spawn_role(
@@ -305,10 +315,8 @@ pub async fn run_role(mut config: Config, role: Role, shutdown: CancellationToke
             let index = open_index_off_runtime(&config).await?;
             let alerts = Alerts::start(&config).await?;
             let log_config = LogSettings::start(&config, &index).await?;
-            let filter = log_config.runtime.filter();
-            let observer = Some(alerts.observer.clone());
-            let ran =
-                owl_collector::run_with_hooks(config, index, listener, shutdown, filter, observer).await;
+            let hooks = log_config.hooks(&alerts);
+            let ran = owl_collector::run_with(config, index, listener, shutdown, hooks).await;
             alerts.stop().await;
             log_config.stop().await;
             ran

@@ -46,15 +46,20 @@ pub struct TestCollector {
 
 impl TestCollector {
     pub async fn start(config: Config) -> TestCollector {
+        TestCollector::start_with(config, owl_collector::Hooks::default()).await
+    }
+
+    pub async fn start_with(config: Config, hooks: owl_collector::Hooks) -> TestCollector {
         let index = Index::open(&config.index_dir(), index_settings()).expect("open index");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(owl_collector::run(
+        let task = tokio::spawn(owl_collector::run_with(
             config.clone(),
             index.clone(),
             listener,
             shutdown.clone(),
+            hooks,
         ));
         let collector = TestCollector {
             addr,
