@@ -35,7 +35,7 @@ use crate::report::{Better, Figure, Target};
 const MANIFEST: &str = "manifest.json";
 /// Bumped whenever the generator or the way the data set is built changes, so a stale cache is
 /// never reused.
-const DATASET_VERSION: u32 = 1;
+const DATASET_VERSION: u32 = 2;
 const SPAN_DAYS: i64 = 7;
 /// Records per request of the generator, on average (for spreading timestamps).
 const RECORDS_PER_REQUEST: f64 = 3.55;

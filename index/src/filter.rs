@@ -15,6 +15,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use crate::error::{IndexError, Result};
 use crate::gram::{self, Needle};
 use crate::schema::{Fields, RecordView, micros};
+use crate::search::TimeRange;
 
 /// Which records a search, count or aggregation looks at. Every condition set must hold; an empty
 /// set or `None` does not filter, and neither does an empty string.
@@ -207,9 +208,40 @@ impl CompiledFilter {
     /// The tantivy query of the filter for a partition covering `[day_start, day_end)` (micros):
     /// the time condition is left out when the partition lies inside the range.
     pub(crate) fn to_query(&self, fields: &Fields, day_start: i64, day_end: i64) -> Box<dyn Query> {
-        let mut clauses: Vec<Box<dyn Query>> = Vec::new();
+        self.build_query(fields, day_start, day_end, true)
+    }
+
+    /// The query of a sorted search, and the time condition for the collector to apply when the
+    /// query leaves it out: when other conditions select the documents, checking the timestamp of
+    /// each of them (which the collector reads anyway to sort) beats a range over the column,
+    /// which scans it from the segment's first document up to the first match.
+    pub(crate) fn to_search_query(
+        &self,
+        fields: &Fields,
+        day_start: i64,
+        day_end: i64,
+    ) -> (Box<dyn Query>, Option<TimeRange>) {
         let lower = self.start.filter(|&start| start > day_start);
         let upper = self.end.filter(|&end| end < day_end);
+        if lower.is_none() && upper.is_none() {
+            return (self.build_query(fields, day_start, day_end, false), None);
+        }
+        let rest = self.build_query(fields, day_start, day_end, false);
+        if rest.is::<AllQuery>() {
+            // Time is the only condition: the range over the column drives.
+            return (self.build_query(fields, day_start, day_end, true), None);
+        }
+        let time = TimeRange {
+            start: lower.unwrap_or(i64::MIN),
+            end: upper.unwrap_or(i64::MAX),
+        };
+        (rest, Some(time))
+    }
+
+    fn build_query(&self, fields: &Fields, day_start: i64, day_end: i64, with_time: bool) -> Box<dyn Query> {
+        let mut clauses: Vec<Box<dyn Query>> = Vec::new();
+        let lower = self.start.filter(|&start| with_time && start > day_start);
+        let upper = self.end.filter(|&end| with_time && end < day_end);
         if lower.is_some() || upper.is_some() {
             let bound = |v: Option<i64>, inclusive: bool| match v {
                 None => Bound::Unbounded,
@@ -223,7 +255,7 @@ impl CompiledFilter {
                 .levels
                 .iter()
                 .map(|l| Term::from_field_u64(fields.level, l.rank()));
-            clauses.push(Box::new(TermSetQuery::new(terms)));
+            clauses.push(any_term(terms.collect()));
         }
         // No kind clause: a partition holds one kind, and only wanted kinds are opened.
         for (field, set) in [
@@ -234,9 +266,9 @@ impl CompiledFilter {
             (fields.host, &self.hosts),
         ] {
             if !set.is_empty() {
-                clauses.push(Box::new(TermSetQuery::new(
-                    set.iter().map(|v| Term::from_field_text(field, v)),
-                )));
+                clauses.push(any_term(
+                    set.iter().map(|v| Term::from_field_text(field, v)).collect(),
+                ));
             }
         }
         for (field, value) in [
@@ -297,6 +329,31 @@ impl CompiledFilter {
 
 fn term_query(term: Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+}
+
+/// Values of one field above which a set becomes a [`TermSetQuery`] rather than a union of term
+/// queries.
+const MAX_UNION_TERMS: usize = 16;
+
+/// Records holding any of `terms` (all of one field).
+///
+/// A term query reads its postings lazily, so an intersection led by a rarer clause skips through
+/// it by blocks. `TermSetQuery` instead builds an FST and fills a bitset of every matching document
+/// of the segment up front: for `service = Form` that is a large share of a day, however narrow the
+/// rest of the filter. It only pays off for sets too large for a union.
+fn any_term(mut terms: Vec<Term>) -> Box<dyn Query> {
+    terms.sort();
+    terms.dedup();
+    match terms.len() {
+        1 => term_query(terms.pop().expect("one term, checked by the match")),
+        n if n <= MAX_UNION_TERMS => Box::new(BooleanQuery::new(
+            terms
+                .into_iter()
+                .map(|t| (Occur::Should, term_query(t)))
+                .collect(),
+        )),
+        _ => Box::new(TermSetQuery::new(terms)),
+    }
 }
 
 /// A query for one exact value of a raw string field.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -15,8 +15,8 @@ use owl_model::{Kind, LogRecord};
 use tantivy::collector::Count;
 use tantivy::columnar::StrColumn;
 use tantivy::indexer::IndexWriterOptions;
-use tantivy::schema::Value;
-use tantivy::{IndexWriter, Searcher, SegmentOrdinal, TantivyDocument, Term};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{DocAddress, DocSet, IndexWriter, Searcher, SegmentOrdinal, TERMINATED, TantivyDocument, Term};
 
 use crate::error::{IndexError, Result};
 use crate::filter::{CompiledFilter, LogFilter};
@@ -35,6 +35,9 @@ use crate::trace::TraceView;
 const WRITER_LOCK_FILE: &str = ".owl-writer.lock";
 /// Directory of the metrics store under the root.
 const METRICS_DIR: &str = "metrics";
+/// File under the root holding the writer's generation: a number it changes after every commit,
+/// partition creation and partition drop, so a reader knows when to look at the disk again.
+const GENERATION_FILE: &str = ".owl-generation";
 /// Most records a trace returns.
 pub const MAX_TRACE_RECORDS: usize = 10_000;
 /// tantivy's smallest memory budget per indexing thread.
@@ -128,6 +131,17 @@ struct Inner {
     seq: AtomicU64,
     tail_len: AtomicUsize,
     metrics: MetricsStore,
+    /// The writer's generation (see [`GENERATION_FILE`]); bumped under the lock, so the file
+    /// never goes back to a value a reader already saw.
+    generation: Mutex<u64>,
+    /// Every partition on disk, by kind then day, as listed at a generation.
+    listing: Mutex<Option<Listing>>,
+}
+
+/// The partitions on disk as of a generation of the writer.
+struct Listing {
+    generation: u64,
+    keys: Vec<PartitionKey>,
 }
 
 /// One partition as a request sees it.
@@ -157,8 +171,13 @@ impl Index {
             return Err(IndexError::Locked { path: lock_path });
         }
         let metrics = MetricsStore::open(&root.join(METRICS_DIR), true)?;
+        let index = Index::new(root, settings, true, Some(lock_file), metrics);
+        // Continue from a predecessor's generation: readers compare values, and a value they
+        // already saw must not come back.
+        *lock(&index.inner.generation) = read_generation(root).unwrap_or(0);
+        index.bump_generation()?;
         tracing::debug!(root = %root.display(), "opened index for writing");
-        Ok(Index::new(root, settings, true, Some(lock_file), metrics))
+        Ok(index)
     }
 
     /// Opens the index at `root` read-only, for a process beside the writer (the query API beside
@@ -188,6 +207,8 @@ impl Index {
                 seq: AtomicU64::new(0),
                 tail_len: AtomicUsize::new(0),
                 metrics,
+                generation: Mutex::new(0),
+                listing: Mutex::new(None),
             }),
         }
     }
@@ -255,6 +276,11 @@ impl Index {
         };
         tracing::debug!(partition = %key, "opened partition");
         partitions.insert(key, partition.clone());
+        drop(partitions);
+        if create {
+            // Possibly a new directory: listings taken before it are stale.
+            self.bump_generation()?;
+        }
         Ok(Some(partition))
     }
 
@@ -386,14 +412,16 @@ impl Index {
             return Err(IndexError::tantivy(&partition.dir, e));
         }
         open.pending_through = 0;
-        let _view = write(&self.inner.view);
+        let view = write(&self.inner.view);
         partition
             .reader
             .reload()
             .map_err(|e| IndexError::tantivy(&partition.dir, e))?;
         let dropped = lock(&partition.tail).drop_through(through);
         self.inner.tail_len.fetch_sub(dropped, Ordering::AcqRel);
-        Ok(())
+        drop(view);
+        drop(slot);
+        self.bump_generation()
     }
 
     /// Commits and closes the least recently used writers beyond `max_open_writers`.
@@ -502,6 +530,7 @@ impl Index {
         let usage = dir_usage(dir)?;
         std::fs::remove_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
         drop(partitions);
+        self.bump_generation()?;
         Ok(PartitionUsage {
             key,
             files: usage.files,
@@ -541,6 +570,60 @@ impl Index {
 
     // ----- read side -----
 
+    /// The writer's current generation: this process's own as the writer, else the generation
+    /// file's (`None` without one: a writer of an older version, so every request looks at disk).
+    fn current_generation(&self) -> Option<u64> {
+        if self.inner.writable {
+            Some(*lock(&self.inner.generation))
+        } else {
+            read_generation(&self.inner.root)
+        }
+    }
+
+    /// Changes the generation; as the writer, also the file readers watch. Called after the change
+    /// it announces, so a reader that read the old value before looking at the disk looks again.
+    fn bump_generation(&self) -> Result<()> {
+        let mut generation = lock(&self.inner.generation);
+        *generation += 1;
+        let path = self.inner.root.join(GENERATION_FILE);
+        let temporary = self.inner.root.join(format!("{GENERATION_FILE}.tmp"));
+        // Written aside and renamed, so a reader never sees a partial number.
+        std::fs::write(&temporary, generation.to_string()).map_err(|e| IndexError::io(&temporary, e))?;
+        std::fs::rename(&temporary, &path).map_err(|e| IndexError::io(&path, e))
+    }
+
+    /// Every partition on disk, by kind then day. The directories are listed (and, in a reader,
+    /// changed partitions reloaded) only when the writer's generation moved since the last
+    /// listing: a request then costs no file-system call per partition.
+    fn partition_keys(&self) -> Result<Vec<PartitionKey>> {
+        // Read before looking at the disk: a change after this read bumps the generation again.
+        let generation = self.current_generation();
+        if let Some(generation) = generation
+            && let Some(listing) = lock(&self.inner.listing).as_ref()
+            && listing.generation == generation
+        {
+            return Ok(listing.keys.clone());
+        }
+        let mut keys = Vec::new();
+        for kind in Kind::ALL {
+            keys.extend(partition::list(&self.inner.root, kind, None, None)?);
+        }
+        if !self.inner.writable {
+            // Forget partitions the writer dropped, reload those it committed to.
+            write(&self.inner.partitions).retain(|key, _| keys.contains(key));
+            for partition in self.cached_partitions() {
+                partition.reload_if_changed()?;
+            }
+        }
+        if let Some(generation) = generation {
+            *lock(&self.inner.listing) = Some(Listing {
+                generation,
+                keys: keys.clone(),
+            });
+        }
+        Ok(keys)
+    }
+
     /// Takes a consistent view of the partitions the filter can touch.
     fn view(&self, filter: &LogFilter, compiled: &CompiledFilter) -> Result<Vec<PartView>> {
         let first = compiled
@@ -551,27 +634,17 @@ impl Index {
             .end
             .and_then(|end| DateTime::from_timestamp_micros(end - 1))
             .map(|t| t.date_naive());
-        let mut keys = Vec::new();
-        for kind in Kind::ALL.into_iter().filter(|&k| filter.wants_kind(k)) {
-            keys.extend(partition::list(&self.inner.root, kind, first, last)?);
-        }
-        if !self.inner.writable {
-            // Forget partitions another process has dropped.
-            write(&self.inner.partitions).retain(|key, _| {
-                let in_scope = filter.wants_kind(key.kind)
-                    && first.is_none_or(|f| key.day >= f)
-                    && last.is_none_or(|l| key.day <= l);
-                !in_scope || keys.contains(key)
-            });
-        }
-        let mut partitions = Vec::with_capacity(keys.len());
-        for key in keys.into_iter().rev() {
+        let keys = self.partition_keys()?;
+        let in_scope = keys.into_iter().filter(|key| {
+            filter.wants_kind(key.kind)
+                && first.is_none_or(|f| key.day >= f)
+                && last.is_none_or(|l| key.day <= l)
+        });
+        let mut partitions = Vec::new();
+        for key in in_scope.collect::<Vec<_>>().into_iter().rev() {
             let Some(partition) = self.partition(key, false)? else {
                 continue;
             };
-            if !self.inner.writable {
-                partition.reload_if_changed()?;
-            }
             partitions.push(partition);
         }
         let _view = read(&self.inner.view);
@@ -617,22 +690,28 @@ impl Index {
         let mut hits: Vec<Hit> = Vec::new();
         for (number, part) in parts.iter().enumerate() {
             let partition = &part.partition;
-            let query = compiled.to_query(
-                &partition.fields,
-                partition.key.start_micros(),
-                partition.key.end_micros(),
-            );
             if depth == 0 {
+                let query = compiled.to_query(
+                    &partition.fields,
+                    partition.key.start_micros(),
+                    partition.key.end_micros(),
+                );
                 let count = part
                     .searcher
                     .search(&query, &Count)
                     .map_err(|e| IndexError::tantivy(&partition.dir, e))?;
                 total += count as u64;
             } else {
+                let (query, time) = compiled.to_search_query(
+                    &partition.fields,
+                    partition.key.start_micros(),
+                    partition.key.end_micros(),
+                );
                 let collector = TopCollector {
                     k: depth,
                     sort,
                     partition: number,
+                    time,
                 };
                 let (count, found) = part
                     .searcher
@@ -695,6 +774,7 @@ impl Index {
                 k: 1,
                 sort,
                 partition: number,
+                time: None,
             };
             let (_, found) = part
                 .searcher
@@ -750,11 +830,59 @@ impl Index {
         if trace_id.is_empty() {
             return Ok(None);
         }
+        let filter = LogFilter {
+            trace_id: Some(trace_id.to_string()),
+            ..LogFilter::default()
+        };
+        let compiled = filter.compile()?;
+        let parts = self.view(&filter, &compiled)?;
+        // A trace has a handful of records: read the id's postings directly rather than run a
+        // sorted search, which opens sort columns in every segment of every partition. Partition
+        // order and the tail after the committed records match the search's, so records tying on
+        // timestamp and id keep the same order through `assemble`'s stable sort.
+        let mut sources = Vec::new();
+        for (number, part) in parts.iter().enumerate() {
+            let partition = &part.partition;
+            let term = Term::from_field_text(partition.fields.trace_id, trace_id);
+            for (segment, reader) in part.searcher.segment_readers().iter().enumerate() {
+                let inverted = reader
+                    .inverted_index(partition.fields.trace_id)
+                    .map_err(|e| IndexError::tantivy(&partition.dir, e))?;
+                let postings = inverted
+                    .read_postings(&term, IndexRecordOption::Basic)
+                    .map_err(|e| IndexError::io(&partition.dir, e))?;
+                let Some(mut postings) = postings else { continue };
+                let alive = reader.alive_bitset();
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    if alive.is_none_or(|alive| alive.is_alive(doc)) {
+                        sources.push(HitSource::Doc(
+                            number,
+                            DocAddress::new(segment as SegmentOrdinal, doc),
+                        ));
+                    }
+                    doc = postings.advance();
+                }
+            }
+            for (at, entry) in part.tail.iter().enumerate() {
+                if compiled.matches(&RecordView::of(&entry.record)) {
+                    sources.push(HitSource::Tail(number, at));
+                }
+            }
+            if sources.len() > MAX_TRACE_RECORDS {
+                break;
+            }
+        }
+        if sources.len() <= MAX_TRACE_RECORDS {
+            let records = sources
+                .iter()
+                .map(|source| load(&parts, source))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(TraceView::assemble(trace_id, records));
+        }
+        // More than a trace may return: the sorted search picks the earliest.
         let request = SearchRequest {
-            filter: LogFilter {
-                trace_id: Some(trace_id.to_string()),
-                ..LogFilter::default()
-            },
+            filter,
             sort_by: SortBy::Timestamp,
             order: SortOrder::Asc,
             offset: 0,
@@ -763,6 +891,15 @@ impl Index {
         let found = self.search(&request)?;
         Ok(TraceView::assemble(trace_id, found.hits))
     }
+}
+
+/// The generation in the root's generation file, if a writer of this version wrote one.
+fn read_generation(root: &Path) -> Option<u64> {
+    std::fs::read_to_string(root.join(GENERATION_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn close_writer(partition: &Partition, open: OpenWriter) -> Result<()> {

@@ -29,9 +29,10 @@
 //!   searches, so a record is seen exactly once. Re-adding an id replaces it (delete + add within
 //!   the partition), so re-sent records are stored once.
 //! - **Cross-process reads.** [`Index::open`] takes an exclusive lock on the root: one writer (the
-//!   collector). [`Index::open_reader`] takes no lock; it reloads a partition when its
-//!   `meta.json` changes and discovers new partition directories on every request, so it sees
-//!   everything committed, but not the writer's tail.
+//!   collector). [`Index::open_reader`] takes no lock and sees everything committed, but not the
+//!   writer's tail: the writer rewrites `<root>/.owl-generation` after every commit, partition
+//!   creation and drop, and a reader re-lists partitions and reloads changed ones only when that
+//!   number moved (every request, for an index whose writer predates the file).
 //! - **Aggregations** ([`Index::stats`]) read fast fields in one pass over the filtered records:
 //!   counts by level, service, region, module, error type, hour and day; error counts and mean
 //!   duration per hour; exact nearest-rank p95/p99, mean and max duration; slow requests; top paths.
@@ -57,6 +58,24 @@
 //! - Sorting compares string keys by segment-local dictionary ordinals and resolves an id only
 //!   when it must break a tie between segments, because each dictionary lookup costs tens of
 //!   microseconds.
+//!
+//! # Performance
+//!
+//! `target/release/owl-bench --only query --sizes query_records=5000000` (bench/README.md), 5.0
+//! million records over a week (24 partitions), 2026-11-22, 2 shared cores, two runs, ms:
+//!
+//! | query | p50 | p99 | SQLite p50 | SQLite p99 |
+//! | --- | --- | --- | --- | --- |
+//! | trace lookup | 0.31, 0.28 | 7.9, 4.3 | 0.033, 0.43 | 8.1, 0.94 |
+//! | filtered top-50 (service, level, 1 h) | 0.84, 1.01 | 4.5, 7.0 | 30, 116 | 52, 256 |
+//! | keyword over the week | 8.8, 14.1 | 16.4, 38.3 | 51, 66 | 93, 397 |
+//!
+//! What makes them cheap: a trace reads the id's postings in each segment and loads only its
+//! records; single filter values are term queries (an intersection skips through them) and the
+//! time window is checked on the sort column while collecting, skipping segments outside it; a
+//! request lists no directory unless the writer's generation moved. A trace lookup still costs
+//! a term lookup in every segment of every partition (about a hundred at this size), so with a
+//! cold page cache it stays above SQLite's single B-tree probe.
 #![warn(missing_docs)]
 
 mod error;

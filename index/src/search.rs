@@ -15,6 +15,7 @@ use std::str::FromStr;
 use owl_model::{LogRecord, UnknownName};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
+use tantivy::query::Weight;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 use crate::filter::LogFilter;
@@ -278,6 +279,22 @@ pub(crate) struct TopCollector {
     pub k: usize,
     pub sort: SortSpec,
     pub partition: usize,
+    /// The time condition, applied here rather than in the query (see
+    /// [`crate::filter::CompiledFilter::to_search_query`]).
+    pub time: Option<TimeRange>,
+}
+
+/// `[start, end)` in microseconds of the `ts` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeRange {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl TimeRange {
+    fn contains(&self, ts: i64) -> bool {
+        self.start <= ts && ts < self.end
+    }
 }
 
 enum PrimaryColumn {
@@ -292,6 +309,9 @@ pub(crate) struct TopSegment {
     sort: SortSpec,
     partition: usize,
     segment: SegmentOrdinal,
+    time: Option<TimeRange>,
+    /// The segment's timestamps all lie outside `time`: nothing in it can match.
+    outside: bool,
     ts: Option<Column<i64>>,
     id: Option<StrColumn>,
     primary: PrimaryColumn,
@@ -301,6 +321,8 @@ pub(crate) struct TopSegment {
     ts_buf: Vec<Option<i64>>,
     num_buf: Vec<Option<u64>>,
     float_buf: Vec<Option<f64>>,
+    /// The documents of a block inside the time range.
+    docs_buf: Vec<DocId>,
 }
 
 impl Collector for TopCollector {
@@ -315,12 +337,39 @@ impl Collector for TopCollector {
             SortBy::Duration => PrimaryColumn::Duration(fast.column_opt::<f64>(F_DURATION)?),
             SortBy::Service => PrimaryColumn::Service(fast.str(F_SERVICE)?),
         };
+        let ts = fast.column_opt::<i64>(F_TS)?;
+        let outside = self.time.is_some_and(|time| {
+            ts.as_ref()
+                .is_none_or(|c| c.max_value() < time.start || c.min_value() >= time.end)
+        });
+        if outside {
+            // Columns are not opened for a segment that is skipped.
+            return Ok(TopSegment {
+                k: self.k,
+                sort: self.sort,
+                partition: self.partition,
+                segment,
+                time: self.time,
+                outside,
+                ts: None,
+                id: None,
+                primary: PrimaryColumn::Timestamp,
+                heap: BinaryHeap::new(),
+                count: 0,
+                ts_buf: Vec::new(),
+                num_buf: Vec::new(),
+                float_buf: Vec::new(),
+                docs_buf: Vec::new(),
+            });
+        }
         Ok(TopSegment {
             k: self.k,
             sort: self.sort,
             partition: self.partition,
             segment,
-            ts: fast.column_opt::<i64>(F_TS)?,
+            time: self.time,
+            outside,
+            ts,
             id: fast.str(F_ID)?,
             primary,
             heap: BinaryHeap::with_capacity(self.k.min(4096) + 1),
@@ -328,11 +377,36 @@ impl Collector for TopCollector {
             ts_buf: Vec::new(),
             num_buf: Vec::new(),
             float_buf: Vec::new(),
+            docs_buf: Vec::new(),
         })
     }
 
     fn requires_scoring(&self) -> bool {
         false
+    }
+
+    /// tantivy's own loop, except that a segment outside the time range is not searched at all.
+    fn collect_segment(
+        &self,
+        weight: &dyn Weight,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<(u64, Vec<Hit>)> {
+        let mut child = self.for_segment(segment, reader)?;
+        if child.outside {
+            return Ok(child.harvest());
+        }
+        match reader.alive_bitset() {
+            Some(alive) => weight.for_each_no_score(reader, &mut |docs| {
+                for &doc in docs {
+                    if alive.is_alive(doc) {
+                        child.collect(doc, 0.0);
+                    }
+                }
+            })?,
+            None => weight.for_each_no_score(reader, &mut |docs| child.collect_block(docs))?,
+        }
+        Ok(child.harvest())
     }
 
     fn merge_fruits(&self, fruits: Vec<(u64, Vec<Hit>)>) -> tantivy::Result<(u64, Vec<Hit>)> {
@@ -416,11 +490,21 @@ impl SegmentCollector for TopSegment {
     type Fruit = (u64, Vec<Hit>);
 
     fn collect(&mut self, doc: DocId, _score: Score) {
+        if self.k == 0 && self.time.is_none() {
+            self.count += 1;
+            return;
+        }
+        let value = self.ts.as_ref().and_then(|c| c.first(doc));
+        if let Some(time) = self.time
+            && !value.is_some_and(|v| time.contains(v))
+        {
+            return;
+        }
         self.count += 1;
         if self.k == 0 {
             return;
         }
-        let ts = i64_key(self.ts.as_ref().and_then(|c| c.first(doc)).unwrap_or(0));
+        let ts = i64_key(value.unwrap_or(0));
         let primary = self.primary_of(doc, ts);
         self.consider(doc, ts, primary);
     }
@@ -428,16 +512,49 @@ impl SegmentCollector for TopSegment {
     /// Reads each column once per block (`first_vals`), which is several times faster than a
     /// lookup per document on optional columns.
     fn collect_block(&mut self, docs: &[DocId]) {
-        self.count += docs.len() as u64;
-        if self.k == 0 {
+        if self.k == 0 && self.time.is_none() {
+            self.count += docs.len() as u64;
             return;
         }
-        let n = docs.len();
         self.ts_buf.clear();
-        self.ts_buf.resize(n, None);
+        self.ts_buf.resize(docs.len(), None);
         if let Some(column) = &self.ts {
             column.first_vals(docs, &mut self.ts_buf);
         }
+        let mut kept = std::mem::take(&mut self.docs_buf);
+        kept.clear();
+        let docs = match self.time {
+            None => docs,
+            Some(time) => {
+                // Keep the documents in range, and their timestamps in the same positions.
+                let mut at = 0;
+                for (i, &doc) in docs.iter().enumerate() {
+                    if let Some(ts) = self.ts_buf[i].filter(|&v| time.contains(v)) {
+                        kept.push(doc);
+                        self.ts_buf[at] = Some(ts);
+                        at += 1;
+                    }
+                }
+                self.ts_buf.truncate(at);
+                &kept[..]
+            }
+        };
+        self.count += docs.len() as u64;
+        if self.k > 0 {
+            self.consider_block(docs);
+        }
+        self.docs_buf = kept;
+    }
+
+    fn harvest(self) -> (u64, Vec<Hit>) {
+        self.harvest_hits()
+    }
+}
+
+impl TopSegment {
+    /// Offers a block of matching documents, whose timestamps are in `ts_buf`.
+    fn consider_block(&mut self, docs: &[DocId]) {
+        let n = docs.len();
         self.num_buf.clear();
         self.num_buf.resize(n, None);
         self.float_buf.clear();
@@ -477,7 +594,7 @@ impl SegmentCollector for TopSegment {
         }
     }
 
-    fn harvest(self) -> (u64, Vec<Hit>) {
+    fn harvest_hits(self) -> (u64, Vec<Hit>) {
         // A segment has few services, and each name is looked up once.
         let mut services = HashMap::new();
         let hits = self
