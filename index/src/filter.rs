@@ -50,6 +50,9 @@ pub struct LogFilter {
     /// Case-insensitive substring of the message, the error message or the user name (003's
     /// `keyword`).
     pub keyword: Option<String>,
+    /// Case-insensitive substring of the message or the error message (the `keyword` of 003's
+    /// error list, which does not search user names).
+    pub error_keyword: Option<String>,
     /// Case-insensitive substring of the message only (000's `keyword`).
     pub message: Option<String>,
     /// Case-insensitive substring of the source file.
@@ -115,6 +118,7 @@ impl LogFilter {
             user_id: exact(&self.user_id),
             url: needle(&self.url),
             keyword: needle(&self.keyword),
+            error_keyword: needle(&self.error_keyword),
             message: needle(&self.message),
             file: needle(&self.file),
             function: needle(&self.function),
@@ -145,6 +149,7 @@ pub(crate) struct CompiledFilter {
     user_id: Option<String>,
     url: Option<Needle>,
     keyword: Option<Needle>,
+    error_keyword: Option<Needle>,
     message: Option<Needle>,
     file: Option<Needle>,
     function: Option<Needle>,
@@ -191,6 +196,12 @@ impl CompiledFilter {
             && contains(&self.function, view.function)
             && self.keyword.as_ref().is_none_or(|n| {
                 [view.message, view.error_message, view.user_name]
+                    .into_iter()
+                    .flatten()
+                    .any(|v| n.is_in(v))
+            })
+            && self.error_keyword.as_ref().is_none_or(|n| {
+                [view.message, view.error_message]
                     .into_iter()
                     .flatten()
                     .any(|v| n.is_in(v))
@@ -291,6 +302,7 @@ impl CompiledFilter {
                 &[fields.message, fields.error_message, fields.user_name][..],
                 &self.keyword,
             ),
+            (&[fields.message, fields.error_message][..], &self.error_keyword),
         ] {
             if let Some(needle) = needle {
                 clauses.push(gram::any_field_query(needle, fields));

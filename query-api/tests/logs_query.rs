@@ -392,6 +392,21 @@ async fn errors_with_their_summary() {
             "{query}"
         );
     }
+    // 003: the error list's keyword searches message and error.message, not the user name.
+    let by_user = errors
+        .iter()
+        .filter(|r| contains_ci(r.user.as_ref().and_then(|u| u.name.as_deref()), "zhangsan"))
+        .count();
+    assert!(by_user > 0, "the dataset has errors of zhangsan");
+    let by_text = errors
+        .iter()
+        .filter(|r| {
+            contains_ci(Some(&r.message), "zhangsan")
+                || contains_ci(r.error.as_ref().and_then(|e| e.message.as_deref()), "zhangsan")
+        })
+        .count();
+    let data = f.get("/api/v1/logs/errors?keyword=zhangsan&limit=200").await;
+    assert_eq!(data["total"], by_text);
 }
 
 #[tokio::test]

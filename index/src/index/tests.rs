@@ -404,6 +404,15 @@ fn filter_cases(records: &[LogRecord]) -> Vec<Case> {
             Box::new(|r: &LogRecord| ilike(Some(&r.message), "admin") || ilike(user_name(r), "admin")),
         ),
         (
+            "error keyword ignores the user name",
+            LogFilter {
+                // "in" is in "Admin" (a user) and in "Invalid input" (an error message).
+                error_keyword: s("IN"),
+                ..f()
+            },
+            Box::new(|r: &LogRecord| ilike(Some(&r.message), "in") || ilike(error_message(r), "in")),
+        ),
+        (
             "keyword two characters",
             LogFilter {
                 keyword: s("超时"),

@@ -269,8 +269,11 @@ async fn errors(
     let range = range?;
     let (found, stats) = match listing.scoped(&user, &range) {
         Some(filter) => {
+            // 003: the error list's keyword searches message and error.message, not user names.
             let filter = LogFilter {
                 has_error: Some(true),
+                error_keyword: filter.keyword.clone(),
+                keyword: None,
                 ..filter
             };
             let stats = StatsRequest {
