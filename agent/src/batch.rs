@@ -119,7 +119,10 @@ impl BatchBuilder {
 /// A reusable compressor for batch bodies.
 pub(crate) enum Compressor {
     None,
-    Zstd(Box<zstd::bulk::Compressor<'static>>),
+    /// The context, and a scratch buffer the frame is written into: zstd needs room for the
+    /// worst case, and zero-filling that much in the entry value itself for every batch cost more
+    /// than copying the (about ten times smaller) frame out, and kept entries oversized.
+    Zstd(Box<zstd::bulk::Compressor<'static>>, Vec<u8>),
     Gzip,
 }
 
@@ -130,7 +133,9 @@ impl Compressor {
     pub(crate) fn new(compression: Compression) -> std::io::Result<Compressor> {
         Ok(match compression {
             Compression::None => Compressor::None,
-            Compression::Zstd => Compressor::Zstd(Box::new(zstd::bulk::Compressor::new(ZSTD_LEVEL)?)),
+            Compression::Zstd => {
+                Compressor::Zstd(Box::new(zstd::bulk::Compressor::new(ZSTD_LEVEL)?), Vec::new())
+            }
             Compression::Gzip => Compressor::Gzip,
         })
     }
@@ -138,7 +143,7 @@ impl Compressor {
     pub(crate) fn encoding(&self) -> Encoding {
         match self {
             Compressor::None => Encoding::None,
-            Compressor::Zstd(_) => Encoding::Zstd,
+            Compressor::Zstd(..) => Encoding::Zstd,
             Compressor::Gzip => Encoding::Gzip,
         }
     }
@@ -147,12 +152,12 @@ impl Compressor {
     pub(crate) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
         match self {
             Compressor::None => out.extend_from_slice(input),
-            Compressor::Zstd(c) => {
-                let start = out.len();
-                let bound = zstd::zstd_safe::compress_bound(input.len());
-                out.resize(start + bound, 0);
-                let written = c.compress_to_buffer(input, &mut out[start..])?;
-                out.truncate(start + written);
+            Compressor::Zstd(c, scratch) => {
+                scratch.clear();
+                // Capacity, not length: zstd writes into the spare room without it being zeroed.
+                scratch.reserve(zstd::zstd_safe::compress_bound(input.len()));
+                c.compress_to_buffer(input, scratch)?;
+                out.extend_from_slice(scratch);
             }
             Compressor::Gzip => {
                 let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::fast());

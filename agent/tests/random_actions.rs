@@ -53,7 +53,7 @@ impl Node {
         self.finish_partial();
         let line = text(self.next);
         let cut = line.len() / 2;
-        self.writer.raw(line[..cut].as_bytes());
+        self.writer.raw(&line.as_bytes()[..cut]);
         self.partial = Some(self.next);
         self.next += 1;
     }
@@ -203,11 +203,13 @@ async fn run(seed: u64) {
         .await;
     // A late duplicate gets its chance to show before judging.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let received = node.collector.received();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        assert_exactly_once(&received, "line ", total)
-    }));
-    drop(received);
+    let outcome = {
+        // The lock is released before the next await.
+        let received = node.collector.received();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_exactly_once(&received, "line ", total)
+        }))
+    };
     if let Err(panic) = outcome {
         eprintln!("seed {seed}, {total} lines; actions: {journal}");
         std::panic::resume_unwind(panic);

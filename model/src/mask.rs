@@ -185,8 +185,12 @@ impl Masker {
 
     /// Whether a structured key is sensitive.
     pub fn is_sensitive_key(&self, key: &str) -> bool {
-        let key = normalise_key(key);
-        self.keys.contains(&key)
+        // Compared in place rather than normalised into a new string: this runs for every key
+        // of every structured record.
+        let normalised = |b: u8| if b == b'-' { b'_' } else { b.to_ascii_lowercase() };
+        self.keys
+            .iter()
+            .any(|k| k.len() == key.len() && k.bytes().zip(key.bytes()).all(|(a, b)| a == normalised(b)))
     }
 
     /// Masks sensitive values inside free text.
@@ -524,10 +528,34 @@ mod tests {
         assert!(err.to_string().starts_with("masking.keys[0]"), "{err}");
     }
 
+    #[test]
+    fn sensitive_keys_ignore_case_and_dash_or_underscore() {
+        let m = masker();
+        for key in [
+            "password",
+            "PassWord",
+            "x-api-key",
+            "X_API_KEY",
+            "x-api_key",
+            "Set-Cookie",
+        ] {
+            assert!(m.is_sensitive_key(key), "{key}");
+        }
+        for key in ["passwords", "pass", "", "tokenizer", "x-api-keys", "pässword"] {
+            assert!(!m.is_sensitive_key(key), "{key}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn masking_never_panics(text in ".{0,200}") {
             let _ = masker().mask_text(&text);
+        }
+
+        #[test]
+        fn sensitive_keys_as_normalised(key in "(?i)(x|api|key|token|pass|word|cookie|set|é|[-_]){0,5}") {
+            let m = masker();
+            proptest::prop_assert_eq!(m.is_sensitive_key(&key), m.keys.contains(&normalise_key(&key)));
         }
     }
 }

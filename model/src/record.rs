@@ -369,11 +369,30 @@ impl LogRecord {
 
     /// A deterministic id from a source identity and position: a record re-read from the same
     /// place gets the same id, which is what lets the collector store a re-sent record once.
+    ///
+    /// The id is the lowercase hex of the 128-bit XXH3 of `source` followed by `position` in
+    /// little endian; it must never change, or re-sent records would be stored twice.
     pub fn derive_id(source: &[u8], position: u64) -> String {
-        let mut buf = Vec::with_capacity(source.len() + 8);
-        buf.extend_from_slice(source);
-        buf.extend_from_slice(&position.to_le_bytes());
-        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+        // Agents derive an id per record: no heap buffer and no formatter for the usual short
+        // source (a 16-byte file fingerprint).
+        const STACK: usize = 56;
+        let hash = if source.len() <= STACK {
+            let mut buf = [0u8; STACK + 8];
+            buf[..source.len()].copy_from_slice(source);
+            buf[source.len()..source.len() + 8].copy_from_slice(&position.to_le_bytes());
+            xxhash_rust::xxh3::xxh3_128(&buf[..source.len() + 8])
+        } else {
+            let mut buf = Vec::with_capacity(source.len() + 8);
+            buf.extend_from_slice(source);
+            buf.extend_from_slice(&position.to_le_bytes());
+            xxhash_rust::xxh3::xxh3_128(&buf)
+        };
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 32];
+        for (i, digit) in text.iter_mut().enumerate() {
+            *digit = HEX[((hash >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        text.iter().map(|&b| char::from(b)).collect()
     }
 
     /// A fresh random id (UUID v7, time ordered).
@@ -899,9 +918,30 @@ mod tests {
         assert_eq!(a, LogRecord::derive_id(b"fp", 10));
         assert_ne!(a, LogRecord::derive_id(b"fp", 11));
         assert_eq!(a.len(), 32);
+        // Ids the collector already holds: the derivation must never change.
+        assert_eq!(a, "a99513e12c933a60f458d823f5d0ddb9");
+        assert_eq!(
+            LogRecord::derive_id(&[1; 16], 12345),
+            "7c7b075d6f23d8f0b9ac7e58f89e6d2b"
+        );
+        assert_eq!(
+            LogRecord::derive_id(&[7; 100], u64::MAX),
+            "2ffee365c4601a6dc62052c2ce1fdb4c"
+        );
     }
 
     proptest::proptest! {
+        #[test]
+        fn derived_ids_follow_their_definition(
+            source in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            position in proptest::num::u64::ANY,
+        ) {
+            let mut bytes = source.clone();
+            bytes.extend_from_slice(&position.to_le_bytes());
+            let expected = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+            proptest::prop_assert_eq!(LogRecord::derive_id(&source, position), expected);
+        }
+
         #[test]
         fn parser_survives_garbage(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
             let _ = LogRecord::from_json_slice(&bytes, now());

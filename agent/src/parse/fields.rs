@@ -8,6 +8,9 @@
 //! name. Values of the wrong type (a `status` that is not a number) are kept in `extra` too:
 //! nothing a log line says is dropped.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use owl_model::{ErrorInfo, Http, Kind, Level, LogRecord, Trace, parse_timestamp, timestamp_from_epoch};
 use serde_json::{Map, Number, Value};
@@ -76,6 +79,86 @@ impl Scalar {
             _ => None,
         }
     }
+}
+
+/// A value whose objects are kept as their members in order: the objects of namespace keys
+/// (`http`, `trace`, ...) are routed member by member, and building a `Value` map (hashing every
+/// member name) just to take it apart again was the largest single cost of parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node<'a> {
+    Scalar(Scalar),
+    Object(Members<'a>),
+}
+
+impl Node<'_> {
+    /// The value as [`Builder::set_target`] takes it (an object becomes a `Value` map).
+    pub(crate) fn into_scalar(self) -> Scalar {
+        match self {
+            Node::Scalar(scalar) => scalar,
+            Node::Object(members) => Scalar::Json(Value::Object(members.into_map())),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Node::Scalar(scalar) => scalar.into_value(),
+            Node::Object(members) => Value::Object(members.into_map()),
+        }
+    }
+}
+
+/// Object members with JSON-map semantics: a repeated name keeps its first position and takes
+/// the last value (what `serde_json::Map` does), so routing members gives what routing the map
+/// would.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Members<'a> {
+    list: Vec<(Cow<'a, str>, Node<'a>)>,
+    /// Positions by name, built only for large objects (small ones are searched in order).
+    index: Option<HashMap<Cow<'a, str>, usize>>,
+}
+
+/// Up to this many members a linear search for a repeated name is cheaper than hashing.
+const LINEAR_MEMBERS: usize = 16;
+
+impl<'a> Members<'a> {
+    pub(crate) fn insert(&mut self, name: Cow<'a, str>, value: Node<'a>) {
+        let found = match &self.index {
+            Some(index) => index.get(&name).copied(),
+            None => self.list.iter().position(|(n, _)| *n == name),
+        };
+        if let Some(at) = found {
+            self.list[at].1 = value;
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(name.clone(), self.list.len());
+        } else if self.list.len() == LINEAR_MEMBERS {
+            let mut index: HashMap<Cow<'a, str>, usize> = self
+                .list
+                .iter()
+                .enumerate()
+                .map(|(at, (n, _))| (n.clone(), at))
+                .collect();
+            index.insert(name.clone(), self.list.len());
+            self.index = Some(index);
+        }
+        self.list.push((name, value));
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        self.list
+            .into_iter()
+            .map(|(name, node)| (name.into_owned(), node.into_value()))
+            .collect()
+    }
+}
+
+/// `prefix.member` into `path` (reused, so a namespace's members cost no allocation each).
+fn member_path(path: &mut String, prefix: &str, member: &str) {
+    path.clear();
+    path.push_str(prefix);
+    path.push('.');
+    path.push_str(member);
 }
 
 /// Where a key's value goes.
@@ -341,6 +424,21 @@ impl Builder {
         true
     }
 
+    /// Sets a field by target from a value whose objects were kept as members: a namespace's
+    /// object is routed member by member, exactly as [`Builder::set_target`] routes its map.
+    pub(crate) fn set_node(&mut self, target: Target, key: &str, node: Node<'_>) {
+        match (target, node) {
+            (Target::Namespace(prefix, _), Node::Object(members)) => {
+                let mut path = String::with_capacity(prefix.len() + 24);
+                for (member, value) in members.list {
+                    member_path(&mut path, prefix, &member);
+                    self.set_node(target_of(&path), &path, value);
+                }
+            }
+            (target, node) => self.set_target(target, key, node.into_scalar()),
+        }
+    }
+
     /// Sets a field by target; `key` names it in `extra` when it cannot be used.
     pub(crate) fn set_target(&mut self, target: Target, key: &str, mut value: Scalar) {
         let used = match target {
@@ -478,8 +576,9 @@ impl Builder {
             Target::Namespace(prefix, fallback) => {
                 match value {
                     Scalar::Json(Value::Object(map)) => {
+                        let mut path = String::with_capacity(prefix.len() + 24);
                         for (member, v) in map {
-                            let path = format!("{prefix}.{member}");
+                            member_path(&mut path, prefix, &member);
                             self.set_target(target_of(&path), &path, Scalar::from_value(v));
                         }
                     }

@@ -2,7 +2,8 @@
 //!
 //! The object is walked once with a serde visitor: known keys are read straight into the
 //! record's fields, unknown ones into `extra`, with no intermediate `Value` tree for the whole
-//! line.
+//! line. The objects of namespace keys (`http`, `trace`, ...) are read as ordered members
+//! ([`Node`]) and routed one by one, without a `Value` map either.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -10,7 +11,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::fields::{Builder, Scalar};
+use super::fields::{Builder, Members, Node, Scalar, Target, target_of};
 
 /// Fills `builder` from a JSON object; an error if the text is not one object.
 pub(crate) fn parse_into(text: &str, builder: &mut Builder) -> Result<(), serde_json::Error> {
@@ -40,8 +41,14 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let value: Scalar = map.next_value::<ScalarSeed>()?.0;
-            self.builder.set(&key, value);
+            let target = target_of(&key);
+            if matches!(target, Target::Namespace(..)) {
+                let node = map.next_value::<NodeSeed<'de>>()?.0;
+                self.builder.set_node(target, &key, node);
+            } else {
+                let value = map.next_value::<ScalarSeed>()?.0;
+                self.builder.set_target(target, &key, value);
+            }
         }
         Ok(())
     }
@@ -128,6 +135,69 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 }
 
+/// A value with its objects kept as ordered members, arrays as `Value`.
+struct NodeSeed<'de>(Node<'de>);
+
+impl<'de> de::Deserialize<'de> for NodeSeed<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl NodeVisitor {
+    fn scalar<'de, E>(value: Result<ScalarSeed, E>) -> Result<NodeSeed<'de>, E> {
+        value.map(|s| NodeSeed(Node::Scalar(s.0)))
+    }
+}
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = NodeSeed<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<NodeSeed<'de>, E> {
+        Self::scalar(ScalarVisitor.visit_bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<NodeSeed<'de>, E> {
+        Self::scalar(ScalarVisitor.visit_i64(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<NodeSeed<'de>, E> {
+        Self::scalar(ScalarVisitor.visit_u64(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<NodeSeed<'de>, E> {
+        Self::scalar(ScalarVisitor.visit_f64(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<NodeSeed<'de>, E> {
+        Self::scalar(ScalarVisitor.visit_str(v))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<NodeSeed<'de>, E> {
+        Self::scalar(ScalarVisitor.visit_string(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<NodeSeed<'de>, E> {
+        Self::scalar(ScalarVisitor.visit_unit())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<NodeSeed<'de>, E> {
+        Self::scalar(ScalarVisitor.visit_none())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<NodeSeed<'de>, D::Error> {
+        de::Deserialize::deserialize(deserializer)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NodeSeed<'de>, A::Error> {
+        let mut members = Members::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value = map.next_value::<NodeSeed<'de>>()?.0;
+            members.insert(key, value);
+        }
+        Ok(NodeSeed(Node::Object(members)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<NodeSeed<'de>, A::Error> {
+        Self::scalar(ScalarVisitor.visit_seq(seq))
+    }
+}
+
 use serde::Deserialize as _;
 
 #[cfg(test)]
@@ -137,9 +207,13 @@ mod tests {
     use owl_model::{Kind, Level, format_timestamp};
 
     fn parse(text: &str) -> owl_model::LogRecord {
+        parse_at(text, Utc::now())
+    }
+
+    fn parse_at(text: &str, now: chrono::DateTime<Utc>) -> owl_model::LogRecord {
         let mut builder = Builder::new();
         parse_into(text, &mut builder).unwrap();
-        builder.finish(Utc::now())
+        builder.finish(now)
     }
 
     #[test]
@@ -225,11 +299,86 @@ mod tests {
         assert_eq!(pino.kind, Kind::Error);
     }
 
+    /// The old way: every value as a `Value`, namespace objects routed through their map.
+    fn parse_through_values(text: &str, now: chrono::DateTime<Utc>) -> owl_model::LogRecord {
+        let object: serde_json::Map<String, Value> = serde_json::from_str(text).unwrap();
+        let mut builder = Builder::new();
+        for (key, value) in object {
+            let scalar = match value {
+                Value::String(s) => Scalar::Str(s),
+                Value::Number(n) => Scalar::Num(n),
+                Value::Bool(b) => Scalar::Bool(b),
+                Value::Null => Scalar::Null,
+                other => Scalar::Json(other),
+            };
+            builder.set(&key, scalar);
+        }
+        builder.finish(now)
+    }
+
+    #[test]
+    fn repeated_members_of_a_namespace_keep_the_last_value() {
+        let text = r#"{"msg":"m","http":{"method":"GET","status":404,"method":"POST","x":{"a":1,"a":2}},"trace":{"id":"t","id":"u"}}"#;
+        let record = parse(text);
+        assert_eq!(record.http.as_ref().unwrap().method.as_deref(), Some("POST"));
+        assert_eq!(record.trace_id(), Some("u"));
+        assert_eq!(
+            record.extra.as_ref().unwrap()["http.x"],
+            serde_json::json!({"a": 2})
+        );
+        let mut wide = String::from(r#"{"http":{"#);
+        for i in 0..40 {
+            wide.push_str(&format!(r#""k{i}":{i},"#));
+        }
+        wide.push_str(r#""k3":"last","method":"PUT"}}"#);
+        let now = Utc::now();
+        let record = parse_at(&wide, now);
+        assert_eq!(record.http.as_ref().unwrap().method.as_deref(), Some("PUT"));
+        let extra = record.extra.as_ref().unwrap();
+        assert_eq!(extra["http.k3"], "last");
+        let names: Vec<&String> = extra.keys().collect();
+        assert_eq!(names[3], "http.k3", "a repeated member keeps its first position");
+        assert_eq!(record, parse_through_values(&wide, now));
+    }
+
     #[test]
     fn not_an_object_is_an_error() {
         let mut builder = Builder::new();
         assert!(parse_into("[1,2]", &mut builder).is_err());
         assert!(parse_into("{\"a\":1} trailing", &mut Builder::new()).is_err());
         assert!(parse_into("{\"a\":", &mut Builder::new()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streamed_namespaces_match_value_maps(text in json_object()) {
+            let now = Utc::now();
+            proptest::prop_assert_eq!(parse_at(&text, now), parse_through_values(&text, now));
+        }
+    }
+
+    /// JSON objects with distinct top-level keys, heavy on namespace keys and nesting (repeated
+    /// names inside nested objects included).
+    fn json_object() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            (0u32..2000).prop_map(|n| format!("{n}.5")),
+            "[a-zA-Z0-9 /:.-]{0,12}".prop_map(|s| format!("\"{s}\"")),
+            "(2025-01-01T00:00:00Z|ERROR|warn|GET|/api/x|[0-9]{3})".prop_map(|s| format!("\"{s}\"")),
+            Just("[1,{\"a\":null}]".to_string()),
+        ];
+        let key = "(id|message|msg|level|trace|span_id|parent_span_id|http|request|response|method|status_code|url|path|duration_ms|user|name|client|ip|service|region|instance|error|err|type|stack|log|logger|origin|file|line|event|duration|host|hostname|process|pid|deployment|environment|source|x)";
+        let object = |members: Vec<(String, String)>| {
+            let body: Vec<String> = members.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        };
+        let value = leaf.prop_recursive(4, 32, 6, move |inner| {
+            proptest::collection::vec((key, inner), 0..6).prop_map(object)
+        });
+        proptest::collection::btree_map(key, value, 1..8)
+            .prop_map(move |top| object(top.into_iter().collect()))
     }
 }
