@@ -49,6 +49,9 @@ pub type KvFuture<'a, T> = BoxFuture<'a, Result<T, KvError>>;
 pub trait KvStore: Send + Sync + 'static {
     /// `redis` or `memory`.
     fn backend(&self) -> &'static str;
+    /// Whether other processes share this store, so state cached in one process must be checked
+    /// against it (the principal cache's epoch).
+    fn is_shared(&self) -> bool;
     /// The value of a key.
     fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<String>>;
     /// Sets a key, with an expiry or forever.
@@ -134,6 +137,10 @@ fn live(entry: Option<&Entry>, now: i64) -> Option<&Entry> {
 impl KvStore for MemoryKv {
     fn backend(&self) -> &'static str {
         "memory"
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 
     fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<String>> {
@@ -332,6 +339,10 @@ impl RedisKv {
 impl KvStore for RedisKv {
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 
     fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<String>> {

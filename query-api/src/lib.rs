@@ -53,7 +53,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use admin::{AdminAccount, AdminError, Bootstrap, CreateUser, bootstrap};
-pub use auth::{Auth, AuthError, Claims, Principal, TokenError, TokenPair, TokenService, TokenType};
+pub use auth::{
+    Auth, AuthError, Claims, PRINCIPAL_TTL, Principal, TokenError, TokenPair, TokenService, TokenType,
+};
 pub use clock::Clock;
 pub use db::{
     AuditEntry, AuditFilter, Backend, Database, DbError, NewAuditEntry, Organization, PermissionRow, Role,
@@ -65,7 +67,7 @@ pub use permissions::{
     ADMIN_ROLE, Access, BUILTIN_ROLES, CATALOGUE, Permission, PermissionInfo, SUPER_ADMIN_LEVEL,
 };
 pub use scope::Scope;
-pub use state::{AppState, Options};
+pub use state::{AppState, Options, SharedState};
 
 /// Builds the application for `config`: bootstraps the database (migrations, first admin), connects
 /// the shared store and returns the router with its state.

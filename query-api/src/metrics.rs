@@ -8,3 +8,6 @@ pub const LOGIN_FAILURES: &str = "owl_query_api_login_failures_total";
 pub const LOGIN_LOCKOUTS: &str = "owl_query_api_login_lockouts_total";
 /// Refresh tokens presented twice (each revokes a token family).
 pub const REFRESH_REUSE: &str = "owl_query_api_refresh_token_reuse_total";
+/// Access changes (logout, disabled user, role change, ...) that could not be published to the other
+/// replicas through Redis; they then apply there within the principal cache's TTL.
+pub const AUTH_EPOCH_PUBLISH_FAILURES: &str = "owl_query_api_auth_epoch_publish_failures_total";

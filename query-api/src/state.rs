@@ -20,9 +20,25 @@ pub struct Options {
 
 /// The state behind every route: the SQL store, the shared key-value store (cache, token
 /// families, revocations, login counters), config, the log index, sign-in and the audit masker.
-/// Cheap to clone.
+///
+/// One `Arc` over [`SharedState`], whose fields it dereferences to (`state.db`): axum clones the
+/// state for every middleware layer of every request, so a clone must be one reference count, not
+/// one per field.
 #[derive(Clone)]
 pub struct AppState {
+    shared: Arc<SharedState>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.shared
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct SharedState {
     /// The loaded configuration.
     pub config: Arc<Config>,
     /// Users, organizations, roles, audit log.
@@ -80,7 +96,7 @@ impl AppState {
             ..config.masking.clone()
         })
         .map_err(|e| anyhow::anyhow!("while compiling the masking rules for the audit log: {e}"))?;
-        Ok(AppState {
+        let shared = SharedState {
             config: Arc::new(config),
             db,
             kv,
@@ -89,6 +105,9 @@ impl AppState {
             clock: options.clock,
             audit_masker: Arc::new(audit_masker),
             started_at: Instant::now(),
+        };
+        Ok(AppState {
+            shared: Arc::new(shared),
         })
     }
 }

@@ -14,9 +14,18 @@
 //!   it). With the in-process store a restart forgets families, so refresh tokens fail closed and
 //!   users sign in again; access tokens survive.
 //! - **Revocation of a user** (logout, password change, disable, delete, role change) bumps the
-//!   user's `token_version` in SQL; every token carries the version it was issued under, and every
-//!   request reads the user row anyway to refuse disabled or deleted users.
+//!   user's `token_version` in SQL; every token carries the version it was issued under, and loading
+//!   the principal reads the user row to refuse disabled or deleted users.
+//! - **Checking a request's token**: a token seen before (the same bytes, which verified then) is
+//!   checked against its stored expiry and served the cached [`Principal`] (user, status, role,
+//!   permissions, regions, organization scope) while the entry is current: no signature check, no
+//!   SQL. Any other token is verified (signature, type, validity window) and loaded. Every write
+//!   that changes users, roles, grants or organizations, and every revocation, makes all entries
+//!   stale at once in this process and, with Redis, in every replica (a new `auth:epoch`, read on
+//!   each request). Changes made outside the query API (`owl admin`, direct SQL) apply within
+//!   [`PRINCIPAL_TTL`] (5 s). See `cache.rs` for the rules.
 
+mod cache;
 mod password;
 mod tokens;
 
@@ -28,11 +37,13 @@ use std::time::Duration;
 use owl_config::AuthConfig;
 use tokio::sync::OnceCell;
 
+pub use cache::PRINCIPAL_TTL;
 pub use password::{PasswordError, check_policy, hash_password, verify_password};
 pub use tokens::{Claims, TokenError, TokenService, TokenType};
 
+use self::cache::{EPOCH_KEY, Epoch, PrincipalCache};
 use crate::clock::Clock;
-use crate::db::{Database, DbError, UserRecord};
+use crate::db::{Database, DbError, UserRecord, subtree};
 use crate::envelope::Failure;
 use crate::kv::{KvError, KvStore, Swap};
 use crate::permissions::{ADMIN_ROLE, Permission};
@@ -61,6 +72,9 @@ pub struct Principal {
     pub regions: Vec<String>,
     /// Environments the role may read ([] = all).
     pub environments: Vec<String>,
+    /// Organization codes the user may see: `None` for a super admin (every organization), else
+    /// their organization and its descendants (empty without an organization).
+    pub orgs: Option<BTreeSet<String>>,
     /// The token family of this session.
     pub token_family: String,
 }
@@ -152,15 +166,17 @@ impl From<AuthError> for Failure {
     }
 }
 
-/// The sign-in service.
+/// The sign-in service. Cheap to clone (every request clones the application state, which holds
+/// it): the keys, their validation rules and the config sit behind `Arc`s.
 #[derive(Clone)]
 pub struct Auth {
     db: Database,
     kv: Arc<dyn KvStore>,
-    tokens: TokenService,
+    tokens: Arc<TokenService>,
     clock: Clock,
-    config: AuthConfig,
+    config: Arc<AuthConfig>,
     dummy_hash: Arc<OnceCell<String>>,
+    principals: Arc<PrincipalCache>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -190,9 +206,10 @@ impl Auth {
         Auth {
             db,
             kv,
-            tokens: TokenService::new(secret),
+            tokens: Arc::new(TokenService::new(secret)),
+            principals: Arc::new(PrincipalCache::new(clock.clone())),
             clock,
-            config,
+            config: Arc::new(config),
             dummy_hash: Arc::new(OnceCell::new()),
         }
     }
@@ -362,7 +379,38 @@ impl Auth {
         self.kv.delete(&family_key(family)).await?;
         let ttl = Duration::from_secs(self.config.refresh_token_ttl_s.max(1));
         self.kv.set(&revoked_key(family), "1", Some(ttl)).await?;
+        self.access_changed().await;
         Ok(())
+    }
+
+    /// Makes every cached principal stale: at once in this process, and with a shared store in
+    /// every replica on its next request. Called after the change is stored. A failure to publish
+    /// is logged, not returned: the change itself happened, and other replicas then pick it up
+    /// within [`PRINCIPAL_TTL`].
+    pub async fn access_changed(&self) {
+        self.principals.invalidate();
+        if !self.kv.is_shared() {
+            return;
+        }
+        let epoch = uuid::Uuid::new_v4().simple().to_string();
+        if let Err(error) = self.kv.set(EPOCH_KEY, &epoch, None).await {
+            metrics::counter!(crate::metrics::AUTH_EPOCH_PUBLISH_FAILURES).increment(1);
+            tracing::error!(%error, "could not publish an access change to other replicas");
+        }
+    }
+
+    /// What cached principals must have been loaded under to be used now.
+    async fn epoch(&self) -> Result<Epoch, AuthError> {
+        let shared = if self.kv.is_shared() {
+            self.kv.get(EPOCH_KEY).await?
+        } else {
+            None
+        };
+        Ok(Epoch {
+            writes: self.db.access_generation(),
+            local: self.principals.local_epoch(),
+            shared,
+        })
     }
 
     /// Revokes every token of the signed-in user (logout).
@@ -373,29 +421,62 @@ impl Auth {
         self.revoke_family(&principal.token_family).await
     }
 
-    /// Checks an access token and loads the user behind it.
-    pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
-        let claims = self
-            .tokens
-            .verify(access_token, TokenType::Access, self.clock.now_s())?;
+    /// Checks an access token and returns the user behind it: from the principal cache when the
+    /// same token verified under the current epoch, else verified and loaded from the database.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Arc<Principal>, AuthError> {
+        let cached = self.principals.get(access_token);
+        // A token not seen before is checked before anything else: garbage costs no store lookup.
+        let claims = match cached {
+            Some(_) => None,
+            None => Some(
+                self.tokens
+                    .verify(access_token, TokenType::Access, self.clock.now_s())?,
+            ),
+        };
+        // Read before loading: a write committed meanwhile leaves the entry under an old epoch.
+        let epoch = self.epoch().await?;
+        if let Some((principal, loaded_under)) = cached
+            && loaded_under == epoch
+        {
+            return Ok(principal);
+        }
+        // Unknown, or known but stale: verify (again) and load.
+        let claims = match claims {
+            Some(claims) => claims,
+            None => self
+                .tokens
+                .verify(access_token, TokenType::Access, self.clock.now_s())?,
+        };
         if self.kv.get(&revoked_key(&claims.fam)).await?.is_some() {
             return Err(AuthError::Revoked);
         }
         let user = self.current_user(&claims).await?;
         let permissions = self.permissions_of(&user).await?;
-        Ok(Principal {
+        let role_level = user.role_level;
+        let orgs = if role_level <= crate::permissions::SUPER_ADMIN_LEVEL {
+            None
+        } else if user.org_code.is_empty() {
+            Some(BTreeSet::new())
+        } else {
+            Some(subtree(&self.db.all_organizations().await?, &user.org_code))
+        };
+        let principal = Arc::new(Principal {
             user_id: user.id,
             user_code: user.user_code,
             username: user.username,
             org_code: user.org_code,
             role_id: user.role_id,
             role_code: user.role_code,
-            role_level: user.role_level,
+            role_level,
             permissions,
             regions: user.regions,
             environments: user.environments,
+            orgs,
             token_family: claims.fam,
-        })
+        });
+        self.principals
+            .insert(access_token, claims.exp, principal.clone(), epoch);
+        Ok(principal)
     }
 
     /// The permission codes a user holds: every code for `admin`, none while the role is disabled.

@@ -26,6 +26,8 @@ mod roles;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
@@ -149,6 +151,9 @@ impl From<crate::kv::KvError> for crate::envelope::Failure {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// Bumped after every committed write that can change what a signed-in user may do (users,
+    /// roles, grants, organizations): the principal cache of `auth` compares it on every request.
+    access_generation: Arc<AtomicU64>,
 }
 
 impl Database {
@@ -169,7 +174,11 @@ impl Database {
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        Ok(Database { pool, backend })
+        Ok(Database {
+            pool,
+            backend,
+            access_generation: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Applies the embedded migrations of this backend.
@@ -185,6 +194,17 @@ impl Database {
     /// The backend.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many access-changing writes this handle (and its clones) has committed.
+    pub fn access_generation(&self) -> u64 {
+        self.access_generation.load(Ordering::Acquire)
+    }
+
+    /// Records an access-changing write; called after it committed, so a reader that saw the old
+    /// generation before loading never keeps what it loaded past this point.
+    fn access_changed(&self) {
+        self.access_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The pool, for modules with their own tables.

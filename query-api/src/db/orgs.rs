@@ -128,10 +128,14 @@ impl Database {
         sql.bind(org.status).push(", ");
         sql.bind(now_ms).push(", ");
         sql.bind(now_ms).push(") RETURNING id");
-        sql.query_scalar::<i64>()
+        let id = sql
+            .query_scalar::<i64>()
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| DbError::conflict_on(e, "org_code", &org.org_code))
+            .map_err(|e| DbError::conflict_on(e, "org_code", &org.org_code))?;
+        // A new child widens the scope of everyone in the organizations above it.
+        self.access_changed();
+        Ok(id)
     }
 
     /// Applies an update; returns whether the organization exists.
@@ -159,7 +163,9 @@ impl Database {
             sql.push(", status = ").bind(status);
         }
         sql.push(" WHERE id = ").bind(id);
-        Ok(sql.query().execute(&self.pool).await?.rows_affected() > 0)
+        let found = sql.query().execute(&self.pool).await?.rows_affected() > 0;
+        self.access_changed();
+        Ok(found)
     }
 }
 

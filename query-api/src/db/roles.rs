@@ -182,7 +182,9 @@ impl Database {
             sql.push(", environments = ").bind(render_list(environments));
         }
         sql.push(" WHERE id = ").bind(id);
-        Ok(sql.query().execute(&self.pool).await?.rows_affected() > 0)
+        let found = sql.query().execute(&self.pool).await?.rows_affected() > 0;
+        self.access_changed();
+        Ok(found)
     }
 
     /// The permission catalogue as stored.
@@ -215,6 +217,7 @@ impl Database {
             insert.query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        self.access_changed();
         Ok(())
     }
 
@@ -257,6 +260,7 @@ impl Database {
             " AND NOT EXISTS (SELECT 1 FROM role_permissions rp WHERE rp.role_id = r.id AND rp.permission_id = p.id)",
         );
         admin.query().execute(&self.pool).await?;
+        self.access_changed();
         Ok(added)
     }
 }

@@ -303,7 +303,9 @@ impl Database {
             sql.push(", token_version = token_version + 1");
         }
         sql.push(" WHERE id = ").bind(id);
-        Ok(sql.query().execute(&self.pool).await?.rows_affected() > 0)
+        let found = sql.query().execute(&self.pool).await?.rows_affected() > 0;
+        self.access_changed();
+        Ok(found)
     }
 
     /// Revokes every token of a user.

@@ -595,30 +595,20 @@ impl Blocklist {
         })
     }
 
-    /// Until when `ip` is blocked, if it is.
-    async fn blocked_until(&self, ip: &str) -> Option<i64> {
+    /// Until when `ip` is blocked, if it is. The list is read once at first, then refreshed in the
+    /// background when stale, so no request after the first waits on the database.
+    async fn blocked_until(self: &Arc<Self>, ip: &str) -> Option<i64> {
         let (loaded, current) = self.cached.read().expect("blocklist lock poisoned").clone();
         let stale = loaded.is_none_or(|at| at.elapsed() >= BLOCKLIST_REFRESH);
-        // One request refreshes; the others use the list they have meanwhile.
+        // One refresh at a time; the others use the list they have meanwhile.
         let current = if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
-            let now = self.clock.now_ms();
-            let fresh = match self.store.blocked_ips(now).await {
-                Ok(blocked) => Arc::new(
-                    blocked
-                        .into_iter()
-                        .map(|b| (b.ip, b.until_ms))
-                        .collect::<HashMap<_, _>>(),
-                ),
-                Err(error) => {
-                    // Keep serving with the last list: an outage of the store must not lock
-                    // everyone out nor let everyone in for long.
-                    tracing::warn!(%error, "could not read the blocked IPs");
-                    current
-                }
-            };
-            *self.cached.write().expect("blocklist lock poisoned") = (Some(Instant::now()), fresh.clone());
-            self.refreshing.store(false, Ordering::Release);
-            fresh
+            if loaded.is_none() {
+                self.refresh(current).await
+            } else {
+                let (list, kept) = (self.clone(), current.clone());
+                tokio::spawn(async move { list.refresh(kept).await });
+                current
+            }
         } else {
             current
         };
@@ -626,6 +616,28 @@ impl Blocklist {
             .get(ip)
             .copied()
             .filter(|until| *until > self.clock.now_ms())
+    }
+
+    /// Reads the list, stores it and returns it; on failure keeps `current`.
+    async fn refresh(&self, current: BlockedUntil) -> BlockedUntil {
+        let now = self.clock.now_ms();
+        let fresh = match self.store.blocked_ips(now).await {
+            Ok(blocked) => Arc::new(
+                blocked
+                    .into_iter()
+                    .map(|b| (b.ip, b.until_ms))
+                    .collect::<HashMap<_, _>>(),
+            ),
+            Err(error) => {
+                // Keep serving with the last list: an outage of the store must not lock
+                // everyone out nor let everyone in for long.
+                tracing::warn!(%error, "could not read the blocked IPs");
+                current
+            }
+        };
+        *self.cached.write().expect("blocklist lock poisoned") = (Some(Instant::now()), fresh.clone());
+        self.refreshing.store(false, Ordering::Release);
+        fresh
     }
 }
 

@@ -1,6 +1,5 @@
 //! Authentication and audit middleware.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -25,16 +24,25 @@ struct Actor {
 
 /// Checks a presented bearer token and leaves [`Authn`] in the request extensions. Requests without
 /// a token pass untouched; the route guard decides whether the route needs one.
-pub(crate) async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+///
+/// When the request changed users, roles, grants or organizations (the database's access
+/// generation moved while it ran), the change is published to the other replicas before the
+/// answer leaves, so no write path can forget to: see `auth`'s principal cache.
+pub(crate) async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let generation = state.db.access_generation();
+    let response = check_token(&state, request, next).await;
+    if state.db.access_generation() != generation {
+        state.auth.access_changed().await;
+    }
+    response
+}
+
+async fn check_token(state: &AppState, mut request: Request, next: Next) -> Response {
     let Some(token) = bearer_token(request.headers()).map(str::to_string) else {
         return next.run(request).await;
     };
     let authn = match state.auth.authenticate(&token).await {
-        Ok(principal) => Authn::User(Arc::new(principal)),
+        Ok(principal) => Authn::User(principal),
         Err(error) => {
             let failure = Failure::from(error);
             match &failure.source {

@@ -65,19 +65,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The organization codes a user may see: `None` for a super admin (everything), else their
-/// organization and its descendants (empty when they have none).
+/// organization and its descendants (empty when they have none). Computed when the principal was
+/// loaded, and reloaded whenever an organization changes (see `auth`).
 pub(crate) async fn org_scope(
-    state: &AppState,
+    _state: &AppState,
     principal: &Principal,
 ) -> Result<Option<BTreeSet<String>>, Failure> {
-    if principal.is_super_admin() {
-        return Ok(None);
-    }
-    if principal.org_code.is_empty() {
-        return Ok(Some(BTreeSet::new()));
-    }
-    let all = state.db.all_organizations().await?;
-    Ok(Some(subtree(&all, &principal.org_code)))
+    Ok(principal.orgs.clone())
 }
 
 fn in_scope(scope: &Option<BTreeSet<String>>, org_code: &str) -> bool {

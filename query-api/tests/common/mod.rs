@@ -261,23 +261,42 @@ impl TestEnv {
         self.send(request).await
     }
 
+    /// Starts another application over the same database, Redis prefix, data directory (so the same
+    /// JWT secret) and clock: a second replica. Its index is its own.
+    pub async fn replica(&self) -> Router {
+        let index_dir = self
+            .dir
+            .path()
+            .join(format!("index-{}", uuid::Uuid::new_v4().simple()));
+        let index = owl_index::Index::open(&index_dir, Default::default()).unwrap();
+        let config = self.state.config.as_ref().clone();
+        let options = Options {
+            clock: self.clock.clone(),
+        };
+        owl_query_api::app_with(config, index, options)
+            .await
+            .unwrap_or_else(|e| panic!("{:?} replica failed to start: {e:#}", self.variant))
+            .0
+    }
+
+    /// Sends a request from [`CLIENT_IP`] to another router (a [`TestEnv::replica`]).
+    pub async fn call_on(&self, router: &Router, method: &str, path: &str, token: Option<&str>) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::USER_AGENT, "owl-tests/1.0");
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let mut request = builder.body(Body::empty()).unwrap();
+        let address: SocketAddr = format!("{CLIENT_IP}:40000").parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(address));
+        send_to(router, request).await
+    }
+
     /// Sends a prepared request.
     pub async fn send(&self, request: Request<Body>) -> Reply {
-        let response = tokio::time::timeout(Duration::from_secs(30), self.router.clone().oneshot(request))
-            .await
-            .expect("answer within 30 s")
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).to_string();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        send_to(&self.router, request).await
     }
 
     /// Logs in through 002's endpoint and returns `(access, refresh)`.
@@ -320,6 +339,25 @@ impl TestEnv {
             .await
             .expect(StatusCode::CREATED);
         reply.body["data"]["id"].as_i64().unwrap()
+    }
+}
+
+/// Sends a prepared request to `router` and reads the whole answer.
+pub async fn send_to(router: &Router, request: Request<Body>) -> Reply {
+    let response = tokio::time::timeout(Duration::from_secs(30), router.clone().oneshot(request))
+        .await
+        .expect("answer within 30 s")
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
     }
 }
 
