@@ -241,24 +241,7 @@ impl TestEnv {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::USER_AGENT, "owl-tests/1.0");
-        if let Some(token) = token {
-            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(body) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-                Body::from(serde_json::to_vec(&body).unwrap())
-            }
-            None => Body::empty(),
-        };
-        let mut request = builder.body(body).unwrap();
-        let address: SocketAddr = format!("{ip}:40000").parse().unwrap();
-        request.extensions_mut().insert(ConnectInfo(address));
-        self.send(request).await
+        self.send(request(ip, method, path, token, body)).await
     }
 
     /// Starts another application over the same database, Redis prefix, data directory (so the same
@@ -281,17 +264,7 @@ impl TestEnv {
 
     /// Sends a request from [`CLIENT_IP`] to another router (a [`TestEnv::replica`]).
     pub async fn call_on(&self, router: &Router, method: &str, path: &str, token: Option<&str>) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::USER_AGENT, "owl-tests/1.0");
-        if let Some(token) = token {
-            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let mut request = builder.body(Body::empty()).unwrap();
-        let address: SocketAddr = format!("{CLIENT_IP}:40000").parse().unwrap();
-        request.extensions_mut().insert(ConnectInfo(address));
-        send_to(router, request).await
+        send_to(router, request(CLIENT_IP, method, path, token, None)).await
     }
 
     /// Sends a prepared request.
@@ -387,4 +360,26 @@ macro_rules! on_every_backend {
             }
         )*
     };
+}
+
+/// A request from `ip` with an optional bearer token and JSON body.
+fn request(ip: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::USER_AGENT, "owl-tests/1.0");
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(body) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            Body::from(serde_json::to_vec(&body).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let mut request = builder.body(body).unwrap();
+    let address: SocketAddr = format!("{ip}:40000").parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(address));
+    request
 }
