@@ -45,18 +45,7 @@ async fn watcher_role(env: &TestEnv, admin: &str, codes: &[&str]) -> i64 {
 
 /// Replaces the grants of role `id` by `codes`.
 async fn grant(env: &TestEnv, admin: &str, id: i64, codes: &[&str]) {
-    let all = env
-        .call("GET", "/api/permissions", Some(admin), None)
-        .await
-        .expect(StatusCode::OK);
-    let ids: Vec<i64> = all.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| codes.contains(&p["permission_code"].as_str().unwrap()))
-        .map(|p| p["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ids.len(), codes.len(), "{codes:?}");
+    let ids = env.permission_ids(admin, codes).await;
     env.call(
         "POST",
         &format!("/api/roles/{id}/permissions"),

@@ -272,6 +272,23 @@ impl TestEnv {
         send_to(&self.router, request).await
     }
 
+    /// The ids of the permissions with these codes (all of them must exist).
+    pub async fn permission_ids(&self, admin: &str, codes: &[&str]) -> Vec<i64> {
+        let all = self
+            .call("GET", "/api/permissions", Some(admin), None)
+            .await
+            .expect(StatusCode::OK);
+        let ids: Vec<i64> = all.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| codes.contains(&p["permission_code"].as_str().unwrap()))
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids.len(), codes.len(), "{codes:?}: {}", all.text);
+        ids
+    }
+
     /// Logs in through 002's endpoint and returns `(access, refresh)`.
     pub async fn login(&self, username: &str, password: &str) -> (String, String) {
         let reply = self

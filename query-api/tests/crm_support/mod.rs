@@ -236,18 +236,7 @@ impl CrmEnv {
 
     /// Creates a role of level 2 holding `codes` and a user of it in `org_code`; returns a token.
     pub async fn user_with(&self, admin: &str, user_code: &str, org_code: &str, codes: &[&str]) -> String {
-        let permissions = self
-            .call("GET", "/api/permissions", Some(admin), None)
-            .await
-            .expect(StatusCode::OK);
-        let ids: Vec<i64> = permissions.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| codes.contains(&p["permission_code"].as_str().unwrap()))
-            .map(|p| p["id"].as_i64().unwrap())
-            .collect();
-        assert_eq!(ids.len(), codes.len(), "{}", permissions.text);
+        let ids = self.permission_ids(admin, codes).await;
         let role_code = format!("role_{user_code}");
         let role = self
             .call(
