@@ -331,37 +331,24 @@ impl Collector for TopCollector {
 
     fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<TopSegment> {
         let fast = reader.fast_fields();
-        let primary = match self.sort.by {
-            SortBy::Timestamp => PrimaryColumn::Timestamp,
-            SortBy::Level => PrimaryColumn::Num(fast.column_opt::<u64>(F_LEVEL)?),
-            SortBy::Duration => PrimaryColumn::Duration(fast.column_opt::<f64>(F_DURATION)?),
-            SortBy::Service => PrimaryColumn::Service(fast.str(F_SERVICE)?),
-        };
         let ts = fast.column_opt::<i64>(F_TS)?;
         let outside = self.time.is_some_and(|time| {
             ts.as_ref()
                 .is_none_or(|c| c.max_value() < time.start || c.min_value() >= time.end)
         });
-        if outside {
-            // Columns are not opened for a segment that is skipped.
-            return Ok(TopSegment {
-                k: self.k,
-                sort: self.sort,
-                partition: self.partition,
-                segment,
-                time: self.time,
-                outside,
-                ts: None,
-                id: None,
-                primary: PrimaryColumn::Timestamp,
-                heap: BinaryHeap::new(),
-                count: 0,
-                ts_buf: Vec::new(),
-                num_buf: Vec::new(),
-                float_buf: Vec::new(),
-                docs_buf: Vec::new(),
-            });
-        }
+        // No other column is opened for a segment that is skipped.
+        let (ts, id, primary, heap) = if outside {
+            (None, None, PrimaryColumn::Timestamp, BinaryHeap::new())
+        } else {
+            let primary = match self.sort.by {
+                SortBy::Timestamp => PrimaryColumn::Timestamp,
+                SortBy::Level => PrimaryColumn::Num(fast.column_opt::<u64>(F_LEVEL)?),
+                SortBy::Duration => PrimaryColumn::Duration(fast.column_opt::<f64>(F_DURATION)?),
+                SortBy::Service => PrimaryColumn::Service(fast.str(F_SERVICE)?),
+            };
+            let heap = BinaryHeap::with_capacity(self.k.min(4096) + 1);
+            (ts, fast.str(F_ID)?, primary, heap)
+        };
         Ok(TopSegment {
             k: self.k,
             sort: self.sort,
@@ -370,9 +357,9 @@ impl Collector for TopCollector {
             time: self.time,
             outside,
             ts,
-            id: fast.str(F_ID)?,
+            id,
             primary,
-            heap: BinaryHeap::with_capacity(self.k.min(4096) + 1),
+            heap,
             count: 0,
             ts_buf: Vec::new(),
             num_buf: Vec::new(),
