@@ -124,6 +124,8 @@ async fn shutdown_signal(token: CancellationToken) {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: checkpoints and the buffer hold log lines.
+    owl_config::files::private_umask();
     let args = Args::parse();
     let result = (|| -> anyhow::Result<()> {
         let config = load(&args).context("while loading the configuration")?;

@@ -71,7 +71,7 @@ impl Enrichment {
 /// than running every rule.
 pub(crate) struct Masking {
     masker: Masker,
-    /// Every literal a rule needs (keys in both `-` and `_` spellings, `bearer`, `eyJ`).
+    /// Every literal a rule needs (a word of every key, `bearer`, `eyJ`).
     literals: Option<aho_corasick::AhoCorasick>,
     /// Whether long digit runs (ID and card numbers) matter.
     digits: bool,
@@ -108,22 +108,9 @@ fn has_digit_run(text: &[u8]) -> bool {
 impl Masking {
     pub(crate) fn new(rules: &MaskingRules) -> Result<Masking, owl_model::MaskError> {
         let masker = Masker::new(rules)?;
-        let mut literals: Vec<String> = Vec::new();
-        for k in &rules.keys {
-            // The masker treats `-` and `_` alike: every spelling (`x-api_key` too).
-            let mut spellings = vec![String::new()];
-            for c in k.to_ascii_lowercase().chars() {
-                if c == '-' || c == '_' {
-                    spellings = spellings
-                        .into_iter()
-                        .flat_map(|p| [format!("{p}-"), format!("{p}_")])
-                        .collect();
-                } else {
-                    spellings.iter_mut().for_each(|p| p.push(c));
-                }
-            }
-            literals.extend(spellings);
-        }
+        // The masker names a word of every key it would mask (keys match by word, so
+        // `privateKey=` and `x.api.key=` need no spelling of their own).
+        let mut literals: Vec<String> = masker.key_literals().to_vec();
         if rules.bearer_tokens {
             literals.push("bearer".to_string());
         }
@@ -325,6 +312,11 @@ mod tests {
             r#"{"msg":"x","nested":{"Cookie":"sid=1"}}"#.to_string(),
             r#"{"msg":"p\u0061ssword=abc"}"#.to_string(),
             r#"{"msg":"ok","error":{"message":"secret=s3"}}"#.to_string(),
+            // Keys match by word: camelCase and dotted spellings pass the pre-check too.
+            "config privateKey=k-1 loaded".to_string(),
+            "x.api.key=k-1".to_string(),
+            r#"{"msg":"reset","newPassword":"hunter2"}"#.to_string(),
+            "db_password=hunter2".to_string(),
         ];
         for case in cases {
             let r = p.record(&case, LineFlags::default(), &fp, 0, Utc::now());

@@ -45,7 +45,7 @@ pub(crate) fn open_db(
     cache_bytes: u64,
     lock_wait: Duration,
 ) -> Result<sled::Db, StateError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| StateError::Io {
+    owl_config::files::private_dir(data_dir).map_err(|source| StateError::Io {
         path: data_dir.to_path_buf(),
         source,
     })?;

@@ -84,6 +84,20 @@ impl Default for EngineOptions {
     }
 }
 
+/// What IP_ANOMALY never blocks: `alerts.ip_anomaly.never_block` and the query API's trusted
+/// proxies (blocking a proxy would refuse everyone behind it).
+fn never_block(config: &owl_config::Config) -> owl_config::Networks {
+    let entries: Vec<String> = config
+        .alerts
+        .ip_anomaly
+        .never_block
+        .iter()
+        .chain(config.query_api.trusted_proxies.iter())
+        .map(ToString::to_string)
+        .collect();
+    owl_config::Networks::parse(&entries).expect("networks that were parsed before parse again")
+}
+
 enum Input {
     Requests(Vec<RequestFacts>),
     Samples(Vec<MetricSample>),
@@ -124,6 +138,7 @@ impl AlertEngine {
             store.clone(),
             settings.clone(),
             options.notifier.clone(),
+            crate::notify::TargetPolicy::from_config(&config.notifications),
             options.clock.clone(),
             shutdown.clone(),
         )?;
@@ -152,7 +167,7 @@ impl AlertEngine {
         );
         let runner = Runner {
             base: AlertSettings::from_config(&config.alerts, &config.notifications),
-            rules: Rules::new(&settings),
+            rules: Rules::new(&settings).with_never_block(never_block(config)),
             settings,
             version: effective.version,
             incidents,

@@ -34,6 +34,7 @@ pub mod metrics;
 mod notice;
 mod notify;
 mod rules;
+mod secrets;
 mod settings;
 mod store;
 
@@ -42,8 +43,11 @@ pub use clock::{Clock, format_ms};
 pub use engine::{ALERT_RETENTION_MS, AlertEngine, EngineError, EngineOptions};
 pub use incidents::{MAX_OPEN_INCIDENTS, NoticeKind};
 pub use notice::{Notice, link_base};
-pub use notify::{DeliveryError, Notifier, NotifierError, NotifierOptions, feishu_sign};
+pub use notify::{
+    DeliveryError, Notifier, NotifierError, NotifierOptions, TargetPolicy, TargetRefused, feishu_sign,
+};
 pub use rules::{MAX_IPS, MAX_RECORD_AGE_MS, MAX_SERVICES, RequestFacts};
+pub use secrets::{CipherError, SECRET_KEY_FILE, SecretCipher};
 pub use settings::{
     AlertSettings, AlertSettingsPatch, ChannelSettings, DiskSpaceSettings, EmailSettings, ErrorRateSettings,
     FeishuSettings, IpAnomalySettings, SettingsProblem, SlackSettings, SlowRequestSettings,

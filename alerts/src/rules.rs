@@ -200,6 +200,8 @@ pub(crate) struct Rules {
     ips: HashMap<String, Window<IP_BUCKETS>>,
     /// Keys not tracked because a table was full, since the last read.
     pub(crate) untracked: u64,
+    /// Addresses IP_ANOMALY alerts on but never blocks (besides loopback, always exempt).
+    never_block: owl_config::Networks,
 }
 
 impl Rules {
@@ -224,6 +226,23 @@ impl Rules {
             services: HashMap::new(),
             ips: HashMap::new(),
             untracked: 0,
+            never_block: owl_config::Networks::default(),
+        }
+    }
+
+    /// The same rules, never blocking `networks`.
+    pub(crate) fn with_never_block(mut self, networks: owl_config::Networks) -> Rules {
+        self.never_block = networks;
+        self
+    }
+
+    /// Whether `ip` may be put on the blocked list. A client IP comes from ingested records, which
+    /// any application's log lines can set, so loopback (this node's own users) and the configured
+    /// networks (the proxies in front of the query API, the office) are never blocked.
+    fn may_block(&self, ip: &str) -> bool {
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(addr) => !owl_config::net::is_loopback(addr) && !self.never_block.contains(addr),
+            Err(_) => !ip.eq_ignore_ascii_case("localhost"),
         }
     }
 
@@ -235,6 +254,7 @@ impl Rules {
         }
         next.ips = std::mem::take(&mut self.ips);
         next.untracked = self.untracked;
+        next.never_block = std::mem::take(&mut self.never_block);
         *self = next;
     }
 
@@ -475,16 +495,27 @@ impl Rules {
         }
         let block_ms = i64::try_from(rule.block_duration_minutes).unwrap_or(10_080) * 60_000;
         let until_ms = now_ms + block_ms;
-        let message = format!(
-            "IP 异常告警: {ip} 每分钟请求 {requests} 次，超过 {} 次，封禁 {} 分钟",
-            rule.max_requests_per_minute, rule.block_duration_minutes
-        );
+        let blocks = self.may_block(ip);
+        let message = if blocks {
+            format!(
+                "IP 异常告警: {ip} 每分钟请求 {requests} 次，超过 {} 次，封禁 {} 分钟",
+                rule.max_requests_per_minute, rule.block_duration_minutes
+            )
+        } else {
+            format!(
+                "IP 异常告警: {ip} 每分钟请求 {requests} 次，超过 {} 次（本机或免封禁地址，不封禁）",
+                rule.max_requests_per_minute
+            )
+        };
         let mut context = Map::new();
         context.insert("ip".into(), json!(ip));
         context.insert("requestsPerMinute".into(), json!(requests));
         context.insert("threshold".into(), json!(rule.max_requests_per_minute));
-        context.insert("blockDurationMinutes".into(), json!(rule.block_duration_minutes));
-        context.insert("blockedUntil".into(), json!(crate::clock::format_ms(until_ms)));
+        context.insert("blocked".into(), json!(blocks));
+        if blocks {
+            context.insert("blockDurationMinutes".into(), json!(rule.block_duration_minutes));
+            context.insert("blockedUntil".into(), json!(crate::clock::format_ms(until_ms)));
+        }
         context.insert("service".into(), json!(request.service));
         if let Some(url) = &request.url {
             context.insert("url".into(), json!(url));
@@ -498,7 +529,7 @@ impl Rules {
             service: Some(request.service.clone()),
             host: request.host.clone(),
             region: request.region.clone(),
-            block: Some(Block {
+            block: blocks.then(|| Block {
                 ip: ip.clone(),
                 until_ms,
             }),
@@ -563,6 +594,35 @@ mod tests {
             client_ip: Some("203.0.113.7".into()),
             trace_id: Some("CN-1733580000000-a1b2c3d4".into()),
         }
+    }
+
+    #[test]
+    fn ip_anomaly_never_blocks_loopback_or_listed_networks() {
+        let nets = owl_config::Networks::parse(&["10.0.0.0/8"]).unwrap();
+        let mut rules = Rules::new(&settings()).with_never_block(nets);
+        for (ip, blocked) in [
+            ("203.0.113.7", true),
+            ("127.0.0.1", false),
+            ("::1", false),
+            ("::ffff:127.0.0.1", false),
+            ("10.1.2.3", false),
+        ] {
+            let mut request = request("/api/v1/forms", 10.0, false);
+            request.client_ip = Some(ip.into());
+            let signals: Vec<Signal> = (0..6).flat_map(|_| run(&mut rules, &request, NOW)).collect();
+            let signal = signals
+                .iter()
+                .find(|s| s.alert_type == AlertType::IpAnomaly)
+                .unwrap_or_else(|| panic!("{ip} still alerts"));
+            assert_eq!(signal.block.is_some(), blocked, "{ip}");
+            assert_eq!(signal.context["blocked"], blocked, "{ip}");
+        }
+        // Updated settings keep the list.
+        rules.update(&settings());
+        let mut request = request("/api/v1/forms", 10.0, false);
+        request.client_ip = Some("10.9.9.9".into());
+        let signals: Vec<Signal> = (0..6).flat_map(|_| run(&mut rules, &request, NOW)).collect();
+        assert!(signals.iter().all(|s| s.block.is_none()));
     }
 
     fn run(rules: &mut Rules, request: &RequestFacts, now: i64) -> Vec<Signal> {

@@ -366,12 +366,18 @@ impl AlertSettings {
                 );
             }
             if let Some(p) = n.feishu {
-                set(&mut next.notifications.feishu.enabled, p.enabled);
+                let feishu = &mut next.notifications.feishu;
+                set(&mut feishu.enabled, p.enabled);
                 set(
-                    &mut next.notifications.feishu.webhook_url,
+                    &mut feishu.webhook_url,
                     p.webhook_url.map(|u| u.trim().to_string()),
                 );
-                set(&mut next.notifications.feishu.secret, p.secret);
+                // A signing secret belongs to the bot it was set for: a new webhook without a
+                // new secret has none, rather than handing the old one to another bot.
+                if p.secret.is_none() && feishu.webhook_url != self.notifications.feishu.webhook_url {
+                    feishu.secret.clear();
+                }
+                set(&mut feishu.secret, p.secret);
             }
             if let Some(p) = n.email {
                 let email = &mut next.notifications.email;
@@ -380,6 +386,16 @@ impl AlertSettings {
                 set(&mut email.smtp_port, p.smtp_port);
                 set(&mut email.tls, p.tls);
                 set(&mut email.username, p.username);
+                // Likewise the SMTP password belongs to the server, connection and user it was
+                // set for: it is never sent to a changed destination unless given again.
+                let before = &self.notifications.email;
+                let moved = email.smtp_host != before.smtp_host
+                    || email.smtp_port != before.smtp_port
+                    || email.tls != before.tls
+                    || email.username != before.username;
+                if p.password.is_none() && moved {
+                    email.password.clear();
+                }
                 set(&mut email.password, p.password);
                 set(&mut email.from, p.from.map(|f| f.trim().to_string()));
                 set(
@@ -457,6 +473,12 @@ impl AlertSettings {
         }
         if email.smtp_port == 0 {
             p.channel("notifications.email.smtpPort", "smtpPort 需在 1 到 65535 之间");
+        }
+        if !email.username.is_empty() && email.tls == SmtpTls::None && !is_local_name(&email.smtp_host) {
+            p.channel(
+                "notifications.email.tls",
+                "SMTP 认证只能通过 TLS（starttls 或 tls）发送，tls 为 none 时只允许本机地址",
+            );
         }
         if email.smtp_host.chars().any(|c| c.is_whitespace() || c == '/') {
             p.channel(
@@ -608,9 +630,23 @@ fn webhook(p: &mut Problems, key: &str, name: &str, enabled: bool, url: &str) {
         return;
     }
     match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {}
-        _ => p.channel(field, format!("{name} webhookUrl 需为 http:// 或 https:// 地址")),
+        Ok(parsed) if parsed.scheme() == "https" && parsed.host().is_some() => {}
+        // The URL authorises posting: in plain text only to this host.
+        Ok(parsed) if parsed.scheme() == "http" && crate::notify::is_local_url(&parsed) => {}
+        _ => p.channel(
+            field,
+            format!("{name} webhookUrl 需为 https:// 地址（http:// 只允许本机地址）"),
+        ),
     }
+}
+
+/// Whether an SMTP host names this host: `localhost` or a loopback address.
+fn is_local_name(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(owl_config::net::is_loopback)
 }
 
 /// One problem found by [`AlertSettings::validate`].
@@ -687,6 +723,67 @@ pub struct AlertSettingsPatch {
     pub resolve_after_seconds: Option<u64>,
     /// Channels.
     pub notifications: Option<NotificationsPatch>,
+}
+
+impl AlertSettingsPatch {
+    /// The channel fields whose change moves where notices (and credentials) go: webhook URLs,
+    /// the Feishu secret, the SMTP host, port, TLS mode, user, password and the recipients. Only
+    /// the fields this patch sets to a value other than `current`'s are named; changing them
+    /// needs `log:config`, while enabling, disabling and thresholds need only `log:alert`.
+    pub fn destination_changes(&self, current: &AlertSettings) -> Vec<&'static str> {
+        fn differs<T: PartialEq>(new: &Option<T>, old: &T) -> bool {
+            new.as_ref().is_some_and(|v| v != old)
+        }
+        let mut changed = Vec::new();
+        let Some(n) = &self.notifications else {
+            return changed;
+        };
+        let c = &current.notifications;
+        if let Some(p) = &n.slack
+            && p.webhook_url
+                .as_ref()
+                .is_some_and(|u| u.trim() != c.slack.webhook_url)
+        {
+            changed.push("notifications.slack.webhookUrl");
+        }
+        if let Some(p) = &n.feishu {
+            if p.webhook_url
+                .as_ref()
+                .is_some_and(|u| u.trim() != c.feishu.webhook_url)
+            {
+                changed.push("notifications.feishu.webhookUrl");
+            }
+            if differs(&p.secret, &c.feishu.secret) {
+                changed.push("notifications.feishu.secret");
+            }
+        }
+        if let Some(p) = &n.email {
+            let e = &c.email;
+            if p.smtp_host.as_ref().is_some_and(|h| h.trim() != e.smtp_host) {
+                changed.push("notifications.email.smtpHost");
+            }
+            if differs(&p.smtp_port, &e.smtp_port) {
+                changed.push("notifications.email.smtpPort");
+            }
+            if differs(&p.tls, &e.tls) {
+                changed.push("notifications.email.tls");
+            }
+            if differs(&p.username, &e.username) {
+                changed.push("notifications.email.username");
+            }
+            if differs(&p.password, &e.password) {
+                changed.push("notifications.email.password");
+            }
+            let recipients = p
+                .recipients
+                .as_ref()
+                .map(|r| r.iter().map(|a| a.trim().to_string()).collect::<Vec<_>>());
+            if differs(&recipients, &e.recipients) {
+                changed.push("notifications.email.recipients");
+            }
+        }
+        changed
+    }
 }
 
 /// Changes to SLOW_REQUEST.
@@ -871,6 +968,94 @@ mod tests {
         // Enabling again without repeating the URL keeps the stored one.
         let again = next.apply(patch(json!({"notifications": {"feishu": {"enabled": true}}})));
         assert_eq!(again.notifications.feishu.webhook_url, "https://open.feishu.cn/x");
+    }
+
+    #[test]
+    fn a_stored_secret_is_dropped_when_its_destination_changes() {
+        let base = defaults().apply(patch(json!({"notifications": {
+            "feishu": {"webhookUrl": "https://open.feishu.cn/open-apis/bot/v2/hook/A", "secret": "bot-a"},
+            "email": {"smtpHost": "smtp.example.com", "smtpPort": 587, "tls": "starttls", "username": "owl", "password": "pw"}
+        }})));
+        // Same destination: the secrets stay.
+        let same = base.apply(patch(json!({"notifications": {"feishu": {"enabled": true}, "email": {"smtpHost": "smtp.example.com", "enabled": true}}})));
+        assert_eq!(same.notifications.feishu.secret, "bot-a");
+        assert_eq!(same.notifications.email.password, "pw");
+        // A new webhook: the old bot's secret does not follow it.
+        let moved = base.apply(patch(
+            json!({"notifications": {"feishu": {"webhookUrl": "https://evil.example.com/hook"}}}),
+        ));
+        assert_eq!(moved.notifications.feishu.secret, "");
+        // Unless the same request sets one.
+        let given = base.apply(patch(json!({"notifications": {"feishu": {"webhookUrl": "https://open.feishu.cn/open-apis/bot/v2/hook/B", "secret": "bot-b"}}})));
+        assert_eq!(given.notifications.feishu.secret, "bot-b");
+        for change in [
+            json!({"smtpHost": "smtp.evil.example"}),
+            json!({"smtpPort": 2525}),
+            json!({"tls": "tls"}),
+            json!({"username": "other"}),
+        ] {
+            let moved = base.apply(patch(json!({"notifications": {"email": change.clone()}})));
+            assert_eq!(moved.notifications.email.password, "", "{change}");
+        }
+        let given = base.apply(patch(
+            json!({"notifications": {"email": {"smtpHost": "smtp2.example.com", "password": "pw2"}}}),
+        ));
+        assert_eq!(given.notifications.email.password, "pw2");
+    }
+
+    #[test]
+    fn credentials_never_travel_in_plain_text_to_another_host() {
+        let plain = defaults().apply(patch(json!({"notifications": {"email": {
+            "smtpHost": "smtp.example.com", "tls": "none", "username": "owl", "password": "pw"
+        }}})));
+        let problems = plain.validate();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.field == "notifications.email.tls" && p.channel),
+            "{problems:?}"
+        );
+        let local = plain.apply(patch(
+            json!({"notifications": {"email": {"smtpHost": "127.0.0.1", "password": "pw"}}}),
+        ));
+        assert!(local.validate().is_empty(), "{:?}", local.validate());
+        let anonymous = plain.apply(patch(json!({"notifications": {"email": {"username": ""}}})));
+        assert!(anonymous.validate().is_empty(), "{:?}", anonymous.validate());
+        let http = defaults().apply(patch(
+            json!({"notifications": {"slack": {"webhookUrl": "http://hooks.example.com/x"}}}),
+        ));
+        assert!(
+            http.validate()
+                .iter()
+                .any(|p| p.field == "notifications.slack.webhookUrl")
+        );
+        let local_http = defaults().apply(patch(
+            json!({"notifications": {"slack": {"webhookUrl": "http://127.0.0.1:9/x"}}}),
+        ));
+        assert!(local_http.validate().is_empty());
+    }
+
+    #[test]
+    fn destination_changes_are_named_and_thresholds_are_not() {
+        let base = defaults().apply(patch(json!({"notifications": {"email": {"smtpHost": "smtp.example.com", "recipients": ["a@example.com"]}}})));
+        let thresholds = patch(
+            json!({"slowRequest": {"thresholdMs": 10}, "notifications": {"slack": {"enabled": true}, "email": {"enabled": true, "smtpHost": "smtp.example.com", "recipients": [" a@example.com"]}}}),
+        );
+        assert!(thresholds.destination_changes(&base).is_empty());
+        let moves = patch(json!({"notifications": {
+            "slack": {"webhookUrl": "https://hooks.slack.com/x"},
+            "feishu": {"secret": "s"},
+            "email": {"smtpPort": 25, "recipients": ["b@example.com"]}
+        }}));
+        assert_eq!(
+            moves.destination_changes(&base),
+            [
+                "notifications.slack.webhookUrl",
+                "notifications.feishu.secret",
+                "notifications.email.smtpPort",
+                "notifications.email.recipients"
+            ]
+        );
     }
 
     #[test]

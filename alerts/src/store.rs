@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -23,6 +24,7 @@ use sqlx::{Any, AnyPool, Arguments, Encode, Row, Type};
 use uuid::Uuid;
 
 use crate::alert::{Alert, AlertSeverity, AlertState, AlertStatus, AlertType, Channel};
+use crate::secrets::SecretCipher;
 use crate::settings::AlertSettings;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -171,6 +173,7 @@ pub enum DeliveryOutcome {
 #[derive(Debug, Clone)]
 pub struct AlertStore {
     pool: AnyPool,
+    cipher: Arc<SecretCipher>,
 }
 
 /// Which database a URL names: `true` for PostgreSQL, `false` for SQLite.
@@ -195,10 +198,27 @@ const ALERT_COLUMNS: &str = "id, alert_type, alert_key, severity, state, status,
      region, channels, occurrences, notices, last_error, created_at, last_seen_at, notified_at, sent_at, \
      resolved_at, acknowledged_at, acknowledged_by";
 
+/// The fields of the stored settings that are secrets, encrypted at rest.
+const SECRET_FIELDS: [&str; 4] = [
+    "notifications.slack.webhookUrl",
+    "notifications.feishu.webhookUrl",
+    "notifications.feishu.secret",
+    "notifications.email.password",
+];
+
+/// A dotted field as a JSON pointer.
+fn pointer(field: &str) -> String {
+    format!("/{}", field.replace('.', "/"))
+}
+
 impl AlertStore {
     /// Connects a pool of at most `max_connections` and applies the migrations (the same embedded
     /// steps the query API applies; whichever process starts first applies them).
-    pub async fn connect(url: &str, max_connections: u32) -> Result<AlertStore, StoreError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        cipher: SecretCipher,
+    ) -> Result<AlertStore, StoreError> {
         sqlx::any::install_default_drivers();
         let postgres = is_postgres(url)?;
         if !postgres {
@@ -230,12 +250,15 @@ impl AlertStore {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(AlertStore { pool })
+        Ok(AlertStore {
+            pool,
+            cipher: Arc::new(cipher),
+        })
     }
 
     /// A store over an existing, already migrated pool (the query API's).
-    pub fn from_pool(pool: AnyPool) -> AlertStore {
-        AlertStore { pool }
+    pub fn from_pool(pool: AnyPool, cipher: Arc<SecretCipher>) -> AlertStore {
+        AlertStore { pool, cipher }
     }
 
     /// The pool.
@@ -491,7 +514,16 @@ impl AlertStore {
             id: "1".into(),
             message: e.to_string(),
         };
-        let document: Value = serde_json::from_str(&text).map_err(corrupt)?;
+        let mut document: Value = serde_json::from_str(&text).map_err(corrupt)?;
+        for field in SECRET_FIELDS {
+            if let Some(Value::String(stored)) = document.pointer_mut(&pointer(field)) {
+                *stored = self.cipher.open(field, stored).map_err(|e| StoreError::Corrupt {
+                    what: "alert_config.settings",
+                    id: "1".into(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
         let settings = base.overlay(&document).map_err(corrupt)?;
         Ok(Some(StoredSettings {
             settings,
@@ -519,7 +551,13 @@ impl AlertStore {
         updated_by: &str,
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let text = serde_json::to_string(settings).expect("alert settings serialise");
+        let mut document = serde_json::to_value(settings).expect("alert settings serialise");
+        for field in SECRET_FIELDS {
+            if let Some(Value::String(plain)) = document.pointer_mut(&pointer(field)) {
+                *plain = self.cipher.seal(field, plain);
+            }
+        }
+        let text = document.to_string();
         let done = match expected {
             None => {
                 let mut sql = Sql::new(

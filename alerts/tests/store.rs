@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use owl_alerts::{
     Alert, AlertFilter, AlertSettings, AlertSeverity, AlertState, AlertStatus, AlertStore, AlertType,
-    BlockedIp, Channel, DeliveryOutcome, Mute,
+    BlockedIp, Channel, DeliveryOutcome, Mute, SecretCipher,
 };
 use serde_json::{Map, json};
 use uuid::Uuid;
@@ -359,7 +359,9 @@ async fn store_on_postgres() {
         return;
     }
     let database = PgDatabase::create().await;
-    let store = AlertStore::connect(&database.url(), 4).await.unwrap();
+    let store = AlertStore::connect(&database.url(), 4, SecretCipher::random())
+        .await
+        .unwrap();
     exercise(store.clone()).await;
     store.close().await;
 }
@@ -368,7 +370,10 @@ async fn store_on_postgres() {
 async fn two_processes_migrating_one_sqlite_file_at_once_both_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("owl.db").display());
-    let (a, b) = tokio::join!(AlertStore::connect(&url, 2), AlertStore::connect(&url, 2));
+    let (a, b) = tokio::join!(
+        AlertStore::connect(&url, 2, SecretCipher::random()),
+        AlertStore::connect(&url, 2, SecretCipher::random())
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(
         a.insert_alert(&alert(AlertType::IpAnomaly, "1.2.3.4", T0, None))
@@ -376,4 +381,72 @@ async fn two_processes_migrating_one_sqlite_file_at_once_both_succeed() {
             .unwrap()
     );
     assert_eq!(b.open_alerts().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn channel_secrets_are_encrypted_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("owl.db").display());
+    let key = [7u8; 32];
+    let store = AlertStore::connect(&url, 2, SecretCipher::new(key))
+        .await
+        .unwrap();
+    let mut settings = AlertSettings::default();
+    settings.notifications.slack.webhook_url = "https://hooks.slack.com/services/T/B/SLACKSECRET".into();
+    settings.notifications.feishu.webhook_url =
+        "https://open.feishu.cn/open-apis/bot/v2/hook/FEISHUHOOK".into();
+    settings.notifications.feishu.secret = "FEISHUSIGNING".into();
+    settings.notifications.email.password = "SMTPPASSWORD".into();
+    settings.notifications.email.smtp_host = "smtp.example.com".into();
+    store.save_settings(&settings, None, "admin", T0).await.unwrap();
+    let raw: String = sqlx::query_scalar("SELECT settings FROM alert_config WHERE id = 1")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    for secret in ["SLACKSECRET", "FEISHUHOOK", "FEISHUSIGNING", "SMTPPASSWORD"] {
+        assert!(!raw.contains(secret), "{secret} stored in clear: {raw}");
+    }
+    assert!(
+        raw.contains("smtp.example.com"),
+        "what is not secret stays readable: {raw}"
+    );
+    let loaded = store
+        .load_settings(&AlertSettings::default())
+        .await
+        .unwrap()
+        .unwrap()
+        .settings;
+    assert_eq!(loaded.notifications, settings.notifications);
+    // Another key cannot read them, and says so rather than sending garbage.
+    let other = AlertStore::from_pool(store.pool().clone(), std::sync::Arc::new(SecretCipher::random()));
+    let error = other.load_settings(&AlertSettings::default()).await.unwrap_err();
+    assert!(error.to_string().contains("secret key"), "{error}");
+    // A value stored in clear before encryption existed is read, and sealed by the next save.
+    let legacy = raw.replace(
+        &serde_json::from_str::<serde_json::Value>(&raw).unwrap()["notifications"]["email"]["password"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        "LEGACYPASSWORD",
+    );
+    sqlx::query("UPDATE alert_config SET settings = $1 WHERE id = 1")
+        .bind(legacy)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let loaded = store
+        .load_settings(&AlertSettings::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.settings.notifications.email.password, "LEGACYPASSWORD");
+    store
+        .save_settings(&loaded.settings, Some(loaded.version), "admin", T0 + 1)
+        .await
+        .unwrap();
+    let raw: String = sqlx::query_scalar("SELECT settings FROM alert_config WHERE id = 1")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(!raw.contains("LEGACYPASSWORD"), "{raw}");
 }

@@ -184,6 +184,7 @@ mod tests {
             error_days: 3,
             metrics_days: 4,
             check_interval_s: 60,
+            audit_days: 180,
         };
         let file = file_policy(&config);
         assert_eq!(FileRetention.policy(&file), file);

@@ -30,7 +30,7 @@ pub fn ensure_agent_token(config: &Config) -> anyhow::Result<Secret> {
     if let Some(token) = read_token(&path)? {
         return Ok(token);
     }
-    std::fs::create_dir_all(&config.data_dir)
+    owl_config::files::private_dir(&config.data_dir)
         .with_context(|| format!("while creating the data directory {}", config.data_dir.display()))?;
     let token: String = rand::rng()
         .sample_iter(Alphanumeric)

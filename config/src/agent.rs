@@ -261,6 +261,7 @@ impl Default for InputConfig {
 impl AgentConfig {
     pub(crate) fn validate(&self, p: &mut Problems) {
         p.url("agent.collector_url", &self.collector_url);
+        p.not_placeholder("agent.token", &self.token);
         if !self.metrics_listen.is_empty() {
             p.socket_addr("agent.metrics_listen", &self.metrics_listen);
         }

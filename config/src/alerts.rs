@@ -127,8 +127,15 @@ pub struct IpAnomalyRule {
     pub enabled: bool,
     /// Requests per minute from one client IP that alert.
     pub max_requests_per_minute: u64,
-    /// Minutes the IP is then refused by the query API.
+    /// Minutes the IP is then on the blocked list.
     pub block_duration_minutes: u64,
+    /// Networks never put on the blocked list (CIDRs). Loopback addresses and
+    /// `query_api.trusted_proxies` never are either: `client.ip` comes from ingested records,
+    /// which any application's log lines can set.
+    pub never_block: crate::Networks,
+    /// Whether the query API itself refuses requests from blocked IPs. Off by default: the list
+    /// is served by `GET /api/v1/logs/alerts/blocked-ips` for a gateway to enforce.
+    pub enforce_at_query_api: bool,
 }
 
 impl Default for IpAnomalyRule {
@@ -137,6 +144,8 @@ impl Default for IpAnomalyRule {
             enabled: true,
             max_requests_per_minute: 100,
             block_duration_minutes: 10,
+            never_block: crate::Networks::default(),
+            enforce_at_query_api: false,
         }
     }
 }
@@ -170,6 +179,9 @@ pub struct NotificationsConfig {
     pub feishu: FeishuChannel,
     /// Email over SMTP.
     pub email: EmailChannel,
+    /// Internal networks (loopback, private, link-local, unique local) that channels may reach,
+    /// as CIDRs; empty by default, so a webhook or SMTP server must be a public address.
+    pub allowed_networks: crate::Networks,
 }
 
 /// `[notifications.slack]`.

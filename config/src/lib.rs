@@ -14,6 +14,8 @@
 
 mod agent;
 mod alerts;
+pub mod files;
+pub mod net;
 mod secret;
 mod server;
 
@@ -31,6 +33,7 @@ pub use alerts::{
     AlertsConfig, DiskSpaceRule, EmailChannel, ErrorRateRule, FeishuChannel, IpAnomalyRule,
     NotificationsConfig, SlowRequestRule, SmtpTls, ThresholdRule, WebhookChannel,
 };
+pub use net::Networks;
 pub use owl_model::MaskingRules;
 pub use secret::Secret;
 pub use server::{AuthConfig, CollectorConfig, QueryApiConfig, RetentionConfig, StorageConfig};
@@ -194,6 +197,17 @@ impl Problems {
         }
     }
 
+    /// Refuses a secret that is still an example's placeholder.
+    pub(crate) fn not_placeholder(&mut self, key: &str, secret: &Secret) {
+        if secret.is_placeholder() {
+            self.push(
+                key,
+                "(placeholder)",
+                "is a placeholder from an example; set a real secret (or leave it empty to have one generated where Owl can)",
+            );
+        }
+    }
+
     pub(crate) fn url(&mut self, key: &str, value: &str) {
         let ok = (value.starts_with("http://") || value.starts_with("https://"))
             && value.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
@@ -215,6 +229,7 @@ const SHORTCUTS: &[(&str, &[&str])] = &[
     ("OWL_CRM_DATABASE_URL", &["storage.crm_database_url"]),
     ("OWL_REDIS_URL", &["storage.redis_url"]),
     ("OWL_JWT_SECRET", &["auth.jwt_secret"]),
+    ("OWL_SECRET_KEY", &["storage.secret_key"]),
     ("OWL_LOG", &["log.level"]),
 ];
 
@@ -592,8 +607,21 @@ patterns = ["("]
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                Config::load(Some(&path), &BTreeMap::new())
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                // Valid once the placeholder tokens are replaced (here through the environment)...
+                let env = BTreeMap::from([(
+                    "OWL_AGENT_TOKEN".to_string(),
+                    "k3J9s8dF0aQ2mX7pL5vN1cB4".to_string(),
+                )]);
+                Config::load(Some(&path), &env).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                // ...and refused while they are not, naming the key.
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains("\"replace-with") {
+                    let error = Config::load(Some(&path), &BTreeMap::new())
+                        .unwrap_err()
+                        .to_string();
+                    assert!(error.contains("placeholder"), "{}: {error}", path.display());
+                    assert!(error.contains("token"), "{}: {error}", path.display());
+                }
                 seen += 1;
             }
         }

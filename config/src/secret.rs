@@ -25,6 +25,31 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether the value is a placeholder from an example or a template (`replace-with-...`,
+    /// `changeme`, `...`, `<token>`) rather than a real secret: such a value is public, so a
+    /// config that still holds one is refused.
+    pub fn is_placeholder(&self) -> bool {
+        let value = self.0.trim().to_ascii_lowercase();
+        if value.is_empty() {
+            return false;
+        }
+        let markers = [
+            "replace-with",
+            "replace_with",
+            "replace me",
+            "changeme",
+            "change-me",
+            "change_me",
+            "your-",
+            "at least 32 bytes",
+            "redacted",
+        ];
+        markers.iter().any(|m| value.contains(m))
+            || value.chars().all(|c| c == '.' || c == '*' || c == 'x')
+            || (value.starts_with('<') && value.ends_with('>'))
+            || (value.starts_with("${") && value.ends_with('}'))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -52,6 +77,25 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_recognised() {
+        for placeholder in [
+            "replace-with-the-collector-agent-token",
+            "replace-with-a-long-random-token",
+            "at least 32 bytes",
+            "CHANGEME",
+            "...",
+            "<agent-token>",
+            "${OWL_AGENT_TOKEN}",
+            "your-secret-here",
+        ] {
+            assert!(Secret::new(placeholder).is_placeholder(), "{placeholder}");
+        }
+        for real in ["", "k3J9s8dF0aQ2mX7pL5vN1cB4", "correct horse battery staple"] {
+            assert!(!Secret::new(real).is_placeholder(), "{real}");
+        }
+    }
 
     #[test]
     fn secrets_are_redacted() {

@@ -61,6 +61,17 @@ pub struct QueryApiConfig {
     /// ISO 4217 code of the currency CRM analytics report amounts in (`total_amount`, revenue);
     /// orders in other currencies are counted but their amounts reported apart, never added.
     pub crm_currency_code: String,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` and `Forwarded` headers are believed;
+    /// empty by default, so the client is the connection's peer.
+    pub trusted_proxies: crate::Networks,
+    /// Live tails (`/api/v1/logs/stream`) one user may hold open at once.
+    pub max_streams_per_user: usize,
+    /// Live tails open at once over all users.
+    pub max_streams: usize,
+    /// Longest a log query, stats, trace or export search may run, in milliseconds.
+    pub query_timeout_ms: u64,
+    /// Log searches one user may run at once; more are answered 429.
+    pub max_concurrent_queries_per_user: usize,
 }
 
 impl Default for QueryApiConfig {
@@ -73,6 +84,11 @@ impl Default for QueryApiConfig {
             analytics_cache_ttl_s: 300,
             export_max_rows: 100_000,
             crm_currency_code: "IDR".to_string(),
+            trusted_proxies: crate::Networks::default(),
+            max_streams_per_user: 4,
+            max_streams: 64,
+            query_timeout_ms: 10_000,
+            max_concurrent_queries_per_user: 4,
         }
     }
 }
@@ -91,6 +107,8 @@ pub struct RetentionConfig {
     pub metrics_days: u32,
     /// Seconds between retention runs.
     pub check_interval_s: u64,
+    /// Days audit log rows are kept; the query API deletes older ones on the same schedule.
+    pub audit_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -101,6 +119,7 @@ impl Default for RetentionConfig {
             error_days: 30,
             metrics_days: 7,
             check_interval_s: 3600,
+            audit_days: 180,
         }
     }
 }
@@ -117,6 +136,10 @@ pub struct StorageConfig {
     pub crm_database_url: Secret,
     /// Redis URL for the shared cache, token revocation and rate limits; empty means in process.
     pub redis_url: Secret,
+    /// Key (64 hex characters, 32 bytes) that encrypts channel secrets stored in SQL; empty means
+    /// generated once into `<data_dir>/secret-key`. Processes sharing one database need the same
+    /// key: set it (or `OWL_SECRET_KEY`) on each.
+    pub secret_key: Secret,
     /// Prefix of every Redis key Owl writes, so several deployments can share one Redis.
     pub redis_prefix: String,
     /// Tantivy index directory; empty means `<data_dir>/index`.
@@ -133,6 +156,7 @@ impl Default for StorageConfig {
             database_url: Secret::default(),
             crm_database_url: Secret::default(),
             redis_url: Secret::default(),
+            secret_key: Secret::default(),
             redis_prefix: "owl:".to_string(),
             index_dir: None,
             max_connections: 10,
@@ -160,6 +184,9 @@ pub struct AuthConfig {
     pub admin_password: Secret,
     /// Shortest accepted password.
     pub min_password_length: usize,
+    /// Password checks (argon2id, about 19 MiB and a core each) running at once; 0 means one
+    /// per core. Four times as many logins may wait; more are answered 503 with `Retry-After`.
+    pub max_concurrent_logins: usize,
 }
 
 impl Default for AuthConfig {
@@ -172,6 +199,7 @@ impl Default for AuthConfig {
             lockout_s: 15 * 60,
             admin_password: Secret::default(),
             min_password_length: 8,
+            max_concurrent_logins: 0,
         }
     }
 }
@@ -205,6 +233,7 @@ impl CollectorConfig {
             1 << 32,
         );
         for (i, token) in self.agent_tokens.iter().enumerate() {
+            p.not_placeholder(&format!("collector.agent_tokens[{i}]"), token);
             if token.expose().len() < 16 {
                 p.push(
                     &format!("collector.agent_tokens[{i}]"),
@@ -237,6 +266,20 @@ impl QueryApiConfig {
         );
         p.positive("query_api.export_max_rows", self.export_max_rows as u64);
         p.range(
+            "query_api.max_streams_per_user",
+            self.max_streams_per_user as u64,
+            1,
+            1000,
+        );
+        p.range("query_api.max_streams", self.max_streams as u64, 1, 100_000);
+        p.range("query_api.query_timeout_ms", self.query_timeout_ms, 100, 600_000);
+        p.range(
+            "query_api.max_concurrent_queries_per_user",
+            self.max_concurrent_queries_per_user as u64,
+            1,
+            1000,
+        );
+        p.range(
             "query_api.analytics_cache_ttl_s",
             self.analytics_cache_ttl_s,
             0,
@@ -256,6 +299,15 @@ impl QueryApiConfig {
 
 impl StorageConfig {
     pub(crate) fn validate(&self, p: &mut Problems) {
+        p.not_placeholder("storage.secret_key", &self.secret_key);
+        let key = self.secret_key.expose();
+        if !key.is_empty() && (key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit())) {
+            p.push(
+                "storage.secret_key",
+                "(secret)",
+                "must be 64 hex characters (32 bytes, e.g. `openssl rand -hex 32`); leave empty to generate one",
+            );
+        }
         let db = self.database_url.expose();
         let known_db = ["sqlite:", "postgres://", "postgresql://"]
             .iter()
@@ -321,6 +373,7 @@ impl StorageConfig {
             3650,
         );
         p.range("storage.retention.error_days", u64::from(r.error_days), 1, 3650);
+        p.range("storage.retention.audit_days", u64::from(r.audit_days), 1, 3650);
         p.range(
             "storage.retention.metrics_days",
             u64::from(r.metrics_days),
@@ -338,6 +391,8 @@ impl StorageConfig {
 
 impl AuthConfig {
     pub(crate) fn validate(&self, p: &mut Problems) {
+        p.not_placeholder("auth.jwt_secret", &self.jwt_secret);
+        p.not_placeholder("auth.admin_password", &self.admin_password);
         if !self.jwt_secret.is_empty() && self.jwt_secret.expose().len() < 32 {
             p.push(
                 "auth.jwt_secret",
@@ -359,6 +414,12 @@ impl AuthConfig {
             1000,
         );
         p.range("auth.lockout_s", self.lockout_s, 1, 86_400);
+        p.range(
+            "auth.max_concurrent_logins",
+            self.max_concurrent_logins as u64,
+            0,
+            1024,
+        );
         p.range(
             "auth.min_password_length",
             self.min_password_length as u64,

@@ -186,7 +186,7 @@ fn generate_password() -> String {
 
 async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     let config = load_config(&args.common)?;
-    std::fs::create_dir_all(&config.data_dir)
+    owl_config::files::private_dir(&config.data_dir)
         .with_context(|| format!("while creating {}", config.data_dir.display()))?;
     match args.command {
         AdminCommand::Migrate => {
@@ -260,6 +260,8 @@ async fn role(args: RoleArgs, which: up::Role) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: the database, WAL, index and secrets are the user's alone.
+    owl_config::files::private_umask();
     let cli = Cli::parse();
     // One TLS provider for the whole process (webhooks, SMTP): ring.
     let _ = rustls::crypto::ring::default_provider().install_default();

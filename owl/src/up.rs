@@ -49,10 +49,14 @@ impl Alerts {
     /// Opens the alert store (applying the SQL migrations, before the query API starts and would
     /// apply them too) and starts the engine.
     async fn start(config: &Config) -> anyhow::Result<Alerts> {
-        let store =
-            owl_alerts::AlertStore::connect(&config.database_url(), config.storage.max_connections.min(4))
-                .await
-                .context("while opening the alert store (storage.database_url)")?;
+        let cipher = owl_alerts::SecretCipher::from_config(config).context("while loading the secret key")?;
+        let store = owl_alerts::AlertStore::connect(
+            &config.database_url(),
+            config.storage.max_connections.min(4),
+            cipher,
+        )
+        .await
+        .context("while opening the alert store (storage.database_url)")?;
         let stop = CancellationToken::new();
         let (engine, task) = owl_alerts::AlertEngine::start(config, store, Default::default(), stop.clone())
             .await
@@ -158,7 +162,7 @@ fn adopt_agent_token(config: &mut Config) -> anyhow::Result<owl_config::Secret> 
 }
 
 fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
+    owl_config::files::private_dir(dir)
         .with_context(|| format!("while creating the data directory {}", dir.display()))
 }
 

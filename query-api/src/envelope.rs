@@ -114,6 +114,8 @@ pub enum FailureKind {
     TooManyRequests,
     /// A dependency is down (503).
     Unavailable,
+    /// The work took longer than it may (504, `query_api.query_timeout_ms`).
+    Timeout,
     /// A bug or an infrastructure failure; the client sees a generic message (500).
     Internal,
 }
@@ -274,6 +276,7 @@ impl Failure {
             (FailureKind::PayloadTooLarge, _) => StatusCode::PAYLOAD_TOO_LARGE,
             (FailureKind::TooManyRequests, _) => StatusCode::TOO_MANY_REQUESTS,
             (FailureKind::Unavailable, _) => StatusCode::SERVICE_UNAVAILABLE,
+            (FailureKind::Timeout, _) => StatusCode::GATEWAY_TIMEOUT,
             (FailureKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -293,6 +296,7 @@ impl Failure {
             FailureKind::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             FailureKind::TooManyRequests => "TOO_MANY_REQUESTS",
             FailureKind::Unavailable => "SERVICE_UNAVAILABLE",
+            FailureKind::Timeout => "LOG_QUERY_TIMEOUT",
             FailureKind::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -306,7 +310,7 @@ impl Failure {
             FailureKind::Invalid | FailureKind::PayloadTooLarge => "ValidationError",
             FailureKind::Conflict => "ConflictError",
             FailureKind::TooManyRequests => "RateLimitError",
-            FailureKind::Unavailable => "ExternalServiceError",
+            FailureKind::Unavailable | FailureKind::Timeout => "ExternalServiceError",
             FailureKind::Internal => "InternalServerError",
         }
     }

@@ -58,9 +58,13 @@ pub trait KvStore: Send + Sync + 'static {
     fn set<'a>(&'a self, key: &'a str, value: &'a str, ttl: Option<Duration>) -> KvFuture<'a, ()>;
     /// Deletes a key (no error when absent).
     fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, ()>;
-    /// Adds one to a counter and returns the new count; the expiry starts at the first increment
-    /// and is not extended by later ones (a fixed window).
-    fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> KvFuture<'a, i64>;
+    /// Adds `delta` (which may be negative) to a counter and returns the new count; the expiry
+    /// starts when the counter is created and is not extended by later changes (a fixed window).
+    fn add<'a>(&'a self, key: &'a str, delta: i64, ttl: Duration) -> KvFuture<'a, i64>;
+    /// Adds one to a counter and returns the new count, as [`KvStore::add`].
+    fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> KvFuture<'a, i64> {
+        self.add(key, 1, ttl)
+    }
     /// The time a key has left: `None` when absent or without expiry.
     fn ttl<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Duration>>;
     /// Atomically replaces `expected` by `new` (with a new expiry).
@@ -172,14 +176,17 @@ impl KvStore for MemoryKv {
         Box::pin(async { Ok(()) })
     }
 
-    fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> KvFuture<'a, i64> {
+    fn add<'a>(&'a self, key: &'a str, delta: i64, ttl: Duration) -> KvFuture<'a, i64> {
         let key = self.key(key);
         let expires_at_ms = self.expiry(Some(ttl));
         let count = self.with(true, |entries, now| {
             let current = live(entries.get(&key), now).cloned();
             let (count, expires_at_ms) = match current {
-                Some(entry) => (entry.value.parse::<i64>().unwrap_or(0) + 1, entry.expires_at_ms),
-                None => (1, expires_at_ms),
+                Some(entry) => (
+                    entry.value.parse::<i64>().unwrap_or(0) + delta,
+                    entry.expires_at_ms,
+                ),
+                None => (delta, expires_at_ms),
             };
             entries.insert(
                 key,
@@ -247,8 +254,8 @@ impl std::fmt::Debug for RedisKv {
 
 /// INCR that sets the expiry on the first increment only, atomically.
 const INCR_SCRIPT: &str = r"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local n = redis.call('INCRBY', KEYS[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n";
 
 /// 0: missing, 1: mismatch, 2: swapped.
@@ -390,12 +397,13 @@ impl KvStore for RedisKv {
         })
     }
 
-    fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> KvFuture<'a, i64> {
+    fn add<'a>(&'a self, key: &'a str, delta: i64, ttl: Duration) -> KvFuture<'a, i64> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             redis::Script::new(INCR_SCRIPT)
                 .key(self.key(key))
                 .arg(millis(ttl))
+                .arg(delta)
                 .invoke_async(&mut connection)
                 .await
                 .map_err(|source| KvError::Redis {
@@ -479,6 +487,8 @@ pub(crate) mod tests {
         assert_eq!(kv.ttl("forever").await.unwrap(), None);
         assert_eq!(kv.incr("n", Duration::from_secs(60)).await.unwrap(), 1);
         assert_eq!(kv.incr("n", Duration::from_secs(60)).await.unwrap(), 2);
+        assert_eq!(kv.add("n", -1, Duration::from_secs(60)).await.unwrap(), 1);
+        assert_eq!(kv.add("n", 3, Duration::from_secs(60)).await.unwrap(), 4);
         assert!(kv.ttl("n").await.unwrap().is_some(), "counters expire");
 
         assert_eq!(

@@ -38,10 +38,12 @@ pub mod admin;
 mod auth;
 mod clock;
 pub mod crm;
+mod csv_out;
 mod db;
 pub mod envelope;
 pub mod http;
 mod kv;
+pub mod limits;
 mod logs;
 mod metrics;
 mod permissions;
@@ -99,6 +101,7 @@ pub async fn run(
     tracing::info!(%address, database = state.db.backend().name(), kv = state.kv.backend(), "query API listening");
     // Live log streams end with the server instead of holding its graceful shutdown open.
     let router = router.layer(axum::Extension(logs::StreamShutdown(shutdown.clone())));
+    tokio::spawn(http::middleware::audit_retention(state.clone(), shutdown.clone()));
     owl_http::serve(listener, router, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!("while serving the query API on {address}: {e}"))?;

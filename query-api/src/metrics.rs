@@ -2,6 +2,8 @@
 
 /// Audit rows that could not be written (each is a request missing from the audit log).
 pub const AUDIT_WRITE_FAILURES: &str = "owl_query_api_audit_write_failures_total";
+/// Refused unauthenticated requests not audited because their client IP had its share this minute.
+pub const AUDIT_UNAUTHENTICATED_DROPPED: &str = "owl_query_api_audit_unauthenticated_dropped_total";
 /// Failed logins (wrong password, unknown or disabled user).
 pub const LOGIN_FAILURES: &str = "owl_query_api_login_failures_total";
 /// Lockouts started, labelled `scope` = `user` or `ip`.

@@ -288,6 +288,10 @@ pub enum Access {
         permission: Permission,
         /// The highest role level allowed (1 is the most privileged).
         max_level: Option<i64>,
+        /// Whether the action affects every region (cleanup, global alert and log settings,
+        /// mutes, blocked IPs), so only a principal without region or environment limits may
+        /// take it.
+        all_regions: bool,
     },
 }
 
@@ -297,6 +301,7 @@ impl Access {
         Access::Require {
             permission,
             max_level: None,
+            all_regions: false,
         }
     }
 
@@ -305,6 +310,23 @@ impl Access {
         Access::Require {
             permission,
             max_level: Some(max_level),
+            all_regions: false,
+        }
+    }
+
+    /// The same access for an action that affects every region.
+    pub const fn all_regions(self) -> Access {
+        match self {
+            Access::Require {
+                permission,
+                max_level,
+                ..
+            } => Access::Require {
+                permission,
+                max_level,
+                all_regions: true,
+            },
+            other => other,
         }
     }
 }
@@ -316,12 +338,18 @@ impl fmt::Display for Access {
             Access::Authenticated => f.write_str("authenticated"),
             Access::Require {
                 permission,
-                max_level: None,
-            } => write!(f, "{permission}"),
-            Access::Require {
-                permission,
-                max_level: Some(level),
-            } => write!(f, "{permission} at level <= {level}"),
+                max_level,
+                all_regions,
+            } => {
+                write!(f, "{permission}")?;
+                if let Some(level) = max_level {
+                    write!(f, " at level <= {level}")?;
+                }
+                if *all_regions {
+                    f.write_str(" over all regions")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -56,11 +56,24 @@ fn restrict(
 }
 
 impl Scope {
-    /// A scope from the stored lists (empty lists mean unrestricted).
+    /// A scope from the stored lists (empty lists mean unrestricted). Blank entries, which no
+    /// writer accepts but a hand-edited row could hold, are dropped after the list was seen to be
+    /// a restriction: `[""]` sees nothing rather than everything (the index ignores empty values).
     pub fn new(regions: &[String], environments: &[String]) -> Scope {
-        let regions = (!regions.is_empty()).then(|| regions.iter().map(|r| normalise_region(r)).collect());
-        let environments = (!environments.is_empty())
-            .then(|| environments.iter().map(|e| normalise_environment(e)).collect());
+        let regions = (!regions.is_empty()).then(|| {
+            regions
+                .iter()
+                .map(|r| normalise_region(r))
+                .filter(|r| !r.is_empty())
+                .collect()
+        });
+        let environments = (!environments.is_empty()).then(|| {
+            environments
+                .iter()
+                .map(|e| normalise_environment(e))
+                .filter(|e| !e.is_empty())
+                .collect()
+        });
         Scope {
             regions,
             environments,
@@ -109,6 +122,24 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_blank_scope_sees_nothing() {
+        for blank in [strings(&[""]), strings(&["  "]), strings(&["", " "])] {
+            let scope = Scope::new(&blank, &blank);
+            assert_eq!(scope.regions_for(None), Some(vec![]));
+            assert_eq!(scope.regions_for(Some(&strings(&["CN"]))), Some(vec![]));
+            assert_eq!(scope.environments_for(None), Some(vec![]));
+            assert!(!scope.is_unrestricted());
+            assert!(!scope.allows(Some("CN"), Some("production")));
+            assert!(!scope.allows(Some(""), Some("")));
+            assert!(!scope.allows(None, None));
+            let mut filter = owl_index::LogFilter::default();
+            assert!(!crate::logs::params::apply_scope(&mut filter, &scope, &[]));
+        }
+        let mixed = Scope::new(&strings(&["", "cn"]), &[]);
+        assert_eq!(mixed.regions_for(None), Some(strings(&["CN"])));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use owl_config::Config;
-use owl_model::{Masker, MaskingRules};
+use owl_model::Masker;
 
 use crate::auth::{Auth, load_or_create_secret};
 use crate::clock::Clock;
@@ -55,6 +55,12 @@ pub struct SharedState {
     pub audit_masker: Arc<Masker>,
     /// When the state was built (uptime in detailed health).
     pub started_at: Instant,
+    /// Seals channel secrets stored in SQL (`storage.secret_key`).
+    pub secrets: Arc<owl_alerts::SecretCipher>,
+    /// Open live tails (`query_api.max_streams_per_user`, `max_streams`).
+    pub streams: Arc<crate::limits::UserSlots>,
+    /// Running log searches (`query_api.max_concurrent_queries_per_user`).
+    pub queries: Arc<crate::limits::UserSlots>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -91,12 +97,18 @@ impl AppState {
             options.clock.clone(),
             config.auth.clone(),
         );
-        let audit_masker = Masker::new(&MaskingRules {
-            enabled: true,
-            ..config.masking.clone()
-        })
-        .map_err(|e| anyhow::anyhow!("while compiling the masking rules for the audit log: {e}"))?;
+        let audit_masker = crate::http::middleware::audit_masker(&config.masking)
+            .map_err(|e| anyhow::anyhow!("while compiling the masking rules for the audit log: {e}"))?;
+        let q = &config.query_api;
+        let streams = crate::limits::UserSlots::new(q.max_streams_per_user, q.max_streams);
+        // The total bound of searches is the blocking pool's business; per user is what matters.
+        let queries = crate::limits::UserSlots::new(q.max_concurrent_queries_per_user, usize::MAX);
+        let secrets = owl_alerts::SecretCipher::from_config(&config)
+            .map_err(|e| anyhow::anyhow!("while loading the secret key: {e}"))?;
         let shared = SharedState {
+            secrets: Arc::new(secrets),
+            streams,
+            queries,
             config: Arc::new(config),
             db,
             kv,

@@ -215,6 +215,7 @@ async fn route_role_matrix(variant: Variant) {
                 Access::Require {
                     permission,
                     max_level,
+                    ..
                 } => {
                     identity.permissions.iter().any(|p| p == permission.code())
                         && max_level.is_none_or(|max| identity.level <= max)
@@ -388,19 +389,30 @@ async fn region_scope_hook(variant: Variant) {
     )
     .await;
     let (rmgr, _) = env.login("rmgr", "Passw0rd").await;
+    // A manager grants only roles below its own that hold nothing it lacks: a plain level-3 role.
+    let plain = env
+        .call(
+            "POST",
+            "/api/roles",
+            Some(&admin),
+            Some(json!({ "role_code": "PLAIN3", "role_name": "Plain", "role_level": 3 })),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let plain_role = plain.body["data"]["id"].as_i64().unwrap();
     for regions in [json!(["US"]), json!([])] {
         let refused = env
             .call(
                 "POST",
                 "/api/users",
                 Some(&rmgr),
-                Some(json!({ "user_code": "x", "username": "X", "password": "Passw0rd", "role_id": 2, "regions": regions, "org_code": "R" })),
+                Some(json!({ "user_code": "x", "username": "X", "password": "Passw0rd", "role_id": plain_role, "regions": regions, "org_code": "R" })),
             )
             .await
             .expect(StatusCode::BAD_REQUEST);
         assert_eq!(refused.body["errors"][0]["field"], "regions");
     }
-    let allowed = json!({ "user_code": "y", "username": "Y", "password": "Passw0rd", "role_id": 2, "regions": ["CN"], "org_code": "R" });
+    let allowed = json!({ "user_code": "y", "username": "Y", "password": "Passw0rd", "role_id": plain_role, "regions": ["CN"], "org_code": "R" });
     env.call("POST", "/api/users", Some(&rmgr), Some(allowed))
         .await
         .expect(StatusCode::CREATED);
@@ -505,7 +517,8 @@ async fn audit_log_records_filters_and_exports(variant: Variant) {
     assert_eq!(failed["username"], "admin");
     assert_eq!(failed["user_id"], Value::Null);
     assert_eq!(failed["status_code"], 401);
-    assert_eq!(failed["params"]["body"]["password"], "***REDACTED***");
+    // Refused anonymous requests are audited without their body.
+    assert_eq!(failed["params"], Value::Null, "{failed}");
     assert_eq!(items[3]["user_id"], 1, "a successful login names its user");
 
     // Detail, per user, per resource, filters.
@@ -879,9 +892,19 @@ async fn detailed_health_reports_a_failed_database() {
     let Some(env) = TestEnv::start(Variant::Sqlite).await else {
         return;
     };
+    let admin = env.admin().await;
+    // Once seen, the signed-in principal is served from the cache, without the database.
+    env.call("GET", "/api/auth/profile", Some(&admin), None)
+        .await
+        .expect(StatusCode::OK);
     env.state.db.close().await;
-    let reply = env
+    let public = env
         .call("GET", "/health/detailed", None, None)
+        .await
+        .expect(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(public.body["data"]["database"], "disconnected");
+    let reply = env
+        .call("GET", "/health/detailed", Some(&admin), None)
         .await
         .expect(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body["status"], "error");
@@ -900,4 +923,76 @@ async fn detailed_health_reports_a_failed_database() {
     env.call("GET", "/health", None, None)
         .await
         .expect(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn refused_anonymous_requests_are_audited_without_body_and_within_a_share_per_ip() {
+    let Some(env) = TestEnv::start(Variant::Sqlite).await else {
+        return;
+    };
+    let filler = "x".repeat(8_000);
+    for i in 0..60 {
+        let reply = env
+            .call_from(
+                "203.0.113.50",
+                "POST",
+                "/api/users",
+                None,
+                Some(json!({ "user_code": format!("u{i}"), "username": filler, "password": "Passw0rd" })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    // Another address still gets its rows.
+    env.call_from(
+        "203.0.113.51",
+        "POST",
+        "/api/users",
+        None,
+        Some(json!({ "user_code": "other" })),
+    )
+    .await
+    .expect(StatusCode::UNAUTHORIZED);
+    let (entries, total) = env
+        .state
+        .db
+        .list_audit(&owl_query_api::AuditFilter::default(), 1, 500)
+        .await
+        .unwrap();
+    let flood: Vec<_> = entries
+        .iter()
+        .filter(|e| e.ip_address == "203.0.113.50")
+        .collect();
+    assert_eq!(
+        flood.len() as i64,
+        owl_query_api::http::MAX_UNAUTHENTICATED_AUDITS_PER_MINUTE,
+        "{total} rows"
+    );
+    assert!(
+        flood.iter().all(|e| e.status_code == 401 && e.params.is_none()),
+        "{flood:?}"
+    );
+    assert!(entries.iter().any(|e| e.ip_address == "203.0.113.51"));
+    // A minute later the address has a new share.
+    env.clock.advance(Duration::from_secs(61));
+    env.call_from(
+        "203.0.113.50",
+        "POST",
+        "/api/users",
+        None,
+        Some(json!({ "user_code": "again" })),
+    )
+    .await
+    .expect(StatusCode::UNAUTHORIZED);
+    let (entries, _) = env
+        .state
+        .db
+        .list_audit(&owl_query_api::AuditFilter::default(), 1, 500)
+        .await
+        .unwrap();
+    let flood = entries.iter().filter(|e| e.ip_address == "203.0.113.50").count() as i64;
+    assert_eq!(
+        flood,
+        owl_query_api::http::MAX_UNAUTHENTICATED_AUDITS_PER_MINUTE + 1
+    );
 }

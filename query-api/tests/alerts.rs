@@ -19,7 +19,7 @@ const FEISHU_SIGNING: &str = "FEISHUSIGNINGSECRET";
 const SMTP_PASSWORD: &str = "SMTPPASSWORDSECRET";
 
 fn store(env: &TestEnv) -> AlertStore {
-    AlertStore::from_pool(env.state.db.pool().clone())
+    AlertStore::from_pool(env.state.db.pool().clone(), env.state.secrets.clone())
 }
 
 fn alert(
@@ -753,20 +753,29 @@ async fn mutes_are_set_listed_lifted_and_audited() {
 
 #[tokio::test]
 async fn requests_from_a_blocked_ip_are_refused_until_it_is_unblocked() {
-    let Some(env) = TestEnv::start(Variant::Sqlite).await else {
+    let Some(env) = TestEnv::start_with(Variant::Sqlite, |config| {
+        config.alerts.ip_anomaly.enforce_at_query_api = true;
+        config.alerts.ip_anomaly.never_block = owl_config::Networks::parse(&["198.51.100.0/24"]).unwrap();
+    })
+    .await
+    else {
         return;
     };
     let admin = env.admin().await;
     let attacker = "203.0.113.66";
     let now = env.clock.now_ms();
-    let block = BlockedIp {
-        ip: attacker.into(),
-        until_ms: now + 600_000,
-        reason: "IP 异常告警".into(),
-        alert_id: None,
-        created_at: now,
-    };
-    store(&env).block_ip(&block).await.unwrap();
+    // Loopback and never-blocked addresses stay served even when the list names them (a list
+    // written before they were exempt, or by hand).
+    for ip in [attacker, "127.0.0.1", "198.51.100.9"] {
+        let block = BlockedIp {
+            ip: ip.into(),
+            until_ms: now + 600_000,
+            reason: "IP 异常告警".into(),
+            alert_id: None,
+            created_at: now,
+        };
+        store(&env).block_ip(&block).await.unwrap();
+    }
 
     let refused = |reply: &common::Reply| reply.status == StatusCode::TOO_MANY_REQUESTS;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -782,6 +791,15 @@ async fn requests_from_a_blocked_ip_are_refused_until_it_is_unblocked() {
     let reply = reply.expect(StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(reply.body["error"]["code"], "IP_BLOCKED");
     assert_eq!(reply.headers["retry-after"], "601");
+    assert_eq!(
+        (reply.body["path"].as_str(), reply.body["method"].as_str()),
+        (Some("/api/v1/logs/alerts"), Some("GET"))
+    );
+    for exempt in ["127.0.0.1", "198.51.100.9"] {
+        env.call_from(exempt, "GET", "/api/v1/logs/alerts", Some(&admin), None)
+            .await
+            .expect(StatusCode::OK);
+    }
     let crm = env
         .call_from(
             attacker,
@@ -804,7 +822,15 @@ async fn requests_from_a_blocked_ip_are_refused_until_it_is_unblocked() {
         .call("GET", "/api/v1/logs/alerts/blocked-ips", Some(&admin), None)
         .await
         .expect(StatusCode::OK);
-    assert_eq!(reply.body["data"]["items"][0]["ip"], attacker);
+    assert!(
+        reply.body["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["ip"] == attacker),
+        "{}",
+        reply.text
+    );
     env.call(
         "DELETE",
         &format!("/api/v1/logs/alerts/blocked-ips/{attacker}"),
@@ -829,4 +855,319 @@ async fn requests_from_a_blocked_ip_are_refused_until_it_is_unblocked() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_ne!(attacker, CLIENT_IP);
+}
+
+#[tokio::test]
+async fn the_blocked_list_is_only_enforced_at_the_query_api_when_asked() {
+    let Some(env) = TestEnv::start(Variant::Sqlite).await else {
+        return;
+    };
+    let admin = env.admin().await;
+    let now = env.clock.now_ms();
+    let block = BlockedIp {
+        ip: "203.0.113.66".into(),
+        until_ms: now + 600_000,
+        reason: "IP 异常告警".into(),
+        alert_id: None,
+        created_at: now,
+    };
+    store(&env).block_ip(&block).await.unwrap();
+    // Served to the gateway that enforces it...
+    let reply = env
+        .call("GET", "/api/v1/logs/alerts/blocked-ips", Some(&admin), None)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(reply.body["data"]["items"][0]["ip"], "203.0.113.66");
+    // ...but the query API itself refuses nobody by default.
+    for _ in 0..3 {
+        env.call_from("203.0.113.66", "GET", "/api/v1/logs/alerts", Some(&admin), None)
+            .await
+            .expect(StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A webhook endpoint on 127.0.0.1 that answers every request with `status`, a `Location` to
+/// `location` and a body that must never be echoed, counting the requests it gets.
+async fn answering_sink(
+    status: u16,
+    location: &str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let location = location.to_string();
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        let location = location.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                [(axum::http::header::LOCATION, location)],
+                "REMOTE-ANSWER-MUST-NOT-BE-ECHOED",
+            )
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn moving_a_channel_needs_log_config_and_drops_its_stored_secret() {
+    let Some(env) = TestEnv::start(Variant::Sqlite).await else {
+        return;
+    };
+    let admin = env.admin().await;
+    let put = |token: &str, body: Value| {
+        let token = token.to_string();
+        let env = &env;
+        async move {
+            env.call("PUT", "/api/v1/logs/alerts/config", Some(&token), Some(body))
+                .await
+        }
+    };
+    put(&admin, json!({"notifications": {
+        "email": {"smtpHost": "smtp.example.com", "tls": "starttls", "username": "owl", "password": SMTP_PASSWORD,
+                  "from": "owl@example.com", "recipients": ["ops@example.com"]},
+        "feishu": {"webhookUrl": FEISHU_HOOK, "secret": FEISHU_SIGNING}
+    }}))
+    .await
+    .expect(StatusCode::OK);
+
+    env.create_user(
+        &admin,
+        json!({"user_code": "ops1", "username": "Ops", "password": "Passw0rd", "role_id": 2}),
+    )
+    .await;
+    let (ops, _) = env.login("ops1", "Passw0rd").await;
+    // Ops may tune rules and switch channels on and off.
+    let reply = put(&ops, json!({"slowRequest": {"thresholdMs": 2500}, "notifications": {"email": {"enabled": true}, "feishu": {"enabled": true}}}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        reply.body["data"]["notifications"]["email"]["passwordConfigured"],
+        true
+    );
+    // But not move a channel: host, port, TLS, user, webhook, secret, recipients.
+    for change in [
+        json!({"email": {"smtpHost": "smtp.evil.example"}}),
+        json!({"email": {"smtpPort": 2525}}),
+        json!({"email": {"tls": "tls"}}),
+        json!({"email": {"username": "root"}}),
+        json!({"email": {"recipients": ["attacker@evil.example"]}}),
+        json!({"feishu": {"webhookUrl": "https://evil.example/hook"}}),
+        json!({"feishu": {"secret": "mine"}}),
+        json!({"slack": {"webhookUrl": "https://evil.example/slack"}}),
+    ] {
+        let reply = put(&ops, json!({"notifications": change.clone()}))
+            .await
+            .expect(StatusCode::FORBIDDEN);
+        assert_eq!(reply.body["error"]["code"], "LOG_PERMISSION_DENIED", "{change}");
+    }
+    // An admin moves the SMTP server: the old password does not go with it.
+    let reply = put(
+        &admin,
+        json!({"notifications": {"email": {"smtpHost": "smtp2.example.com"}}}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    assert_eq!(
+        reply.body["data"]["notifications"]["email"]["passwordConfigured"],
+        false
+    );
+    let reply = put(&admin, json!({"notifications": {"feishu": {"webhookUrl": "https://open.feishu.cn/open-apis/bot/v2/hook/OTHER"}}}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        reply.body["data"]["notifications"]["feishu"]["secretConfigured"],
+        false
+    );
+    // Credentials in plain text to another host are refused.
+    let reply = put(
+        &admin,
+        json!({"notifications": {"email": {"tls": "none", "password": "pw"}}}),
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body["error"]["code"], "LOG_ALERT_CHANNEL_INVALID");
+}
+
+#[tokio::test]
+async fn channels_reach_no_internal_address_follow_no_redirect_and_echo_no_answer() {
+    // No allowed networks: the default.
+    let Some(env) = TestEnv::start_with(Variant::Sqlite, |config| {
+        config.notifications.allowed_networks = owl_config::Networks::default();
+    })
+    .await
+    else {
+        return;
+    };
+    let admin = env.admin().await;
+    let (url, mut received) = sink().await;
+    let test = |channel: &'static str| {
+        let admin = admin.clone();
+        let env = &env;
+        async move {
+            env.call(
+                "POST",
+                "/api/v1/logs/alerts/test",
+                Some(&admin),
+                Some(json!({"channel": channel})),
+            )
+            .await
+        }
+    };
+    env.call(
+        "PUT",
+        "/api/v1/logs/alerts/config",
+        Some(&admin),
+        Some(json!({"notifications": {"slack": {"webhookUrl": url}}})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let reply = test("slack").await.expect(StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body["error"]["code"], "LOG_ALERT_CHANNEL_INVALID");
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_networks"),
+        "{}",
+        reply.body
+    );
+    for target in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]:9/hook",
+        "https://10.0.0.1/hook",
+        "https://localhost:9/hook",
+    ] {
+        env.call(
+            "PUT",
+            "/api/v1/logs/alerts/config",
+            Some(&admin),
+            Some(json!({"notifications": {"slack": {"webhookUrl": target}}})),
+        )
+        .await
+        .expect(StatusCode::OK);
+        let reply = test("slack").await.expect(StatusCode::BAD_REQUEST);
+        assert_eq!(
+            reply.body["error"]["code"], "LOG_ALERT_CHANNEL_INVALID",
+            "{target}"
+        );
+    }
+    // SMTP: the host is checked after resolution.
+    env.call("PUT", "/api/v1/logs/alerts/config", Some(&admin), Some(json!({"notifications": {"email": {
+        "smtpHost": "localhost", "smtpPort": 25, "tls": "none", "from": "owl@example.com", "recipients": ["ops@example.com"]}}})))
+        .await
+        .expect(StatusCode::OK);
+    let reply = test("email").await.expect(StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body["error"]["code"], "LOG_ALERT_CHANNEL_INVALID");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), received.recv())
+            .await
+            .is_err(),
+        "the internal sink was reached"
+    );
+
+    // With 127.0.0.0/8 allowed: a redirect is not followed and the answer is not echoed.
+    let Some(env) = TestEnv::start(Variant::Sqlite).await else {
+        return;
+    };
+    let admin = env.admin().await;
+    let (final_url, final_hits) = answering_sink(200, "").await;
+    let (redirect_url, _) = answering_sink(302, &final_url).await;
+    let (failing_url, failing_hits) = answering_sink(500, "").await;
+    for (url, details) in [
+        (redirect_url, "HTTP 302 (redirects are not followed)"),
+        (failing_url, "HTTP 500"),
+    ] {
+        env.call(
+            "PUT",
+            "/api/v1/logs/alerts/config",
+            Some(&admin),
+            Some(json!({"notifications": {"slack": {"webhookUrl": url}}})),
+        )
+        .await
+        .expect(StatusCode::OK);
+        let reply = env
+            .call(
+                "POST",
+                "/api/v1/logs/alerts/test",
+                Some(&admin),
+                Some(json!({"channel": "slack"})),
+            )
+            .await
+            .expect(StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(reply.body["error"]["details"], details);
+        assert!(!reply.text.contains("REMOTE-ANSWER"), "{}", reply.text);
+    }
+    assert_eq!(
+        final_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+    assert_eq!(failing_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn region_scoped_users_cannot_take_actions_that_affect_every_region() {
+    let Some(env) = TestEnv::start(Variant::Sqlite).await else {
+        return;
+    };
+    let admin = env.admin().await;
+    env.create_user(&admin, json!({"user_code": "cnops2", "username": "CN Ops", "password": "Passw0rd", "role_id": 2, "regions": ["CN"]}))
+        .await;
+    env.create_user(
+        &admin,
+        json!({"user_code": "allops", "username": "Ops", "password": "Passw0rd", "role_id": 2}),
+    )
+    .await;
+    let (cn, _) = env.login("cnops2", "Passw0rd").await;
+    let (all, _) = env.login("allops", "Passw0rd").await;
+    let global: [(&str, &str, Option<Value>); 5] = [
+        (
+            "POST",
+            "/api/v1/logs/cleanup",
+            Some(json!({"type": "http", "olderThanDays": 14, "dryRun": true})),
+        ),
+        (
+            "PUT",
+            "/api/v1/logs/alerts/config",
+            Some(json!({"slowRequest": {"thresholdMs": 3000}})),
+        ),
+        (
+            "POST",
+            "/api/v1/logs/alerts/mutes",
+            Some(json!({"type": "SLOW_REQUEST", "durationMinutes": 30})),
+        ),
+        ("DELETE", "/api/v1/logs/alerts/mutes/SLOW_REQUEST", None),
+        ("DELETE", "/api/v1/logs/alerts/blocked-ips/203.0.113.1", None),
+    ];
+    for (method, path, body) in &global {
+        let reply = env
+            .call(method, path, Some(&cn), body.clone())
+            .await
+            .expect(StatusCode::FORBIDDEN);
+        assert_eq!(
+            reply.body["error"]["code"], "LOG_PERMISSION_DENIED",
+            "{method} {path}"
+        );
+        let reply = env.call(method, path, Some(&all), body.clone()).await;
+        assert_ne!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {}",
+            reply.text
+        );
+    }
+    // Reading stays allowed, within the user's regions.
+    env.call("GET", "/api/v1/logs/alerts", Some(&cn), None)
+        .await
+        .expect(StatusCode::OK);
+    env.call("GET", "/api/v1/logs/alerts/config", Some(&cn), None)
+        .await
+        .expect(StatusCode::OK);
 }

@@ -451,8 +451,26 @@ async fn whalefall_aliases_and_user_toggle(variant: Variant) {
         assert!(health.body["data"]["timestamp"].as_f64().unwrap() > 1.7e9);
         assert_eq!(health.body["message"], "服务运行正常");
     }
-    let detailed = env
+    // In public: 004's statuses and nothing else (no counts, sizes, versions or paths).
+    let public = env
         .call("GET", "/health/detailed", None, None)
+        .await
+        .expect(StatusCode::OK);
+    let keys: Vec<&str> = public.body["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["status", "database", "redis", "timestamp"],
+        "{}",
+        public.text
+    );
+    let admin = env.admin().await;
+    let detailed = env
+        .call("GET", "/health/detailed", Some(&admin), None)
         .await
         .expect(StatusCode::OK);
     let data = &detailed.body["data"];
@@ -647,6 +665,23 @@ async fn refresh_rotation_and_reuse(variant: Variant) {
         .expect(StatusCode::UNAUTHORIZED);
     assert_refused(&env, &access, "access token of a revoked family").await;
     assert_refused(&env, &access2, "rotated access token of a revoked family").await;
+    // After a restart (a process with a fresh in-process store over the same database) the
+    // revoked family stays revoked.
+    let restarted = env.replica().await;
+    for token in [&access, &access2] {
+        let reply = env
+            .call_on(&restarted, "GET", "/api/auth/profile", Some(token))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "after a restart: {}",
+            reply.text
+        );
+    }
+    env.call_on(&restarted, "GET", "/api/auth/profile", Some(&other_access))
+        .await
+        .expect(StatusCode::OK);
 
     // Another login of the same user is another family and keeps working.
     env.call("GET", "/api/auth/profile", Some(&other_access), None)
@@ -879,7 +914,8 @@ async fn organization_scoping(variant: Variant) {
         .unwrap()
         .iter()
         .filter(|p| {
-            ["user:read", "user:write", "org:read", "org:write"]
+            // log:read too: a manager only assigns roles granting nothing it lacks (developer).
+            ["user:read", "user:write", "org:read", "org:write", "log:read"]
                 .contains(&p["permission_code"].as_str().unwrap())
         })
         .map(|p| p["id"].as_i64().unwrap())
@@ -1147,4 +1183,112 @@ async fn validation_errors_name_fields(variant: Variant) {
         "{}",
         &too_big.text[..too_big.text.len().min(200)]
     );
+}
+
+/// A role `code` at `level` holding exactly `permissions`; returns its id.
+async fn role_with(env: &TestEnv, admin: &str, code: &str, level: i64, permissions: &[&str]) -> i64 {
+    let role = env
+        .call(
+            "POST",
+            "/api/roles",
+            Some(admin),
+            Some(json!({ "role_code": code, "role_name": code, "role_level": level })),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = role.body["data"]["id"].as_i64().unwrap();
+    let ids = env.permission_ids(admin, permissions).await;
+    env.call(
+        "POST",
+        &format!("/api/roles/{id}/permissions"),
+        Some(admin),
+        Some(json!({ "permission_ids": ids })),
+    )
+    .await
+    .expect(StatusCode::OK);
+    id
+}
+
+#[tokio::test]
+async fn a_user_manager_acts_only_below_itself_within_its_regions_and_grants_only_what_it_holds() {
+    let Some(env) = TestEnv::start(Variant::Sqlite).await else {
+        return;
+    };
+    let admin = env.admin().await;
+    let manager_role = role_with(
+        &env,
+        &admin,
+        "USERMGR",
+        2,
+        &["user:read", "user:write", "log:read"],
+    )
+    .await;
+    let auditor_role = role_with(&env, &admin, "AUDITOR3", 3, &["audit:read"]).await;
+    let reader_role = role_with(&env, &admin, "READER3", 3, &["log:read"]).await;
+    env.create_org(&admin, "0501", "广东省电力公司", "0").await;
+    let user = |code: &str, role: i64, regions: &[&str]| json!({"user_code": code, "username": code, "password": "Passw0rd", "role_id": role, "regions": regions, "org_code": "0501"});
+    env.create_user(&admin, user("mgr", manager_role, &["CN"])).await;
+    let peer = env.create_user(&admin, user("peer", manager_role, &["CN"])).await;
+    let ops = env.create_user(&admin, user("opsuser", 2, &["CN"])).await;
+    let outside = env.create_user(&admin, user("usdev", reader_role, &["US"])).await;
+    let everywhere = env.create_user(&admin, user("alldev", reader_role, &[])).await;
+    let inside = env.create_user(&admin, user("cndev", reader_role, &["CN"])).await;
+    let (mgr, _) = env.login("mgr", "Passw0rd").await;
+    let reset = |id: i64| {
+        let mgr = mgr.clone();
+        let env = &env;
+        async move {
+            env.call(
+                "PUT",
+                &format!("/api/users/{id}"),
+                Some(&mgr),
+                Some(json!({"password": "Takeover1"})),
+            )
+            .await
+        }
+    };
+    // Peers and users at the manager's level, users outside its regions or seeing all regions.
+    for (id, who) in [
+        (peer, "peer"),
+        (ops, "ops"),
+        (outside, "US user"),
+        (everywhere, "unscoped user"),
+    ] {
+        let reply = reset(id).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{who}: {}", reply.text);
+    }
+    env.login("peer", "Passw0rd").await;
+    // A user strictly below, inside its regions.
+    reset(inside).await.expect(StatusCode::OK);
+    env.login("cndev", "Takeover1").await;
+    // Granting: not its own level, not a permission it lacks.
+    for (role, why) in [(manager_role, "same level"), (auditor_role, "audit:read")] {
+        let reply = env
+            .call(
+                "POST",
+                "/api/users",
+                Some(&mgr),
+                Some(user(&format!("new{role}"), role, &["CN"])),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{why}: {}", reply.text);
+    }
+    env.call(
+        "POST",
+        "/api/users",
+        Some(&mgr),
+        Some(user("newreader", reader_role, &["CN"])),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    // Nor raise a user below it to a role it may not grant.
+    let reply = env
+        .call(
+            "PUT",
+            &format!("/api/users/{inside}"),
+            Some(&mgr),
+            Some(json!({"role_id": auditor_role})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
 }

@@ -225,6 +225,32 @@ async fn crm_log_query_and_statistics() {
             None,
             "levels",
         ),
+        // Bounded spans: 7 days for the query, 30 for the statistics.
+        (
+            "POST",
+            "/api/analytics-monitoring/logs/query",
+            Some(json!({"start_time": "2025-01-01T00:00:00", "end_time": "2025-01-09T00:00:00"})),
+            "start_time",
+        ),
+        (
+            "GET",
+            "/api/analytics-monitoring/logs/query?end_time=2025-01-09T00:00:00&start_time=2024-12-01T00:00:00",
+            None,
+            "start_time",
+        ),
+        (
+            "GET",
+            "/api/analytics-monitoring/logs/statistics?start_time=2024-01-01T00:00:00&end_time=2024-03-01T00:00:00",
+            None,
+            "start_time",
+        ),
+        // A one-letter Latin keyword alone narrows nothing.
+        (
+            "POST",
+            "/api/analytics-monitoring/logs/query",
+            Some(json!({"keyword": "e"})),
+            "keyword",
+        ),
     ] {
         let reply = env
             .call(method, path, Some(&admin), body)
@@ -247,6 +273,48 @@ async fn crm_log_query_and_statistics() {
         .await
         .expect(StatusCode::UNAUTHORIZED);
     assert_eq!(reply.body["code"], 401);
+
+    // With another filter, or a Chinese character, a short keyword is fine; and without times the
+    // last 24 hours are searched (the dataset lies within them).
+    for body in [
+        json!({"keyword": "e", "levels": ["ERROR"]}),
+        json!({"keyword": "登"}),
+    ] {
+        env.call(
+            "POST",
+            "/api/analytics-monitoring/logs/query",
+            Some(&admin),
+            Some(body),
+        )
+        .await
+        .expect(StatusCode::OK);
+    }
+    let reply = env
+        .call(
+            "GET",
+            "/api/analytics-monitoring/logs/query?page_size=1",
+            Some(&admin),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(reply.body["data"]["total"], records.len());
+    let old = env.clock.now() - Duration::days(2);
+    ingest(&env.state.index, vec![record(json!({"id": "two-days-old", "timestamp": owl_model::format_timestamp(&old), "message": "old", "service": "foundation-service"}))]).await;
+    let reply = env
+        .call(
+            "GET",
+            "/api/analytics-monitoring/logs/query?page_size=1",
+            Some(&admin),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        reply.body["data"]["total"],
+        records.len(),
+        "older than 24 hours is not searched by default"
+    );
 
     // Statistics.
     let path = format!(

@@ -80,6 +80,15 @@ fn seed_records() -> Vec<owl_model::LogRecord> {
             "exception": null,
             "extra": null
         })),
+        // Within the last 24 hours: what 000's query finds when it names no time.
+        record(json!({
+            "id": "recent-login-failure",
+            "timestamp": ts(&(chrono::Utc::now() - chrono::Duration::hours(1))),
+            "level": "ERROR",
+            "message": "用户登录失败：用户名或密码错误",
+            "service": "foundation-service",
+            "function": "login",
+        })),
     ]
 }
 
@@ -354,13 +363,21 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
     assert_eq!(body["message"], "查询日志成功");
     assert_eq!(
         body["data"],
-        json!({ "logs": [seed_item.clone()], "total": 1, "page": 1, "page_size": 50, "total_pages": 1 })
+        json!({ "logs": [seed_item], "total": 1, "page": 1, "page_size": 50, "total_pages": 1 })
     );
 
     // 000: GET /api/analytics-monitoring/logs/query
+    // Without times it searches the last 24 hours (a bounded default), so it finds the recent
+    // record and not the one of 2025-01-01.
     let body = curl("GET", "/api/analytics-monitoring/logs/query?services=foundation-service&levels=ERROR,WARNING&page=1&page_size=50", None).await;
     assert_eq!(body["message"], "查询日志成功");
-    assert_eq!(body["data"]["logs"], json!([seed_item]));
+    let ids: Vec<&str> = body["data"]["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["recent-login-failure"]);
 
     // 000: GET /api/analytics-monitoring/logs/statistics
     let body = curl(

@@ -181,3 +181,143 @@ async fn a_record_written_after_connecting_arrives() {
         .unwrap()
         .unwrap();
 }
+
+/// Server-sent events of an in-process stream answer.
+struct BodyEvents {
+    body: axum::body::Body,
+    buffer: String,
+}
+
+impl BodyEvents {
+    /// The next event's name; `None` when the stream ended.
+    async fn next_name(&mut self) -> Option<String> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if block.lines().all(|l| l.starts_with(':') || l.is_empty()) {
+                    continue;
+                }
+                let name = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event:"))
+                    .map_or("message".to_string(), |n| n.trim().to_string());
+                if name == "end" {
+                    assert!(block.contains("reason"), "{block}");
+                }
+                return Some(format!(
+                    "{name} {}",
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix("data:"))
+                        .unwrap_or("")
+                        .trim()
+                ));
+            }
+            let frame = self.body.frame().await?.ok()?;
+            if let Some(data) = frame.data_ref() {
+                self.buffer.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    }
+}
+
+async fn open_stream(env: &common::TestEnv, token: &str) -> Result<BodyEvents, axum::http::StatusCode> {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder()
+        .uri("/api/v1/logs/stream?service=Form")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let peer: std::net::SocketAddr = "192.0.2.10:40000".parse().unwrap();
+    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    let response = env.router.clone().oneshot(request).await.unwrap();
+    if !response.status().is_success() {
+        return Err(response.status());
+    }
+    Ok(BodyEvents {
+        body: response.into_body(),
+        buffer: String::new(),
+    })
+}
+
+/// Reads events until the stream ends, returning the last one.
+async fn until_end(events: &mut BodyEvents) -> String {
+    let mut last = String::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), events.next_name())
+        .await
+        .expect("the stream ends within 10 s")
+    {
+        last = event;
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_stream_ends_with_its_rights_and_streams_are_bounded() {
+    let Some(env) = common::TestEnv::start_with(common::Variant::Sqlite, |config| {
+        config.query_api.max_streams_per_user = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    // Logout ends the stream.
+    let (token, _) = env.login("admin", ADMIN_PASSWORD).await;
+    let mut events = open_stream(&env, &token).await.unwrap();
+    assert!(events.next_name().await.unwrap().starts_with("ready"));
+    env.call("POST", "/api/auth/logout", Some(&token), None)
+        .await
+        .expect(axum::http::StatusCode::OK);
+    assert!(until_end(&mut events).await.contains("token_revoked"));
+
+    // Token expiry ends it (the clock moves past the 30 minutes).
+    let (token, _) = env.login("admin", ADMIN_PASSWORD).await;
+    let mut events = open_stream(&env, &token).await.unwrap();
+    assert!(events.next_name().await.unwrap().starts_with("ready"));
+    env.clock.advance(Duration::from_secs(31 * 60));
+    assert!(until_end(&mut events).await.contains("token_expired"));
+
+    // A role change ends it too.
+    let (admin, _) = env.login("admin", ADMIN_PASSWORD).await;
+    let id = env
+        .create_user(
+            &admin,
+            json!({"user_code": "tail1", "username": "Tail", "password": "Passw0rd", "role_id": 2}),
+        )
+        .await;
+    let (ops, _) = env.login("tail1", "Passw0rd").await;
+    let mut events = open_stream(&env, &ops).await.unwrap();
+    assert!(events.next_name().await.unwrap().starts_with("ready"));
+    env.call(
+        "PUT",
+        &format!("/api/users/{id}"),
+        Some(&admin),
+        Some(json!({"regions": ["US"]})),
+    )
+    .await
+    .expect(axum::http::StatusCode::OK);
+    let last = until_end(&mut events).await;
+    assert!(
+        last.contains("scope_changed") || last.contains("token_revoked"),
+        "{last}"
+    );
+
+    // Two streams per user, then 429 in 003's envelope; closing one frees its slot.
+    let (ops, _) = env.login("tail1", "Passw0rd").await;
+    let first = open_stream(&env, &ops).await.unwrap();
+    let _second = open_stream(&env, &ops).await.unwrap();
+    let refused = env
+        .call("GET", "/api/v1/logs/stream?service=Form", Some(&ops), None)
+        .await;
+    assert_eq!(
+        refused.status,
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.text
+    );
+    assert_eq!(refused.body["error"]["code"], "LOG_STREAM_LIMIT_EXCEEDED");
+    assert!(refused.headers.contains_key("retry-after"));
+    drop(first);
+    let _third = open_stream(&env, &ops).await.unwrap();
+}

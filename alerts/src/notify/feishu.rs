@@ -13,12 +13,14 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::DeliveryError;
-use super::slack::short;
+use super::slack::status_error;
 use crate::alert::Channel;
 use crate::notice::Notice;
 
 /// Feishu's "too many requests" code.
 const RATE_LIMITED: i64 = 11232;
+/// Feishu's "bad signature or timestamp" code.
+const SIGNATURE_FAILED: i64 = 19021;
 
 /// The signature of a signed custom bot message sent at `timestamp_s`.
 pub fn sign(timestamp_s: i64, secret: &str) -> String {
@@ -51,15 +53,10 @@ pub(crate) async fn send(
         .await
         .map_err(|e| DeliveryError::http(Channel::Feishu, e))?;
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        let retryable = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-        return Err(DeliveryError::new(
-            Channel::Feishu,
-            format!("HTTP {}: {}", status.as_u16(), short(&body)),
-            retryable,
-        ));
+        return Err(status_error(Channel::Feishu, status));
     }
+    let body = response.text().await.unwrap_or_default();
     let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let code = answer
         .get("code")
@@ -69,14 +66,15 @@ pub(crate) async fn send(
     if code == 0 {
         return Ok(());
     }
-    let message = answer
-        .get("msg")
-        .or_else(|| answer.get("StatusMessage"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    // The numeric code only: Feishu's `msg` is the remote's text, not echoed.
+    let meaning = match code {
+        SIGNATURE_FAILED => " (signature or timestamp rejected)",
+        RATE_LIMITED => " (rate limited)",
+        _ => "",
+    };
     Err(DeliveryError::new(
         Channel::Feishu,
-        format!("code {code}: {message}"),
+        format!("code {code}{meaning}"),
         code == RATE_LIMITED,
     ))
 }

@@ -12,10 +12,15 @@
 //! to `attempts` times with a doubling pause; errors that cannot succeed on retry (a 4xx from
 //! Slack, a bad Feishu signature, a permanent SMTP reply) stop at once. Workers read the channel
 //! settings when they deliver, so a new webhook URL applies to the next notice.
+//!
+//! Every connection goes through the [`TargetPolicy`]: internal addresses only when listed in
+//! `notifications.allowed_networks`, redirects never followed, no system proxy, and nothing of
+//! what a remote answers is echoed back (an error names its status code only).
 
 mod email;
 mod feishu;
 mod slack;
+mod target;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -35,6 +40,8 @@ use crate::settings::AlertSettings;
 use crate::store::{AlertStore, DeliveryOutcome};
 
 pub use feishu::sign as feishu_sign;
+pub(crate) use target::is_local_host as is_local_url;
+pub use target::{TargetPolicy, TargetRefused};
 
 /// Why one delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +53,8 @@ pub struct DeliveryError {
     pub message: String,
     /// Whether trying again may succeed.
     pub retryable: bool,
+    /// Whether the target address was refused by the [`TargetPolicy`] (a configuration error).
+    pub refused: bool,
 }
 
 impl DeliveryError {
@@ -54,11 +63,27 @@ impl DeliveryError {
             channel,
             message: message.into(),
             retryable,
+            refused: false,
+        }
+    }
+
+    /// A target the policy refused.
+    pub(crate) fn refused(channel: Channel, refused: TargetRefused) -> DeliveryError {
+        DeliveryError {
+            refused: true,
+            ..DeliveryError::new(channel, refused.0, false)
         }
     }
 
     /// An error of the HTTP client, without the URL (webhook URLs are secrets).
     pub(crate) fn http(channel: Channel, error: reqwest::Error) -> DeliveryError {
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            if let Some(refused) = cause.downcast_ref::<TargetRefused>() {
+                return DeliveryError::refused(channel, refused.clone());
+            }
+            source = cause.source();
+        }
         let kind = if error.is_timeout() {
             "timed out"
         } else if error.is_connect() {
@@ -112,6 +137,7 @@ impl Default for NotifierOptions {
 
 struct Inner {
     http: reqwest::Client,
+    policy: Arc<TargetPolicy>,
     settings: RwLock<Arc<AlertSettings>>,
     options: NotifierOptions,
     store: Option<AlertStore>,
@@ -133,13 +159,17 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
-fn http_client(timeout: Duration) -> Result<reqwest::Client, NotifierError> {
+fn http_client(timeout: Duration, policy: Arc<TargetPolicy>) -> Result<reqwest::Client, NotifierError> {
     // reqwest is built without a default crypto provider; Owl uses ring everywhere. A binary
     // normally installed it already, in which case this does nothing.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
+        // A redirect would lead to an address nobody checked; a proxy would hide the target.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(target::PolicyResolver(policy))
         .user_agent(concat!("owl-alerts/", env!("CARGO_PKG_VERSION")))
         .build()?)
 }
@@ -147,11 +177,13 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, NotifierError> {
 impl Notifier {
     /// A notifier without queues, for direct deliveries ([`Notifier::deliver`]): the API's channel
     /// test.
-    pub fn direct(options: NotifierOptions) -> Result<Notifier, NotifierError> {
-        let http = http_client(options.timeout)?;
+    pub fn direct(options: NotifierOptions, policy: TargetPolicy) -> Result<Notifier, NotifierError> {
+        let policy = Arc::new(policy);
+        let http = http_client(options.timeout, policy.clone())?;
         let settings = RwLock::new(Arc::new(AlertSettings::default()));
         let inner = Inner {
             http,
+            policy,
             settings,
             options,
             store: None,
@@ -169,10 +201,12 @@ impl Notifier {
         store: AlertStore,
         settings: Arc<AlertSettings>,
         options: NotifierOptions,
+        policy: TargetPolicy,
         clock: Clock,
         shutdown: CancellationToken,
     ) -> Result<(Notifier, Vec<JoinHandle<()>>), NotifierError> {
-        let http = http_client(options.timeout)?;
+        let policy = Arc::new(policy);
+        let http = http_client(options.timeout, policy.clone())?;
         let mut queues = Vec::new();
         let mut receivers = Vec::new();
         for channel in Channel::ALL {
@@ -182,6 +216,7 @@ impl Notifier {
         }
         let inner = Arc::new(Inner {
             http,
+            policy,
             settings: RwLock::new(settings),
             options,
             store: Some(store),
@@ -251,12 +286,16 @@ impl Notifier {
                 if n.slack.webhook_url.is_empty() {
                     return Err(DeliveryError::new(channel, "Slack webhook URL 未配置", false));
                 }
+                target::check_webhook_url(&self.inner.policy, &n.slack.webhook_url)
+                    .map_err(|e| DeliveryError::refused(channel, e))?;
                 slack::send(&self.inner.http, &n.slack.webhook_url, notice).await
             }
             Channel::Feishu => {
                 if n.feishu.webhook_url.is_empty() {
                     return Err(DeliveryError::new(channel, "飞书 webhook URL 未配置", false));
                 }
+                target::check_webhook_url(&self.inner.policy, &n.feishu.webhook_url)
+                    .map_err(|e| DeliveryError::refused(channel, e))?;
                 let now_s = chrono::Utc::now().timestamp();
                 feishu::send(
                     &self.inner.http,
@@ -275,7 +314,7 @@ impl Notifier {
                         false,
                     ));
                 }
-                email::send(&n.email, notice, timeout).await
+                email::send(&n.email, &self.inner.policy, notice, timeout).await
             }
         }
     }

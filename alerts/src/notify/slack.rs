@@ -1,6 +1,6 @@
 //! Slack incoming webhooks: `POST {"text": "<mrkdwn>"}`; Slack answers `200 ok`, or a 4xx with a
 //! reason (`invalid_payload`, `no_service`, `channel_is_archived`) that retrying cannot fix, a 429
-//! when rate limited, or a 5xx.
+//! when rate limited, or a 5xx. Only the status code is reported.
 
 use serde_json::{Value, json};
 
@@ -24,20 +24,17 @@ pub(crate) async fn send(http: &reqwest::Client, url: &str, notice: &Notice) -> 
     if status.is_success() {
         return Ok(());
     }
-    let body = response.text().await.unwrap_or_default();
-    let retryable = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-    Err(DeliveryError::new(
-        Channel::Slack,
-        format!("HTTP {}: {}", status.as_u16(), short(&body)),
-        retryable,
-    ))
+    Err(status_error(Channel::Slack, status))
 }
 
-/// The start of a response body, for an error message.
-pub(crate) fn short(body: &str) -> String {
-    let body = body.trim();
-    match body.char_indices().nth(200) {
-        Some((at, _)) => format!("{}…", &body[..at]),
-        None => body.to_string(),
-    }
+/// A refused answer, by its status code alone: what the remote wrote is not echoed (the address
+/// is the user's choice, and its answer could be anything it serves).
+pub(crate) fn status_error(channel: Channel, status: reqwest::StatusCode) -> DeliveryError {
+    let retryable = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+    let redirect = if status.is_redirection() {
+        " (redirects are not followed)"
+    } else {
+        ""
+    };
+    DeliveryError::new(channel, format!("HTTP {}{redirect}", status.as_u16()), retryable)
 }

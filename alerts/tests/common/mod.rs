@@ -316,9 +316,13 @@ impl Drop for PgDatabase {
 
 /// A store on a fresh SQLite file.
 pub async fn sqlite_store(dir: &std::path::Path) -> AlertStore {
-    AlertStore::connect(&format!("sqlite://{}?mode=rwc", dir.join("owl.db").display()), 4)
-        .await
-        .unwrap()
+    AlertStore::connect(
+        &format!("sqlite://{}?mode=rwc", dir.join("owl.db").display()),
+        4,
+        owl_alerts::SecretCipher::random(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Delivery knobs that keep tests fast: three attempts 10 ms apart, half a second per attempt.
@@ -415,9 +419,10 @@ pub fn request(
     }
 }
 
-/// A config whose channels point at the given sinks.
+/// A config whose channels point at the given sinks (on 127.0.0.1, which the config allows).
 pub fn config_with(slack: Option<&Sink>, feishu: Option<(&Sink, &str)>) -> owl_config::Config {
     let mut config = owl_config::Config::default();
+    config.notifications.allowed_networks = owl_config::Networks::parse(&["127.0.0.0/8"]).unwrap();
     config.alerts.cooldown_s = 60;
     config.alerts.resolve_after_s = 120;
     if let Some(sink) = slack {

@@ -1,11 +1,16 @@
 //! Sign-in: passwords, tokens, refresh rotation, revocation and lockout.
 //!
-//! - **Login** checks the lockout first (429 with `Retry-After`, even with the right password), then
-//!   the password with argon2id; an unknown user is checked against a dummy hash so both failures
-//!   take the same time and give the same answer. Each failure counts against the login name and
-//!   against the client IP (fixed windows of `auth.lockout_s`); at `auth.max_failed_logins` the name
-//!   or the IP is locked for `auth.lockout_s`. Success clears the name's counter but not the IP's, so
-//!   a valid account cannot launder a password spray from one address.
+//! - **Login** is admitted by the [`VerifyGate`] (about one argon2 verification per core at once,
+//!   a short queue, 503 with `Retry-After` past it), checks the lockout (429 with `Retry-After`,
+//!   even with the right password), then reserves the attempt against the login name and the
+//!   client IP (atomic counters in fixed windows of `auth.lockout_s`) before hashing, so at most
+//!   `auth.max_failed_logins` guesses per name and per IP are ever evaluated in a window, however
+//!   many arrive at once. Then the password is checked with argon2id; an unknown user is checked
+//!   against a dummy hash so both failures take the same time and give the same answer. The
+//!   attempt that reaches `auth.max_failed_logins` and fails locks the name or the IP for
+//!   `auth.lockout_s`. Success clears the name's counter and returns the IP its slot, but earlier
+//!   failures of the IP stay counted, so a valid account cannot launder a password spray from one
+//!   address.
 //! - **Tokens**: a login starts a token family. The access token lives `auth.access_token_ttl_s`; the
 //!   refresh token is single use: refreshing swaps the family's current refresh id atomically
 //!   (compare-and-swap in the [`KvStore`]) and answers a new pair. Presenting an already used refresh
@@ -38,7 +43,7 @@ use owl_config::AuthConfig;
 use tokio::sync::OnceCell;
 
 pub use cache::PRINCIPAL_TTL;
-pub use password::{PasswordError, check_policy, hash_password, verify_password};
+pub use password::{PasswordError, VerifyGate, check_policy, hash_password};
 pub use tokens::{Claims, TokenError, TokenService, TokenType};
 
 use self::cache::{EPOCH_KEY, Epoch, PrincipalCache};
@@ -50,7 +55,7 @@ use crate::permissions::{ADMIN_ROLE, Permission};
 use crate::scope::Scope;
 
 /// A signed-in user, as every request sees them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Principal {
     /// User id.
     pub user_id: i64,
@@ -113,6 +118,9 @@ pub enum AuthError {
     /// Wrong user name or password, or a disabled user: one answer for all.
     #[error("invalid user name or password")]
     InvalidCredentials,
+    /// Too many logins are being checked at once.
+    #[error("too many logins in progress")]
+    Busy,
     /// Too many failures for this name or IP.
     #[error("too many failed logins; retry in {retry_after_s} s")]
     Locked {
@@ -153,6 +161,13 @@ impl From<AuthError> for Failure {
                 format!("登录失败次数过多，请在 {retry_after_s} 秒后重试"),
                 retry_after_s,
             ),
+            AuthError::Busy => Failure {
+                retry_after_s: Some(1),
+                ..Failure::new(
+                    crate::envelope::FailureKind::Unavailable,
+                    "登录请求过多，请稍后重试",
+                )
+            },
             AuthError::MissingToken => Failure::unauthorized("未认证：缺少 Bearer 令牌"),
             AuthError::Token(TokenError::Expired) => Failure::unauthorized("令牌已过期"),
             AuthError::Token(_) | AuthError::Revoked | AuthError::UserDisabled => {
@@ -177,6 +192,7 @@ pub struct Auth {
     config: Arc<AuthConfig>,
     dummy_hash: Arc<OnceCell<String>>,
     principals: Arc<PrincipalCache>,
+    verify_gate: Arc<VerifyGate>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -209,8 +225,9 @@ impl Auth {
             tokens: Arc::new(TokenService::new(secret)),
             principals: Arc::new(PrincipalCache::new(clock.clone())),
             clock,
-            config: Arc::new(config),
             dummy_hash: Arc::new(OnceCell::new()),
+            verify_gate: Arc::new(VerifyGate::with_limit(config.max_concurrent_logins)),
+            config: Arc::new(config),
         }
     }
 
@@ -240,6 +257,10 @@ impl Auth {
                 format!("auth:lock:ip:{client_ip}"),
             ),
         ];
+        let Some(admitted) = self.verify_gate.admit() else {
+            metrics::counter!(crate::metrics::LOGIN_FAILURES).increment(1);
+            return Err(AuthError::Busy);
+        };
         let mut locked_for = None::<Duration>;
         for (_, lock) in &keys {
             if let Some(left) = self.kv.ttl(lock).await? {
@@ -251,6 +272,20 @@ impl Auth {
                 retry_after_s: ceil_seconds(left),
             });
         }
+        // Reserve this attempt against the name and the IP before any hashing: concurrent logins
+        // each take a numbered slot atomically, so no more than `max_failed_logins` guesses are
+        // ever evaluated per name and per IP in a window, however many arrive at once.
+        let max = i64::from(self.config.max_failed_logins);
+        let mut slots = [0_i64; 2];
+        for (slot, (fail, _)) in slots.iter_mut().zip(&keys) {
+            *slot = self.kv.incr(fail, self.lockout()).await?;
+        }
+        if slots.iter().any(|&n| n > max) {
+            metrics::counter!(crate::metrics::LOGIN_FAILURES).increment(1);
+            return Err(AuthError::Locked {
+                retry_after_s: ceil_seconds(self.lockout()),
+            });
+        }
 
         let user = if user_code.is_empty() || user_code.len() > 128 {
             None
@@ -260,7 +295,7 @@ impl Auth {
         let password = password.to_string();
         let accepted = match user {
             Some(user) => {
-                let matches = verify_password(password, user.password_hash.clone()).await?;
+                let matches = admitted.verify(password, user.password_hash.clone()).await?;
                 (matches && user.status == 1).then_some(user)
             }
             None => {
@@ -269,24 +304,27 @@ impl Auth {
                     .dummy_hash
                     .get_or_try_init(|| hash_password("owl-dummy-password-0".into()))
                     .await?;
-                verify_password(password, dummy.clone()).await?;
+                admitted.verify(password, dummy.clone()).await?;
                 None
             }
         };
+        drop(admitted);
 
         let Some(user) = accepted else {
             metrics::counter!(crate::metrics::LOGIN_FAILURES).increment(1);
-            for ((fail, lock), scope) in keys.iter().zip(["user", "ip"]) {
-                let failures = self.kv.incr(fail, self.lockout()).await?;
-                if failures >= i64::from(self.config.max_failed_logins) {
+            for (((_, lock), scope), failures) in keys.iter().zip(["user", "ip"]).zip(slots) {
+                if failures >= max {
+                    // The counter stays until its window ends: deleting it would hand a fresh
+                    // budget to attempts that passed the lock check a moment ago.
                     self.kv.set(lock, "1", Some(self.lockout())).await?;
-                    self.kv.delete(fail).await?;
                     metrics::counter!(crate::metrics::LOGIN_LOCKOUTS, "scope" => scope).increment(1);
                     tracing::warn!(key = %lock, failures, "login locked after repeated failures");
                 }
             }
             return Err(AuthError::InvalidCredentials);
         };
+        // A success is no failure: the name starts afresh, the IP gets its slot back.
+        self.kv.add(&keys[1].0, -1, self.lockout()).await?;
         self.kv.delete(&keys[0].0).await?;
         let pair = self.start_family(&user).await?;
         self.db.set_last_login(user.id, self.clock.now_ms()).await?;
@@ -329,6 +367,8 @@ impl Auth {
             iat: now,
             nbf: now,
             exp: (now + self.config.access_token_ttl_s as i64).min(refresh_exp),
+            iss: tokens::ISSUER.to_string(),
+            aud: tokens::AUDIENCE.to_string(),
         };
         let refresh = Claims {
             typ: TokenType::Refresh,
@@ -358,6 +398,14 @@ impl Auth {
             Swap::Swapped => {}
             Swap::Missing => return Err(AuthError::Revoked),
             Swap::Mismatch => {
+                // A used refresh token came back: it was stolen or replayed. The family is revoked
+                // in SQL as well as in the store, so the revocation survives a restart of an
+                // in-process store (which forgets revocations, and would let the stolen family's
+                // access tokens work again until they expire).
+                let now_ms = self.clock.now_ms();
+                self.db
+                    .revoke_token_family(&claims.fam, user.id, claims.exp.saturating_mul(1000), now_ms)
+                    .await?;
                 self.revoke_family(&claims.fam).await?;
                 metrics::counter!(crate::metrics::REFRESH_REUSE).increment(1);
                 tracing::warn!(user_id = user.id, family = %claims.fam, "refresh token reused; family revoked");
@@ -447,7 +495,12 @@ impl Auth {
                 .tokens
                 .verify(access_token, TokenType::Access, self.clock.now_s())?,
         };
-        if self.kv.get(&revoked_key(&claims.fam)).await?.is_some() {
+        if self.kv.get(&revoked_key(&claims.fam)).await?.is_some()
+            || self
+                .db
+                .is_token_family_revoked(&claims.fam, self.clock.now_ms())
+                .await?
+        {
             return Err(AuthError::Revoked);
         }
         let user = self.current_user(&claims).await?;
@@ -534,43 +587,9 @@ pub fn load_or_create_secret(config: &owl_config::Config) -> anyhow::Result<Vec<
 }
 
 /// Writes `contents` to `path` with mode 0600 unless the file exists. Returns whether it wrote.
-/// The file appears whole or not at all (temp file, fsync, hard link into place), and two processes
-/// starting together keep one value.
 pub(crate) fn write_private_file_once(path: &Path, contents: &str) -> anyhow::Result<bool> {
-    use std::io::Write;
-    if path.exists() {
-        return Ok(false);
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("secret"),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let write = || -> std::io::Result<bool> {
-        let mut file = options.open(&temp)?;
-        file.write_all(contents.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        let linked = match std::fs::hard_link(&temp, path) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(e),
-        };
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(linked)
-    };
-    let result = write();
-    let _ = std::fs::remove_file(&temp);
-    result.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    owl_config::files::write_private_once(path, contents)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

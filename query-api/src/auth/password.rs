@@ -41,6 +41,65 @@ fn hash_blocking(password: &str) -> Result<String, PasswordError> {
         .map_err(PasswordError::Hash)
 }
 
+/// Bounds the argon2 work of logins. Each verification holds about 19 MiB and a core for tens of
+/// milliseconds, so a flood of logins would take gigabytes and starve everything else: at most
+/// `running` verifications run at once (about the core count), at most `admitted` wait or run,
+/// and a login past that is answered 503 with `Retry-After` before any work.
+#[derive(Debug)]
+pub struct VerifyGate {
+    admitted: std::sync::Arc<tokio::sync::Semaphore>,
+    running: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// A login admitted by the [`VerifyGate`]; dropping it makes room for the next.
+#[derive(Debug)]
+pub struct Admitted {
+    _admitted: tokio::sync::OwnedSemaphorePermit,
+    running: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl VerifyGate {
+    /// A gate running `running` verifications at once with `waiting` more queued.
+    pub fn new(running: usize, waiting: usize) -> VerifyGate {
+        let running = running.max(1);
+        VerifyGate {
+            admitted: std::sync::Arc::new(tokio::sync::Semaphore::new(running + waiting)),
+            running: std::sync::Arc::new(tokio::sync::Semaphore::new(running)),
+        }
+    }
+
+    /// `running` verifications at once (0: one per core), four times as many waiting.
+    pub fn with_limit(running: usize) -> VerifyGate {
+        let running = if running == 0 {
+            std::thread::available_parallelism().map_or(2, usize::from)
+        } else {
+            running
+        };
+        VerifyGate::new(running, running * 4)
+    }
+
+    /// Admits a login, or `None` when the gate is full.
+    pub fn admit(&self) -> Option<Admitted> {
+        let permit = self.admitted.clone().try_acquire_owned().ok()?;
+        Some(Admitted {
+            _admitted: permit,
+            running: self.running.clone(),
+        })
+    }
+}
+
+impl Admitted {
+    /// Whether `password` matches `hash`, once a verification slot is free.
+    pub async fn verify(&self, password: String, hash: String) -> Result<bool, PasswordError> {
+        let _slot = self
+            .running
+            .acquire()
+            .await
+            .expect("the verification semaphore is never closed");
+        verify_password(password, hash).await
+    }
+}
+
 /// Whether `password` matches the PHC string `hash`. A malformed hash never matches.
 pub async fn verify_password(password: String, hash: String) -> Result<bool, PasswordError> {
     Ok(tokio::task::spawn_blocking(move || {

@@ -2,7 +2,8 @@
 //!
 //! Claims: `sub` (user id), `typ` (`access` or `refresh`), `jti` (token id), `fam` (the login's
 //! token family, shared by every token a refresh chain issues), `ver` (the user's token version:
-//! bumping it revokes every token of the user), `iat`, `nbf`, `exp` (epoch seconds).
+//! bumping it revokes every token of the user), `iat`, `nbf`, `exp` (epoch seconds), `iss` (`owl`)
+//! and `aud` (`owl-query-api`), both checked.
 //!
 //! Only HS256 is accepted: a token whose header names `none`, another HMAC or an asymmetric algorithm
 //! is refused before its signature is looked at. Expiry and not-before are checked against the
@@ -15,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 /// Seconds a token's `nbf` may be ahead of this node's clock (replicas' clocks differ a little).
 const NBF_LEEWAY_S: i64 = 30;
+/// The `iss` of every Owl token.
+pub const ISSUER: &str = "owl";
+/// The `aud` of every Owl token: the query API, the only service that accepts them.
+pub const AUDIENCE: &str = "owl-query-api";
 
 /// The two kinds of token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +50,10 @@ pub struct Claims {
     pub nbf: i64,
     /// Expires (epoch s).
     pub exp: i64,
+    /// Issuer: [`ISSUER`].
+    pub iss: String,
+    /// Audience: [`AUDIENCE`].
+    pub aud: String,
 }
 
 impl Claims {
@@ -98,8 +107,11 @@ impl TokenService {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub"]);
+        // A token signed with the same secret for another service (or by a tool that shares it)
+        // is not an Owl sign-in.
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss", "aud"]);
         TokenService {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -158,7 +170,44 @@ pub(crate) mod tests {
             iat: now,
             nbf: now,
             exp: now + 1800,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
         }
+    }
+
+    #[test]
+    fn issuer_and_audience_are_set_and_checked() {
+        let service = TokenService::new(SECRET);
+        let now = 1_700_000_000;
+        let token = service.sign(&claims(TokenType::Access, now));
+        assert_eq!(
+            service.verify(&token, TokenType::Access, now).unwrap().aud,
+            AUDIENCE
+        );
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        for (iss, aud) in [("other", AUDIENCE), (ISSUER, "other-service")] {
+            let foreign = Claims {
+                iss: iss.into(),
+                aud: aud.into(),
+                ..claims(TokenType::Access, now)
+            };
+            let token = forge(header, &foreign, Some(SECRET));
+            assert!(
+                service.verify(&token, TokenType::Access, now).is_err(),
+                "{iss} {aud}"
+            );
+        }
+        // Without the claims at all.
+        let mut bare = serde_json::to_value(claims(TokenType::Access, now)).unwrap();
+        bare.as_object_mut().unwrap().remove("aud");
+        let head = URL_SAFE_NO_PAD.encode(header);
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&bare).unwrap());
+        let input = format!("{head}.{body}");
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+        mac.update(input.as_bytes());
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        assert!(service.verify(&token, TokenType::Access, now).is_err());
     }
 
     /// A token with any header, signed with HMAC-SHA256 over the given secret (or unsigned).

@@ -908,35 +908,19 @@ pub(crate) fn narrow_scope(
 /// spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return first) are prefixed
 /// with `'`.
 pub fn to_csv(columns: &[&str], results: &[Value]) -> String {
-    let mut out = String::new();
-    out.push_str(&columns.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
-    out.push_str("\r\n");
+    let mut out = crate::csv_out::header_line(columns);
     for row in results {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|column| match row.get(*column) {
-                Some(Value::String(text)) => csv_cell(text),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
+        let mut line = crate::csv_out::CsvLine::new();
+        for column in columns {
+            match row.get(*column) {
+                Some(Value::String(text)) => line.text(text),
+                Some(Value::Null) | None => line.text(""),
+                Some(other) => line.number(other),
+            };
+        }
+        out.push_str(&line.finish());
     }
     out
-}
-
-fn csv_cell(text: &str) -> String {
-    let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
-    }
 }
 
 #[cfg(test)]

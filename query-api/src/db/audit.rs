@@ -153,6 +153,13 @@ impl Database {
         Ok(sql.query_scalar().fetch_one(&self.pool).await?)
     }
 
+    /// Deletes audit rows created before `before_ms`; returns how many went.
+    pub async fn delete_audit_before(&self, before_ms: i64) -> Result<u64, DbError> {
+        let mut sql = Sql::new("DELETE FROM audit_logs WHERE created_at < ");
+        sql.bind(before_ms);
+        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+    }
+
     /// One page of audit rows, newest first, and the total matching.
     pub async fn list_audit(
         &self,

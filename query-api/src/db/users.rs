@@ -322,6 +322,40 @@ impl Database {
         Ok(())
     }
 
+    /// Records a revoked token family until `expires_at_ms`, dropping rows whose time has passed.
+    pub async fn revoke_token_family(
+        &self,
+        family: &str,
+        user_id: i64,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let mut sql = Sql::new("DELETE FROM revoked_token_families WHERE expires_at < ");
+        sql.bind(now_ms);
+        sql.query().execute(&self.pool).await?;
+        let mut sql =
+            Sql::new("INSERT INTO revoked_token_families (family, user_id, expires_at, created_at) VALUES (");
+        sql.bind(family.to_string())
+            .push(", ")
+            .bind(user_id)
+            .push(", ")
+            .bind(expires_at_ms)
+            .push(", ")
+            .bind(now_ms)
+            .push(") ON CONFLICT (family) DO NOTHING");
+        sql.query().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether a token family was revoked (and its revocation has not run out).
+    pub async fn is_token_family_revoked(&self, family: &str, now_ms: i64) -> Result<bool, DbError> {
+        let mut sql = Sql::new("SELECT COUNT(*) FROM revoked_token_families WHERE family = ");
+        sql.bind(family.to_string())
+            .push(" AND expires_at >= ")
+            .bind(now_ms);
+        Ok(sql.query_scalar::<i64>().fetch_one(&self.pool).await? > 0)
+    }
+
     /// Records a successful login.
     pub async fn set_last_login(&self, id: i64, now_ms: i64) -> Result<(), DbError> {
         let mut sql = Sql::new("UPDATE users SET last_login_at = ");

@@ -44,7 +44,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use owl_alerts::{
     Alert, AlertFilter, AlertSettings, AlertSettingsPatch, AlertState, AlertStatus, AlertStore, AlertType,
-    Channel, EffectiveSettings, Mute, Notice, Notifier, NotifierOptions, SettingsProblem, format_ms,
+    Channel, EffectiveSettings, Mute, Notice, Notifier, NotifierOptions, SettingsProblem, TargetPolicy,
+    format_ms,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -69,11 +70,13 @@ pub const BLOCKLIST_REFRESH: Duration = Duration::from_secs(1);
 /// The routes.
 pub(crate) fn routes() -> Routes {
     let alert = Access::perm(Permission::LogAlert);
+    // Mutes, blocked IPs and the alert configuration are global: they affect every region.
+    let global = alert.all_regions();
     Routes::new(Family::Log, "alert")
         .route(Method::GET, "/api/v1/logs/alerts", alert, history)
         .route(Method::GET, "/api/v1/logs/alerts/mutes", alert, list_mutes)
-        .route(Method::POST, "/api/v1/logs/alerts/mutes", alert, mute)
-        .route(Method::DELETE, "/api/v1/logs/alerts/mutes/{type}", alert, unmute)
+        .route(Method::POST, "/api/v1/logs/alerts/mutes", global, mute)
+        .route(Method::DELETE, "/api/v1/logs/alerts/mutes/{type}", global, unmute)
         .route(
             Method::GET,
             "/api/v1/logs/alerts/blocked-ips",
@@ -83,7 +86,7 @@ pub(crate) fn routes() -> Routes {
         .route(
             Method::DELETE,
             "/api/v1/logs/alerts/blocked-ips/{ip}",
-            alert,
+            global,
             unblock,
         )
         .audited(
@@ -96,7 +99,7 @@ pub(crate) fn routes() -> Routes {
         )
         .resource("alert_config")
         .route(Method::GET, "/api/v1/logs/alerts/config", alert, get_config)
-        .route(Method::PUT, "/api/v1/logs/alerts/config", alert, put_config)
+        .route(Method::PUT, "/api/v1/logs/alerts/config", global, put_config)
         .family(Family::Crm)
         .resource("alert")
         .route(
@@ -121,7 +124,7 @@ pub fn router() -> axum::Router<AppState> {
 }
 
 fn store(state: &AppState) -> AlertStore {
-    AlertStore::from_pool(state.db.pool().clone())
+    AlertStore::from_pool(state.db.pool().clone(), state.secrets.clone())
 }
 
 fn store_failure(error: owl_alerts::StoreError) -> Failure {
@@ -290,19 +293,29 @@ async fn put_config(
     Json(patch): Json<AlertSettingsPatch>,
 ) -> Result<LogOk<Value>, LogError> {
     let now = state.clock.now_ms();
+    let may_move_channels = user.has(Permission::LogConfig);
     let saved = store(&state)
         .update_settings(&state.config, &user.user_code, now, |current: &AlertSettings| {
+            // Where notices and channel credentials go is configuration (`log:config`); `log:alert`
+            // may switch channels on and off and tune the rules.
+            let moved = patch.destination_changes(current);
+            if !may_move_channels && !moved.is_empty() {
+                return Err(Failure::forbidden(format!(
+                    "修改告警通道目标（{}）需要 log:config 权限",
+                    moved.join("、")
+                ))
+                .with_code(crate::envelope::PERMISSION_DENIED_CODE));
+            }
             let next = current.apply(patch.clone());
             let problems = next.validate();
             if problems.is_empty() {
                 Ok(next)
             } else {
-                Err(problems)
+                Err(settings_failure(problems))
             }
         })
         .await
-        .map_err(|e| Failure::internal(e).with_code("LOG_CONFIG_UPDATE_FAILED"))?
-        .map_err(settings_failure)?;
+        .map_err(|e| Failure::internal(e).with_code("LOG_CONFIG_UPDATE_FAILED"))??;
     tracing::info!(by = %user.user_code, version = ?saved.version, "alert configuration updated");
     Ok(LogOk::with_message(config_view(&saved), "告警配置已更新"))
 }
@@ -341,12 +354,26 @@ async fn test_channel(
         &owl_alerts::link_base(&state.config),
         now,
     );
-    let notifier = Notifier::direct(NotifierOptions::default()).map_err(Failure::internal)?;
+    let policy = TargetPolicy::from_config(&state.config.notifications);
+    let notifier = Notifier::direct(NotifierOptions::default(), policy).map_err(Failure::internal)?;
     match notifier.deliver(channel, &effective.settings, &notice).await {
         Ok(()) => Ok(LogOk::with_message(
             json!({ "channel": channel.as_str(), "status": "SUCCESS", "sentAt": format_ms(state.clock.now_ms()) }),
             "测试告警已发送",
         )),
+        Err(error) if error.refused => {
+            let field = match channel {
+                Channel::Email => "notifications.email.smtpHost",
+                Channel::Slack => "notifications.slack.webhookUrl",
+                Channel::Feishu => "notifications.feishu.webhookUrl",
+            };
+            Err(settings_failure(vec![SettingsProblem {
+                field: field.to_string(),
+                message: error.message,
+                channel: true,
+            }])
+            .into())
+        }
         Err(error) => {
             // 003 answers a failed test with 500 and the reason in `details`.
             let failure = Failure {
@@ -579,6 +606,11 @@ type BlockedUntil = Arc<HashMap<String, i64>>;
 pub(crate) struct Blocklist {
     store: AlertStore,
     clock: crate::clock::Clock,
+    /// `alerts.ip_anomaly.enforce_at_query_api`.
+    enforce: bool,
+    /// Never refused, whatever the list says: `never_block` and the trusted proxies (loopback
+    /// always).
+    exempt: owl_config::Networks,
     /// When the list was read, and the list.
     cached: RwLock<(Option<Instant>, BlockedUntil)>,
     refreshing: AtomicBool,
@@ -587,9 +619,19 @@ pub(crate) struct Blocklist {
 impl Blocklist {
     /// A blocklist over the state's database.
     pub(crate) fn new(state: &AppState) -> Arc<Blocklist> {
+        let ip_anomaly = &state.config.alerts.ip_anomaly;
+        let exempt: Vec<String> = ip_anomaly
+            .never_block
+            .iter()
+            .chain(state.config.query_api.trusted_proxies.iter())
+            .map(ToString::to_string)
+            .collect();
         Arc::new(Blocklist {
             store: store(state),
             clock: state.clock.clone(),
+            enforce: ip_anomaly.enforce_at_query_api,
+            exempt: owl_config::Networks::parse(&exempt)
+                .expect("networks that were parsed before parse again"),
             cached: RwLock::new((None, Arc::new(HashMap::new()))),
             refreshing: AtomicBool::new(false),
         })
@@ -653,10 +695,16 @@ pub(crate) async fn refuse_blocked(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if is_health(path) {
+    if !list.enforce || is_health(path) {
         return next.run(request).await;
     }
     let ip = ClientIp::of(request.extensions());
+    let exempt = ip
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|addr| owl_config::net::is_loopback(addr) || list.exempt.contains(addr));
+    if exempt {
+        return next.run(request).await;
+    }
     if let Some(until) = list.blocked_until(&ip).await {
         let retry_after_s = u64::try_from((until - list.clock.now_ms()).div_euclid(1000) + 1).unwrap_or(1);
         tracing::debug!(%ip, path, "request from a blocked IP refused");
@@ -664,7 +712,15 @@ pub(crate) async fn refuse_blocked(
             format!("IP {ip} 因请求异常已被临时封禁，请于 {} 后重试", format_ms(until)),
             retry_after_s,
         );
-        return failure.with_code("IP_BLOCKED").render(Family::for_path(path));
+        let family = Family::for_path(path);
+        let context = crate::envelope::RequestContext {
+            family,
+            method: request.method().clone(),
+            path: path.to_string(),
+        };
+        return context
+            .scope(async move { failure.with_code("IP_BLOCKED").render(family) })
+            .await;
     }
     next.run(request).await
 }

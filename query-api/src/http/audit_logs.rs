@@ -19,6 +19,7 @@ use super::extract::{Json, Path, Query};
 use super::validate::{Page, Validator};
 use super::{AuditPolicy, Routes};
 use crate::clock::format_millis;
+use crate::csv_out::CsvLine;
 use crate::db::{AuditEntry, AuditFilter, Database};
 use crate::envelope::{CrmError, CrmOk, Failure, Family};
 use crate::permissions::{Access, Permission};
@@ -280,41 +281,26 @@ const CSV_COLUMNS: &[&str] = &[
     "params",
 ];
 
-/// One CSV cell: quoted when needed, and defused when a spreadsheet would evaluate it.
-fn csv_cell(text: &str) -> String {
-    let defused = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if defused.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", defused.replace('"', "\"\""))
-    } else {
-        defused
-    }
-}
-
 fn csv_row(entry: &AuditEntry) -> String {
-    let cells = [
-        entry.id.to_string(),
-        format_millis(entry.created_at),
-        entry.user_id.map(|id| id.to_string()).unwrap_or_default(),
-        entry.user_code.clone().unwrap_or_default(),
-        entry.action.clone(),
-        entry.resource_type.clone(),
-        entry.resource_id.clone().unwrap_or_default(),
-        entry.method.clone(),
-        entry.path.clone(),
-        entry.status_code.to_string(),
-        entry.duration_ms.to_string(),
-        entry.ip_address.clone(),
-        entry.user_agent.clone(),
-        entry.request_id.clone().unwrap_or_default(),
-        entry.params.clone().unwrap_or_default(),
-    ];
-    let mut line = cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(",");
-    line.push_str("\r\n");
-    line
+    let mut line = CsvLine::new();
+    line.number(entry.id).text(&format_millis(entry.created_at));
+    match entry.user_id {
+        Some(id) => line.number(id),
+        None => line.text(""),
+    };
+    line.text(entry.user_code.as_deref().unwrap_or_default())
+        .text(&entry.action)
+        .text(&entry.resource_type)
+        .text(entry.resource_id.as_deref().unwrap_or_default())
+        .text(&entry.method)
+        .text(&entry.path)
+        .number(entry.status_code)
+        .number(entry.duration_ms)
+        .text(&entry.ip_address)
+        .text(&entry.user_agent)
+        .text(entry.request_id.as_deref().unwrap_or_default())
+        .text(entry.params.as_deref().unwrap_or_default());
+    line.finish()
 }
 
 /// Where the export stream stands.
@@ -341,8 +327,7 @@ async fn next_chunk(mut cursor: Cursor) -> Option<(Result<Bytes, std::io::Error>
             Format::Csv => "",
         });
         if cursor.format == Format::Csv {
-            out.push_str(&CSV_COLUMNS.join(","));
-            out.push_str("\r\n");
+            out.push_str(&crate::csv_out::header_line(CSV_COLUMNS));
         }
     }
     let rows = if cursor.remaining > 0 {
@@ -441,11 +426,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_cell("-1"), "'-1");
+    fn csv_rows_are_quoted_and_defused() {
+        let entry = AuditEntry {
+            id: 7,
+            user_id: None,
+            user_code: Some("=cmd".into()),
+            action: "login_failed".into(),
+            resource_type: "auth".into(),
+            resource_id: None,
+            method: "POST".into(),
+            path: "/api/auth/login".into(),
+            params: Some("{\"username\":\"a,b\"}".into()),
+            ip_address: "192.0.2.1".into(),
+            user_agent: "\rcurl".into(),
+            status_code: 401,
+            duration_ms: 3,
+            request_id: None,
+            created_at: 0,
+        };
+        let line = csv_row(&entry);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let cells: Vec<String> = reader
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(cells.len(), CSV_COLUMNS.len());
+        assert_eq!((cells[0].as_str(), cells[3].as_str()), ("7", "'=cmd"));
+        assert_eq!(cells[12], "'\rcurl");
+        assert_eq!(cells[14], "{\"username\":\"a,b\"}");
     }
 }

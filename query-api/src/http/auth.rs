@@ -109,6 +109,19 @@ async fn sign_in(
     (note, result.map_err(Failure::from))
 }
 
+/// Answers that carry tokens are never stored by a browser or a proxy.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response.headers_mut().insert(
+        axum::http::header::PRAGMA,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
 fn pair_json(pair: &TokenPair) -> Value {
     json!({
         "access_token": pair.access_token,
@@ -129,7 +142,7 @@ async fn login(
         Ok((_, pair)) => Coded::ok("登录成功", pair_json(&pair)).into_response(),
         Err(failure) => DataAskError::from(failure).into_response(),
     };
-    note.attach(response)
+    note.attach(no_store(response))
 }
 
 /// `POST /auth/login` (004): `{status:"success", data:{access_token, refresh_token, user:{id, username, role}}, message}`.
@@ -147,7 +160,7 @@ async fn login_alias(
         }
         Err(failure) => WhalefallError::from(failure).into_response(),
     };
-    note.attach(response)
+    note.attach(no_store(response))
 }
 
 /// The refresh token: `Authorization: Bearer <refresh_token>` (002) or a JSON body
@@ -199,7 +212,7 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         Ok(pair) => Coded::ok("令牌刷新成功", pair_json(&pair)).into_response(),
         Err(failure) => DataAskError::from(failure).into_response(),
     };
-    note.attach(response)
+    note.attach(no_store(response))
 }
 
 /// `POST /api/refresh` (004).
@@ -209,7 +222,7 @@ async fn refresh_alias(State(state): State<AppState>, headers: HeaderMap, body: 
         Ok(pair) => StatusOk::new(pair_json(&pair), "令牌刷新成功").into_response(),
         Err(failure) => WhalefallError::from(failure).into_response(),
     };
-    note.attach(response)
+    note.attach(no_store(response))
 }
 
 /// `POST /api/auth/logout`: revokes every token of the user.

@@ -5,8 +5,9 @@
 //!   empty means all. Levels accept Python's names (`WARNING`, `CRITICAL`); answers write `WARN` as
 //!   `WARNING`.
 //! - `start_time`, `end_time`: ISO 8601, a time without a zone is UTC; `end_time` is inclusive at
-//!   its precision (`23:59:59` includes that second). No range limit (000 documents none): these
-//!   endpoints page, and count through the index.
+//!   its precision (`23:59:59` includes that second). Without times the last 24 hours; a span
+//!   over 7 days (query) or 30 days (statistics) is refused with a field error.
+//! - A one-character Latin `keyword` narrows nothing: it needs another filter beside it.
 //! - `keyword`: case-insensitive substring of the message; `file`, `function`: case-insensitive
 //!   substrings.
 //! - `page` from 1 (default 1), `page_size` 1 to 500 (default 50); newest first.
@@ -25,7 +26,6 @@ use super::Routes;
 use super::extract::{AuthUser, Json};
 use super::validate::Validator;
 use crate::envelope::{CrmError, CrmOk, Family};
-use crate::logs::blocking;
 use crate::logs::params::{GivenTime, Params, RawQuery, apply_scope};
 use crate::logs::render::{crm_item, naive_time};
 use crate::permissions::{Access, Permission};
@@ -35,6 +35,12 @@ use crate::state::AppState;
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 /// 000's largest page size.
 pub const MAX_PAGE_SIZE: i64 = 500;
+/// The span searched when no time is given, in hours.
+pub const DEFAULT_HOURS: i64 = 24;
+/// The longest span of a query, in days.
+pub const QUERY_MAX_DAYS: i64 = 7;
+/// The longest span of the statistics, in days.
+pub const STATISTICS_MAX_DAYS: i64 = 30;
 const MAX_TEXT_CHARS: usize = 512;
 
 /// The routes.
@@ -129,31 +135,38 @@ fn levels(v: &mut Validator, names: &[String]) -> Vec<Level> {
     out
 }
 
-/// `[start, end)` from 000's times; `end_time` inclusive at its precision.
+/// `[start, end)` from 000's times, `end_time` inclusive at its precision. Without times the last
+/// [`DEFAULT_HOURS`]; with one, that span from or up to it; a span over `max_days` is refused.
 fn range(
     v: &mut Validator,
     start: Option<String>,
     end: Option<String>,
-) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    now: DateTime<Utc>,
+    max_days: i64,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let start = start
         .filter(|s| !s.trim().is_empty())
         .and_then(|s| GivenTime::parse(v, "start_time", &s));
     let end = end
         .filter(|s| !s.trim().is_empty())
         .and_then(|s| GivenTime::parse(v, "end_time", &s));
-    if let (Some(start), Some(end)) = (start, end) {
-        v.check(
-            start.at <= end.at,
-            "end_time",
-            "range",
-            "end_time 不能早于 start_time",
-        );
+    let default = chrono::Duration::hours(DEFAULT_HOURS);
+    let (start, end) = match (start, end) {
+        (Some(start), Some(end)) => (start.at, end.at + end.unit),
+        (Some(start), None) => (start.at, (start.at + default).min(now).max(start.at)),
+        (None, Some(end)) => (end.at + end.unit - default, end.at + end.unit),
+        (None, None) => (now - default, now),
+    };
+    if start > end {
+        v.error("end_time", "range", "end_time 不能早于 start_time");
+    } else if end - start > chrono::Duration::days(max_days) {
+        v.error("start_time", "range", format!("时间范围不能超过 {max_days} 天"));
     }
-    (start.map(|s| s.at), end.map(|e| e.at + e.unit))
+    (start, end)
 }
 
 impl QueryBody {
-    fn validate(self, v: &mut Validator) -> CrmQuery {
+    fn validate(self, v: &mut Validator, now: DateTime<Utc>) -> CrmQuery {
         let page = self.page.unwrap_or(1);
         let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         v.range("page", page, 1, 1_000_000);
@@ -168,10 +181,10 @@ impl QueryBody {
         let services = clean_list(self.services);
         let level_names = clean_list(self.levels);
         let levels = levels(v, &level_names);
-        let (start, end) = range(v, self.start_time, self.end_time);
+        let (start, end) = range(v, self.start_time, self.end_time, now, QUERY_MAX_DAYS);
         let filter = LogFilter {
-            start,
-            end,
+            start: Some(start),
+            end: Some(end),
             services,
             levels,
             message: text(v, "keyword", self.keyword),
@@ -179,6 +192,20 @@ impl QueryBody {
             function: text(v, "function", self.function),
             ..LogFilter::default()
         };
+        let others = !filter.services.is_empty()
+            || !filter.levels.is_empty()
+            || filter.file.is_some()
+            || filter.function.is_some();
+        if let Some(keyword) = &filter.message
+            && !crate::logs::params::keyword_narrows(keyword)
+            && !others
+        {
+            v.error(
+                "keyword",
+                "length",
+                "keyword 至少需要 2 个字符，或同时指定 services、levels 等过滤条件",
+            );
+        }
         CrmQuery {
             filter,
             page: page.max(1),
@@ -224,7 +251,7 @@ async fn run_query(state: &AppState, user: &AuthUser, query: CrmQuery) -> Result
             offset: ((query.page - 1) * query.page_size) as usize,
             limit: query.page_size as usize,
         };
-        blocking(&state.index, move |index| index.search(&request)).await?
+        crate::logs::search(state, user, move |index| index.search(&request)).await?
     } else {
         SearchResponse::default()
     };
@@ -249,7 +276,7 @@ async fn query_post(
     Json(body): Json<QueryBody>,
 ) -> Result<CrmOk<Value>, CrmError> {
     let mut v = Validator::new();
-    let query = body.validate(&mut v);
+    let query = body.validate(&mut v, state.clock.now());
     v.finish()?;
     run_query(&state, &user, query).await
 }
@@ -262,7 +289,7 @@ async fn query_get(
 ) -> Result<CrmOk<Value>, CrmError> {
     let mut v = Validator::new();
     let body = from_query(raw, &mut v);
-    let query = body.validate(&mut v);
+    let query = body.validate(&mut v, state.clock.now());
     v.finish()?;
     run_query(&state, &user, query).await
 }
@@ -285,11 +312,17 @@ async fn statistics(
     let end_text = params.text(&mut v, "end_time");
     let shown_start = start_text.as_deref().and_then(owl_model::parse_timestamp);
     let shown_end = end_text.as_deref().and_then(owl_model::parse_timestamp);
-    let (start, end) = range(&mut v, start_text, end_text);
+    let (start, end) = range(
+        &mut v,
+        start_text,
+        end_text,
+        state.clock.now(),
+        STATISTICS_MAX_DAYS,
+    );
     v.finish()?;
     let mut filter = LogFilter {
-        start,
-        end,
+        start: Some(start),
+        end: Some(end),
         services,
         ..LogFilter::default()
     };
@@ -299,7 +332,7 @@ async fn statistics(
             top_paths: 0,
             ..StatsRequest::default()
         };
-        blocking(&state.index, move |index| index.stats(&request)).await?
+        crate::logs::search(&state, &user, move |index| index.stats(&request)).await?
     } else {
         LogStats::default()
     };
@@ -317,8 +350,8 @@ async fn statistics(
             "error_count": stats.level_count(Level::Error),
             "warning_count": stats.level_count(Level::Warn),
             "time_range": {
-                "start": shown_start.as_ref().map(naive_time),
-                "end": shown_end.as_ref().map(naive_time),
+                "start": naive_time(&shown_start.unwrap_or(start)),
+                "end": naive_time(&shown_end.unwrap_or(end)),
             },
         }),
     ))

@@ -2,7 +2,7 @@
 //! [`Json`], [`Query`], [`Path`], and the signed-in user [`AuthUser`] (required) or
 //! `Option<AuthUser>` (explicitly optional).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
@@ -82,18 +82,104 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthUser {
     }
 }
 
-/// The client's address as the socket saw it (`unknown` without connection info, e.g. in
-/// `oneshot` tests). Forwarded headers are not trusted: a proxy in front should be configured to
-/// pass the connection through or this becomes the proxy's address.
+/// The client's address: the connection's peer, or, when the peer is one of
+/// `query_api.trusted_proxies`, the right-most address of `Forwarded` (RFC 7239) or
+/// `X-Forwarded-For` that is not a trusted proxy. Hops left of that were written by the client and
+/// prove nothing. `unknown` without connection info (e.g. in `oneshot` tests).
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
 
+/// The address [`resolve_client`] found, stored in the request's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedClient(pub(crate) IpAddr);
+
 impl ClientIp {
     pub(crate) fn of(extensions: &axum::http::Extensions) -> String {
+        if let Some(ResolvedClient(ip)) = extensions.get::<ResolvedClient>() {
+            return ip.to_string();
+        }
         extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
     }
+}
+
+/// The client of a request from `peer` through `trusted` proxies.
+pub(crate) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &owl_config::Networks) -> IpAddr {
+    let peer = owl_config::net::canonical(peer);
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(forwarded_for)
+        .collect();
+    let hops: Vec<&str> = if forwarded.is_empty() {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|hop| !hop.is_empty())
+            .collect()
+    } else {
+        forwarded
+    };
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else {
+            // Garbage where a proxy should have written an address: stop at the last proxy.
+            break;
+        };
+        client = ip;
+        if !trusted.contains(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// The `for=` node of one `Forwarded` element.
+fn forwarded_for(element: &str) -> Option<&str> {
+    element.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
+
+/// An address of a hop: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`, `[2001:db8::1]:4711`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(owl_config::net::canonical(ip));
+    }
+    if let Ok(addr) = hop.parse::<SocketAddr>() {
+        return Some(owl_config::net::canonical(addr.ip()));
+    }
+    hop.strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(ip, _)| ip.parse::<IpAddr>().ok())
+        .map(owl_config::net::canonical)
+}
+
+/// Middleware: resolves the client address once, before anything that uses it (the blocked
+/// list, the audit log, login lockouts).
+pub(crate) async fn resolve_client(
+    axum::extract::State(trusted): axum::extract::State<std::sync::Arc<owl_config::Networks>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        let client = client_address(peer.ip(), request.headers(), &trusted);
+        request.extensions_mut().insert(ResolvedClient(client));
+    }
+    next.run(request).await
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
@@ -254,6 +340,54 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let trusted = owl_config::Networks::parse(&["10.0.0.0/8"]).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, value.parse().unwrap());
+            }
+            map
+        };
+        let xff = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2")]);
+        // From an untrusted peer the headers are the client's own words.
+        assert_eq!(
+            client_address(ip("198.51.100.1"), &xff, &trusted),
+            ip("198.51.100.1")
+        );
+        // Nothing is trusted by default.
+        let none = owl_config::Networks::default();
+        assert_eq!(client_address(ip("10.0.0.1"), &xff, &none), ip("10.0.0.1"));
+        // Through trusted proxies: the right-most untrusted hop, not the spoofable left-most.
+        assert_eq!(client_address(ip("10.0.0.1"), &xff, &trusted), ip("203.0.113.9"));
+        let split = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &split, &trusted),
+            ip("203.0.113.9")
+        );
+        let forwarded = headers(&[(
+            "forwarded",
+            r#"for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.3"#,
+        )]);
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &forwarded, &trusted),
+            ip("2001:db8:cafe::17")
+        );
+        // Only proxies on the way: the left-most of them.
+        let proxies = headers(&[("x-forwarded-for", "10.0.0.7, 10.0.0.8")]);
+        assert_eq!(client_address(ip("10.0.0.1"), &proxies, &trusted), ip("10.0.0.7"));
+        // Garbage stops the walk at the last proxy.
+        let garbage = headers(&[("x-forwarded-for", "203.0.113.9, not-an-ip")]);
+        assert_eq!(client_address(ip("10.0.0.1"), &garbage, &trusted), ip("10.0.0.1"));
+        assert_eq!(
+            client_address(ip("::ffff:10.0.0.1"), &xff, &trusted),
+            ip("203.0.113.9")
+        );
+    }
+
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]

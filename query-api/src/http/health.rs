@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Json as AxumJson, Response};
 use serde_json::{Value, json};
 
 use super::Routes;
+use super::extract::AuthUser;
 use crate::envelope::{Family, StatusOk, now_rfc3339};
 use crate::permissions::Access;
 use crate::state::AppState;
@@ -180,9 +181,10 @@ fn probe_disk(state: &AppState) -> (Level, Value) {
     }
 }
 
-/// `GET /health/detailed`: 004's shape (`status`, `database`, `redis`, `timestamp`, `version`) with
-/// the cache, index and disk added and every component's detail under `checks`.
-async fn detailed(State(state): State<AppState>) -> Response {
+/// `GET /health/detailed`: 004's statuses (`status`, `database`, `redis`, `timestamp`) for anyone;
+/// a signed-in user also gets the version, uptime, the cache, index and disk, and every
+/// component's detail under `checks` (counts, sizes and latencies are not for the public).
+async fn detailed(State(state): State<AppState>, user: Option<AuthUser>) -> Response {
     let ((database_level, database), (cache_level, cache), (index_level, index)) =
         tokio::join!(probe_database(&state), probe_cache(&state), probe_index(&state));
     let (disk_level, disk) = probe_disk(&state);
@@ -195,6 +197,20 @@ async fn detailed(State(state): State<AppState>) -> Response {
     } else {
         json!("not_configured")
     };
+    let (status, message) = match overall {
+        Level::Healthy => (StatusCode::OK, "服务运行正常"),
+        Level::Degraded => (StatusCode::OK, "服务降级运行"),
+        Level::Unhealthy => (StatusCode::SERVICE_UNAVAILABLE, "服务不可用"),
+    };
+    if user.is_none() {
+        let data = json!({
+            "status": overall.as_str(),
+            "database": database["status"],
+            "redis": redis,
+            "timestamp": now_rfc3339(),
+        });
+        return StatusOk::new(data, message).with_status(status).into_response();
+    }
     let data = json!({
         "status": overall.as_str(),
         "database": database["status"],
@@ -207,10 +223,5 @@ async fn detailed(State(state): State<AppState>) -> Response {
         "uptime_s": state.started_at.elapsed().as_secs(),
         "checks": { "database": database, "cache": cache, "index": index, "disk": disk },
     });
-    let (status, message) = match overall {
-        Level::Healthy => (StatusCode::OK, "服务运行正常"),
-        Level::Degraded => (StatusCode::OK, "服务降级运行"),
-        Level::Unhealthy => (StatusCode::SERVICE_UNAVAILABLE, "服务不可用"),
-    };
     StatusOk::new(data, message).with_status(status).into_response()
 }

@@ -41,7 +41,7 @@ use crate::logs::params::{
 };
 use crate::logs::render::{self, human_bytes, mean_ms, num, percent};
 use crate::logs::stream::ShutdownSignal;
-use crate::logs::{blocking, cleanup, export, settings, stream, trace};
+use crate::logs::{cleanup, export, search, settings, stream, trace};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 
@@ -74,12 +74,17 @@ pub(crate) fn routes() -> Routes {
         .route(
             Method::POST,
             "/api/v1/logs/cleanup",
-            Access::perm(Permission::LogCleanup),
+            Access::perm(Permission::LogCleanup).all_regions(),
             run_cleanup,
         )
         .resource("log_config")
         .route(Method::GET, "/api/v1/logs/config", config, get_config)
-        .route(Method::PUT, "/api/v1/logs/config", config, put_config)
+        .route(
+            Method::PUT,
+            "/api/v1/logs/config",
+            config.all_regions(),
+            put_config,
+        )
 }
 
 /// The log API router.
@@ -205,7 +210,7 @@ async fn query(
     let found = match listing.scoped(&user, &range) {
         Some(filter) => {
             let request = listing.request(filter);
-            blocking(&state.index, move |index| index.search(&request)).await?
+            search(&state, &user, move |index| index.search(&request)).await?
         }
         None => SearchResponse::default(),
     };
@@ -230,7 +235,7 @@ async fn trace_of(
         return Err(Failure::invalid_field("traceId", "length", "traceId 需为 1 到 256 个字符").into());
     }
     let lookup = trace_id.clone();
-    let view = blocking(&state.index, move |index| index.trace(&lookup)).await?;
+    let view = search(&state, &user, move |index| index.trace(&lookup)).await?;
     let scope = user.scope();
     let rendered = view.and_then(|view| {
         let keep: Vec<bool> = view.records.iter().map(|r| scope.allows_record(r)).collect();
@@ -247,10 +252,11 @@ async fn trace_of(
 /// A search and aggregations over one filter, in one blocking call.
 async fn search_with_stats(
     state: &AppState,
+    user: &crate::auth::Principal,
     request: SearchRequest,
     stats: StatsRequest,
 ) -> Result<(SearchResponse, LogStats), Failure> {
-    blocking(&state.index, move |index| {
+    search(state, user, move |index| {
         Ok((index.search(&request)?, index.stats(&stats)?))
     })
     .await
@@ -281,7 +287,7 @@ async fn errors(
                 top_paths: 0,
                 ..StatsRequest::default()
             };
-            search_with_stats(&state, listing.request(filter), stats).await?
+            search_with_stats(&state, &user, listing.request(filter), stats).await?
         }
         None => (SearchResponse::default(), LogStats::default()),
     };
@@ -344,7 +350,7 @@ async fn slow_requests(
                 slow_threshold_ms: threshold as f64,
                 top_paths: TOP_PATHS,
             };
-            search_with_stats(&state, listing.request(filter), stats).await?
+            search_with_stats(&state, &user, listing.request(filter), stats).await?
         }
         None => (SearchResponse::default(), LogStats::default()),
     };
@@ -436,7 +442,6 @@ fn disk_usage(index: &owl_index::Index, data_dir: &std::path::Path) -> owl_index
         "usedBytes": used,
         "available": human_bytes(available),
         "filesystemUsedPercent": percent(total.saturating_sub(available), total),
-        "path": probe.display().to_string(),
     }))
 }
 
@@ -458,7 +463,7 @@ async fn stats(
         top_paths: 0,
     });
     let data_dir = state.config.data_dir.clone();
-    let (stats, disk) = blocking(&state.index, move |index| {
+    let (stats, disk) = search(&state, &user, move |index| {
         let stats = match &request {
             Some(request) => index.stats(request)?,
             None => LogStats::default(),
@@ -552,7 +557,7 @@ async fn modules(
                 top_paths: 0,
                 ..StatsRequest::default()
             };
-            blocking(&state.index, move |index| index.stats(&request)).await?
+            search(&state, &user, move |index| index.stats(&request)).await?
         }
         None => LogStats::default(),
     };
@@ -580,7 +585,7 @@ async fn detail(
         .into());
     }
     let lookup = id.clone();
-    let record = blocking(&state.index, move |index| index.get(&lookup)).await?;
+    let record = search(&state, &user, move |index| index.get(&lookup)).await?;
     match record.filter(|r| user.scope().allows_record(r)) {
         Some(record) => Ok(LogOk::new(render::log_item(&record))),
         None => Err(Failure::not_found(format!("日志记录不存在：{id}"))
@@ -642,7 +647,7 @@ async fn export_logs(
         ));
     };
     let counted = filter.clone();
-    let total = blocking(&state.index, move |index| index.count(&counted)).await?;
+    let total = search(&state, &user, move |index| index.count(&counted)).await?;
     Ok(export::respond(
         state.index.clone(),
         filter,
@@ -658,6 +663,7 @@ async fn live(
     State(state): State<AppState>,
     user: AuthUser,
     shutdown: ShutdownSignal,
+    headers: axum::http::HeaderMap,
     raw: RawQuery,
 ) -> Result<Response, LogError> {
     let mut v = Validator::new();
@@ -679,10 +685,28 @@ async fn live(
         .into());
     }
     let mut filter = filter;
-    let visible = apply_scope(&mut filter, &user.scope(), &regions);
+    let scope = user.scope();
+    let visible = apply_scope(&mut filter, &scope, &regions);
+    let slot = state.streams.acquire(user.user_id).map_err(|refused| {
+        let message = match refused {
+            crate::limits::SlotRefused::User(n) => format!("每个用户最多同时打开 {n} 个实时日志流"),
+            crate::limits::SlotRefused::Total(n) => format!("实时日志流已达上限 {n}，请稍后重试"),
+        };
+        Failure::too_many_requests(message, 5).with_code("LOG_STREAM_LIMIT_EXCEEDED")
+    })?;
+    let token = crate::http::extract::bearer_token(&headers)
+        .unwrap_or_default()
+        .to_string();
+    let viewer = stream::Viewer {
+        auth: state.auth.clone(),
+        token,
+        scope,
+        slot,
+    };
     Ok(stream::respond(
         state.index.clone(),
         visible.then_some(filter),
+        viewer,
         state.clock.clone(),
         shutdown.0,
     )

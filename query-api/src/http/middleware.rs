@@ -73,48 +73,46 @@ async fn check_token(state: &AppState, mut request: Request, next: Next) -> Resp
 /// Largest parameter document stored per audit row; bigger ones keep their size only.
 const MAX_AUDIT_PARAMS_BYTES: usize = 16 * 1024;
 
-/// Key fragments that mark a secret wherever they appear in a key (`new_password`, `x_api_token`),
-/// on top of the masking rules' exact keys.
-const SECRET_KEY_PARTS: &[&str] = &[
-    "password",
-    "passwd",
-    "pwd",
-    "secret",
-    "token",
-    "authorization",
-    "api_key",
-    "apikey",
-    "cookie",
-    "private_key",
-    "credential",
-    // Alert channel webhook URLs (`webhookUrl`) authorise posting to a chat: secrets too.
-    "webhook",
-];
-
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase().replace('-', "_");
-    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+/// The masker of the audit log: the configured masking rules, always on, with the default keys
+/// kept beside any configured ones (a configuration that lists its own keys for records must not
+/// let passwords into the audit log).
+pub(crate) fn audit_masker(
+    rules: &owl_model::MaskingRules,
+) -> Result<owl_model::Masker, owl_model::MaskError> {
+    let mut keys = owl_model::default_sensitive_keys();
+    for key in &rules.keys {
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
+    owl_model::Masker::new(&owl_model::MaskingRules {
+        enabled: true,
+        keys,
+        ..rules.clone()
+    })
 }
 
-/// Replaces secrets in audited parameters: values under secret-looking keys entirely, then the
-/// masking rules (bearer tokens, JWTs, ID and card numbers inside text).
+/// Replaces secrets in audited parameters with the one rule set that masks records: whatever
+/// lies under a sensitive key (matched by word: `newPassword`, `db_password`, `x-auth-token`)
+/// entirely, objects and lists included, then the rules for text (bearer tokens, JWTs, ID and card
+/// numbers).
 pub(crate) fn filter_secrets(state: &AppState, value: &mut Value) {
-    fn walk(value: &mut Value) {
+    fn walk(masker: &owl_model::Masker, value: &mut Value) {
         match value {
             Value::Object(map) => {
                 for (key, item) in map.iter_mut() {
-                    if is_secret_key(key) && !item.is_null() {
+                    if masker.is_sensitive_key(key) && !item.is_null() {
                         *item = Value::String(owl_model::REDACTED.to_string());
                     } else {
-                        walk(item);
+                        walk(masker, item);
                     }
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Array(items) => items.iter_mut().for_each(|item| walk(masker, item)),
             _ => {}
         }
     }
-    walk(value);
+    walk(&state.audit_masker, value);
     state.audit_masker.mask_value(value);
 }
 
@@ -123,6 +121,38 @@ fn is_mutation(method: &Method) -> bool {
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     )
+}
+
+/// Unauthenticated (401) requests audited per client IP and minute; more are counted, not stored.
+pub const MAX_UNAUTHENTICATED_AUDITS_PER_MINUTE: i64 = 20;
+
+async fn unauthenticated_audit_allowed(state: &AppState, ip: &str) -> bool {
+    let key = format!("audit:401:{ip}");
+    match state.kv.incr(&key, std::time::Duration::from_secs(60)).await {
+        Ok(count) => count <= MAX_UNAUTHENTICATED_AUDITS_PER_MINUTE,
+        // The store is down: keep auditing rather than lose rows silently.
+        Err(_) => true,
+    }
+}
+
+/// Deletes audit rows older than `storage.retention.audit_days`, now and then every
+/// `storage.retention.check_interval_s`, until `shutdown`. Replicas sharing a database all run it;
+/// the delete is idempotent.
+pub(crate) async fn audit_retention(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let retention = state.config.storage.retention;
+    let every = std::time::Duration::from_secs(retention.check_interval_s.max(1));
+    loop {
+        let cutoff = state.clock.now_ms() - i64::from(retention.audit_days) * 86_400_000;
+        match state.db.delete_audit_before(cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, days = retention.audit_days, "old audit rows deleted"),
+            Err(error) => tracing::warn!(%error, "audit retention failed; trying again at the next run"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Records audited requests (001): who, what, parameters without secrets, client, outcome, time.
@@ -192,6 +222,15 @@ pub(crate) async fn audit(State(state): State<AppState>, request: Request, next:
         .unwrap_or_default();
     let actor = response.extensions().get::<Actor>().cloned();
     let status = response.status();
+    // Anyone can send unauthenticated requests: a refused one (401, a locked login's 429, a bad
+    // login body) is audited without its body, and each client IP gets a bounded number of such
+    // rows per minute, so a flood cannot fill the audit log.
+    let unauthenticated = actor.is_none() && note.user_id.is_none() && status.is_client_error();
+    if unauthenticated && !unauthenticated_audit_allowed(&state, &ip_address).await {
+        metrics::counter!(crate::metrics::AUDIT_UNAUTHENTICATED_DROPPED).increment(1);
+        return response;
+    }
+    let body = if unauthenticated { None } else { body };
 
     let mut params = Map::new();
     if let Some(query) = query.filter(|q| !q.is_empty()) {
@@ -248,21 +287,91 @@ pub(crate) async fn audit(State(state): State<AppState>, request: Request, next:
 mod tests {
     use super::*;
 
+    fn entry(created_at: i64) -> NewAuditEntry {
+        NewAuditEntry {
+            user_id: None,
+            user_code: None,
+            action: "update".into(),
+            resource_type: "user".into(),
+            resource_id: None,
+            method: "PUT".into(),
+            path: "/api/users/1".into(),
+            params: None,
+            ip_address: "192.0.2.1".into(),
+            user_agent: String::new(),
+            status_code: 200,
+            duration_ms: 1,
+            request_id: None,
+            created_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn audit_rows_older_than_the_retention_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = owl_config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        config.auth.admin_password = owl_config::Secret::new("Admin123");
+        config.storage.retention.audit_days = 180;
+        let index = owl_index::Index::open(&dir.path().join("index"), Default::default()).unwrap();
+        let clock = crate::Clock::manual(chrono::Utc::now().timestamp_millis());
+        let (_, state) = crate::app_with(config, index, crate::Options { clock: clock.clone() })
+            .await
+            .unwrap();
+        let now = clock.now_ms();
+        let day = 86_400_000;
+        let old = state.db.insert_audit(&entry(now - 181 * day)).await.unwrap();
+        let kept = state.db.insert_audit(&entry(now - 179 * day)).await.unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(audit_retention(state.clone(), shutdown.clone()));
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while state.db.find_audit(old).await.unwrap().is_some() {
+            assert!(Instant::now() < deadline, "the old row was never deleted");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(state.db.find_audit(kept).await.unwrap().is_some());
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
     #[test]
     fn secret_keys_are_recognised_inside_longer_names() {
+        let masker = audit_masker(&owl_model::MaskingRules {
+            keys: vec!["tenant_key".into()],
+            ..Default::default()
+        })
+        .unwrap();
         for key in [
             "password",
             "new_password",
+            "newPassword",
             "Old-Password",
+            "db_password",
             "refresh_token",
+            "session_token",
+            "x-auth-token",
             "client_secret",
+            "clientSecret",
             "X-API-KEY",
             "apiKey",
+            "webhookUrl",
+            "credentials",
+            // Configured keys add to the defaults, never replace them.
+            "tenantKey",
         ] {
-            assert!(is_secret_key(key), "{key}");
+            assert!(masker.is_sensitive_key(key), "{key}");
         }
-        for key in ["user_code", "username", "org_code", "permission_ids", "format"] {
-            assert!(!is_secret_key(key), "{key}");
+        for key in [
+            "user_code",
+            "username",
+            "org_code",
+            "permission_ids",
+            "format",
+            "tokenizer",
+        ] {
+            assert!(!masker.is_sensitive_key(key), "{key}");
         }
     }
 }

@@ -53,6 +53,7 @@ use crate::envelope::{Failure, Family, RequestContext};
 use crate::permissions::Access;
 use crate::state::AppState;
 pub use extract::{AuthUser, ClientIp, Json, Path, Query};
+pub use middleware::MAX_UNAUTHENTICATED_AUDITS_PER_MINUTE;
 
 /// When a route is written to the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,12 +243,20 @@ fn check_access(access: Access, extensions: &axum::http::Extensions) -> Result<(
     if let Access::Require {
         permission,
         max_level,
+        all_regions,
     } = access
     {
         let level_ok = max_level.is_none_or(|max| principal.role_level <= max);
         if !principal.has(permission) || !level_ok {
             tracing::debug!(user = %principal.user_code, %access, "permission denied");
             return Err(Failure::permission_denied());
+        }
+        if all_regions && !(principal.regions.is_empty() && principal.environments.is_empty()) {
+            tracing::debug!(user = %principal.user_code, %access, "scoped user refused an all-region action");
+            return Err(
+                Failure::forbidden("此操作影响所有区域与环境，需要不限区域和环境的账号")
+                    .with_code(crate::envelope::PERMISSION_DENIED_CODE),
+            );
         }
     }
     Ok(())
@@ -331,6 +340,10 @@ pub fn application(state: AppState, table: Routes) -> Router {
         .layer(from_fn_with_state(
             alerts::Blocklist::new(&state),
             alerts::refuse_blocked,
+        ))
+        .layer(from_fn_with_state(
+            std::sync::Arc::new(state.config.query_api.trusted_proxies.clone()),
+            extract::resolve_client,
         ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(owl_http::trace_layer(&region))

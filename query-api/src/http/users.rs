@@ -3,8 +3,10 @@
 //! Rules beyond the route's permission (`user:*` at role level <= 2):
 //! - a user who is not a super admin sees and manages only users of their organization subtree
 //!   (others answer 404), and only assigns organizations inside it;
-//! - nobody assigns a role more privileged (lower level) than their own, nor manages a user whose
-//!   role is more privileged than their own;
+//! - except for a super admin, nobody manages another user unless that user's role is strictly less
+//!   privileged (higher level) than their own and, for a region-limited manager, the user's regions
+//!   are within theirs; nobody assigns a role of their own level or better, nor one that grants a
+//!   permission they do not hold;
 //! - a region-limited manager only grants regions they hold, never "all";
 //! - nobody disables, deletes or changes the role of themselves;
 //! - disabling, deleting or changing the password of a user revokes all their tokens.
@@ -114,10 +116,30 @@ async fn find_visible(
     }
 }
 
-/// Refuses managing a user whose role is more privileged than the actor's.
+/// Refuses managing another user unless a super admin acts, or the target's role is strictly less
+/// privileged than the actor's and the target lies within the actor's regions (a region-limited
+/// manager never touches a user who sees more than they do). Peers cannot take each other over.
 fn check_rank(actor: &Principal, target: &UserRecord) -> Result<(), Failure> {
-    if !actor.is_super_admin() && target.role_level < actor.role_level {
-        return Err(Failure::forbidden("不能管理角色级别更高的用户"));
+    if actor.is_super_admin() || target.id == actor.user_id {
+        return Ok(());
+    }
+    if target.role_level <= actor.role_level {
+        return Err(Failure::forbidden("只能管理角色级别低于自己的用户"));
+    }
+    if !actor.regions.is_empty() {
+        let allowed: BTreeSet<String> = actor
+            .regions
+            .iter()
+            .map(|r| crate::scope::normalise_region(r))
+            .collect();
+        let within = !target.regions.is_empty()
+            && target
+                .regions
+                .iter()
+                .all(|r| allowed.contains(&crate::scope::normalise_region(r)));
+        if !within {
+            return Err(Failure::forbidden("只能管理自己区域内的用户"));
+        }
     }
     Ok(())
 }
@@ -137,12 +159,29 @@ async fn resolve_role(
     };
     match role {
         Some(role) if role.status == 1 => {
-            v.check(
-                actor.is_super_admin() || role.role_level >= actor.role_level,
-                "role_id",
-                "rank",
-                "不能分配比自己级别更高的角色",
-            );
+            if !actor.is_super_admin() {
+                // A role strictly below the actor's, granting nothing the actor lacks.
+                let lacking: Vec<String> = state
+                    .db
+                    .role_permissions(role.id)
+                    .await?
+                    .into_iter()
+                    .map(|p| p.permission_code)
+                    .filter(|code| !actor.permissions.contains(code))
+                    .collect();
+                v.check(
+                    role.role_level > actor.role_level,
+                    "role_id",
+                    "rank",
+                    "只能分配级别低于自己的角色",
+                );
+                v.check(
+                    lacking.is_empty(),
+                    "role_id",
+                    "permissions",
+                    format!("不能分配包含自己没有的权限的角色：{}", lacking.join(", ")),
+                );
+            }
             Ok(Some(role))
         }
         _ => {

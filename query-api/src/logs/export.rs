@@ -16,6 +16,8 @@ use chrono::{DateTime, Duration, Utc};
 use owl_index::{Index, LogFilter, SearchRequest, SortBy, SortOrder};
 use owl_model::LogRecord;
 
+use crate::csv_out::CsvLine;
+
 /// Records read per page.
 pub(crate) const EXPORT_PAGE: usize = 1000;
 
@@ -52,53 +54,43 @@ const CSV_COLUMNS: &[&str] = &[
     "error_message",
 ];
 
-/// A CSV cell: quoted when needed; a leading `=`, `+`, `-` or `@` (a formula to a spreadsheet) is
-/// prefixed with `'`.
-fn cell(text: &str) -> String {
-    let guarded = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
-    }
-}
-
 fn csv_row(record: &LogRecord) -> String {
     let http = record.http.as_ref();
     let user = record.user.as_ref();
     let error = record.error.as_ref();
     let trace = record.trace.as_ref();
-    let text = |v: Option<&str>| v.unwrap_or_default().to_string();
-    let cells = [
-        record.id.clone(),
-        owl_model::format_timestamp(&record.timestamp),
-        record.level.as_str().to_string(),
-        record.service.name.clone(),
-        text(record.service.region.as_deref()),
-        text(record.environment.as_deref()),
-        text(record.host.as_deref()),
-        record.message.clone(),
-        text(record.trace_id()),
-        text(trace.and_then(|t| t.span_id.as_deref())),
-        text(http.and_then(|h| h.request_id.as_deref())),
-        text(http.and_then(|h| h.method.as_deref())),
-        text(http.and_then(|h| h.url.as_deref())),
-        record.status_code().map(|s| s.to_string()).unwrap_or_default(),
-        record.duration_ms().map(|d| d.to_string()).unwrap_or_default(),
-        text(user.and_then(|u| u.id.as_deref())),
-        text(user.and_then(|u| u.name.as_deref())),
-        text(record.client.as_ref().and_then(|c| c.ip.as_deref())),
-        text(error.and_then(|e| e.error_type.as_deref())),
-        text(error.and_then(|e| e.code.as_deref())),
-        text(error.and_then(|e| e.message.as_deref())),
-    ];
-    let mut line = cells.iter().map(|c| cell(c)).collect::<Vec<_>>().join(",");
-    line.push_str("\r\n");
-    line
+    fn text(v: Option<&str>) -> &str {
+        v.unwrap_or_default()
+    }
+    let mut line = CsvLine::new();
+    line.text(&record.id)
+        .text(&owl_model::format_timestamp(&record.timestamp))
+        .text(record.level.as_str())
+        .text(&record.service.name)
+        .text(text(record.service.region.as_deref()))
+        .text(text(record.environment.as_deref()))
+        .text(text(record.host.as_deref()))
+        .text(&record.message)
+        .text(text(record.trace_id()))
+        .text(text(trace.and_then(|t| t.span_id.as_deref())))
+        .text(text(http.and_then(|h| h.request_id.as_deref())))
+        .text(text(http.and_then(|h| h.method.as_deref())))
+        .text(text(http.and_then(|h| h.url.as_deref())));
+    match record.status_code() {
+        Some(status) => line.number(status),
+        None => line.text(""),
+    };
+    match record.duration_ms() {
+        Some(duration) => line.number(duration),
+        None => line.text(""),
+    };
+    line.text(text(user.and_then(|u| u.id.as_deref())))
+        .text(text(user.and_then(|u| u.name.as_deref())))
+        .text(text(record.client.as_ref().and_then(|c| c.ip.as_deref())))
+        .text(text(error.and_then(|e| e.error_type.as_deref())))
+        .text(text(error.and_then(|e| e.code.as_deref())))
+        .text(text(error.and_then(|e| e.message.as_deref())));
+    line.finish()
 }
 
 /// The millisecond a timestamp falls in. Stored records come back at millisecond precision while
@@ -149,7 +141,7 @@ pub(crate) fn respond(
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         if format == Format::Csv {
-            let header = format!("{}\r\n", CSV_COLUMNS.join(","));
+            let header = crate::csv_out::header_line(CSV_COLUMNS);
             if sender.send(Ok(Bytes::from(header))).await.is_err() {
                 return;
             }
@@ -225,11 +217,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn csv_cells_are_quoted_and_guarded() {
-        assert_eq!(cell("plain"), "plain");
-        assert_eq!(cell("a,b"), "\"a,b\"");
-        assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(cell("=SUM(A1)"), "'=SUM(A1)");
-        assert_eq!(cell("-1,2"), "\"'-1,2\"");
+    fn csv_rows_are_quoted_and_guarded() {
+        let record = owl_model::LogRecord::from_json_value(
+            serde_json::json!({"id": "r1", "message": "\ttab, then \"quote\"", "service": "=cmd|' /C calc'!A0",
+                "http": {"method": "GET", "url": "-2+3", "status_code": 500, "duration_ms": 12.5}}),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let line = csv_row(&record);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let cells: Vec<String> = reader
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(cells.len(), CSV_COLUMNS.len());
+        assert_eq!(cells[3], "'=cmd|' /C calc'!A0");
+        assert_eq!(cells[7], "'\ttab, then \"quote\"");
+        assert_eq!(cells[12], "'-2+3");
+        assert_eq!(cells[13], "500");
     }
 }

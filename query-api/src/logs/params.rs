@@ -437,21 +437,36 @@ pub(crate) fn filters(params: &Params, v: &mut Validator, names: &[&str]) -> (Lo
     if wants("hasError") {
         filter.has_error = params.boolean(v, "hasError");
     }
-    let narrowed = !filter.services.is_empty()
+    let others = !filter.services.is_empty()
         || !regions.is_empty()
         || !filter.levels.is_empty()
         || filter.trace_id.is_some()
         || filter.request_id.is_some()
         || filter.user_id.is_some()
         || filter.url.is_some()
-        || filter.keyword.is_some()
         || filter.error_type.is_some()
         || filter.error_code.is_some()
         || filter.min_duration_ms.is_some()
         || filter.max_duration_ms.is_some()
         || filter.status_code.is_some()
         || filter.has_error.is_some();
+    let keyword = filter.keyword.as_deref();
+    if keyword.is_some_and(|k| !keyword_narrows(k)) && !others {
+        v.error(
+            "keyword",
+            "length",
+            "keyword 至少需要 2 个字符，或同时指定 service、level 等过滤条件",
+        );
+    }
+    let narrowed = others || keyword.is_some_and(keyword_narrows);
     (filter, regions, narrowed)
+}
+
+/// Whether a keyword narrows a search: two characters or more, or any non-Latin character (one
+/// Chinese character is a word). A single Latin letter or digit matches nearly every record.
+pub(crate) fn keyword_narrows(keyword: &str) -> bool {
+    let keyword = keyword.trim();
+    keyword.chars().count() >= 2 || !keyword.is_ascii()
 }
 
 /// `LOG_QUERY_TOO_BROAD`: no narrowing filter, a range over [`BROAD_MAX_HOURS`] and a page over

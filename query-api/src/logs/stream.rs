@@ -9,9 +9,15 @@
 //! firehose nobody reads: the newest are sent and an `overflow` event says how many were skipped.
 //!
 //! Events: `ready` once subscribed (`{"since": ...}`), `log` per record (id = record id, data =
-//! 003's LogItem), `overflow` (`{"skipped": n}`), and a `keep-alive` comment every 15 s. The stream
-//! ends when the client disconnects (the response body is dropped, and the poll with it) or when
-//! the server shuts down ([`StreamShutdown`]).
+//! 003's LogItem), `overflow` (`{"skipped": n}`), `end` (`{"reason": ...}`) before the server
+//! closes a stream whose rights ran out, and a `keep-alive` comment every 15 s.
+//!
+//! A stream never outlives the rights it was opened with: before every poll the token is checked
+//! again the way a request is (the auth cache makes that cheap), and the stream ends at the
+//! token's expiry, after logout, disable or revocation, and when the user's permission or data
+//! scope changed (the client reconnects and gets the new scope). It also ends when the client
+//! disconnects (the response body is dropped, and the poll with it) or when the server shuts down
+//! ([`StreamShutdown`]). Each open stream holds a slot of [`crate::limits::UserSlots`].
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -57,8 +63,42 @@ impl<S: Send + Sync> FromRequestParts<S> for ShutdownSignal {
     }
 }
 
+/// Who a stream serves, checked again before every poll.
+pub(crate) struct Viewer {
+    /// The sign-in service.
+    pub auth: crate::auth::Auth,
+    /// The access token the stream was opened with.
+    pub token: String,
+    /// The data scope it was opened with.
+    pub scope: crate::scope::Scope,
+    /// The stream's slot, held while the stream lives and given back when it ends.
+    #[allow(dead_code)]
+    pub slot: crate::limits::Slot,
+}
+
+impl Viewer {
+    /// Why the stream must end now, if it must.
+    async fn revoked(&self) -> Option<&'static str> {
+        match self.auth.authenticate(&self.token).await {
+            Ok(principal) if !principal.has(crate::permissions::Permission::LogRead) => {
+                Some("permission_revoked")
+            }
+            Ok(principal) if principal.scope() != self.scope => Some("scope_changed"),
+            Ok(_) => None,
+            Err(crate::auth::AuthError::Token(crate::auth::TokenError::Expired)) => Some("token_expired"),
+            Err(crate::auth::AuthError::Kv(_) | crate::auth::AuthError::Db(_)) => {
+                // The store is down: the next poll tries again; the stream stays within the
+                // rights it had a moment ago.
+                None
+            }
+            Err(_) => Some("token_revoked"),
+        }
+    }
+}
+
 struct Tail {
     index: Index,
+    viewer: Viewer,
     /// `None`: the caller's scope excludes everything; only keep-alives are sent.
     filter: Option<LogFilter>,
     connected_at: DateTime<Utc>,
@@ -134,12 +174,14 @@ impl Tail {
 pub(crate) fn respond(
     index: Index,
     filter: Option<LogFilter>,
+    viewer: Viewer,
     clock: Clock,
     shutdown: Option<CancellationToken>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let connected_at = clock.now();
     let tail = Tail {
         index,
+        viewer,
         filter,
         connected_at,
         newest: connected_at,
@@ -149,7 +191,8 @@ pub(crate) fn respond(
         shutdown: shutdown.unwrap_or_default(),
         greeted: false,
     };
-    let stream = futures::stream::unfold(tail, |mut tail| async move {
+    let stream = futures::stream::unfold(Some(tail), |tail| async move {
+        let mut tail = tail?;
         loop {
             if !tail.greeted {
                 tail.greeted = true;
@@ -157,14 +200,22 @@ pub(crate) fn respond(
                 let ready = Event::default()
                     .event("ready")
                     .data(json!({ "since": since }).to_string());
-                return Some((Ok(ready), tail));
+                return Some((Ok(ready), Some(tail)));
             }
             if let Some(event) = tail.queue.pop_front() {
-                return Some((Ok(event), tail));
+                return Some((Ok(event), Some(tail)));
             }
             tokio::select! {
                 () = tail.shutdown.cancelled() => return None,
                 () = tokio::time::sleep(POLL) => {}
+            }
+            if let Some(reason) = tail.viewer.revoked().await {
+                tracing::info!(reason, "live tail ended: its rights ran out");
+                let end = Event::default()
+                    .event("end")
+                    .data(json!({ "reason": reason }).to_string());
+                // Dropping the tail gives the slot back; the stream closes after this event.
+                return Some((Ok(end), None));
             }
             tail.poll().await;
         }

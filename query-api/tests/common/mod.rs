@@ -166,7 +166,8 @@ impl Reply {
 }
 
 /// The base configuration of a test: a temp data dir, the admin password, a generated JWT secret,
-/// and a minimum password length of 6 so 002's example password `test123` is accepted.
+/// a minimum password length of 6 so 002's example password `test123` is accepted, and channels
+/// allowed to reach sinks on 127.0.0.1.
 pub fn base_config(dir: &std::path::Path) -> owl_config::Config {
     let mut config = owl_config::Config {
         data_dir: dir.to_path_buf(),
@@ -175,6 +176,7 @@ pub fn base_config(dir: &std::path::Path) -> owl_config::Config {
     config.auth.admin_password = owl_config::Secret::new(ADMIN_PASSWORD);
     config.auth.min_password_length = 6;
     config.storage.max_connections = 4;
+    config.notifications.allowed_networks = owl_config::Networks::parse(&["127.0.0.0/8"]).unwrap();
     config
 }
 
