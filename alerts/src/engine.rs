@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use ::metrics::{counter, gauge};
 use owl_model::{LogRecord, MetricSample};
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -102,6 +103,8 @@ enum Input {
     Requests(Vec<RequestFacts>),
     Samples(Vec<MetricSample>),
     Sync(oneshot::Sender<()>),
+    /// Read the configuration and mutes now; answer once they apply.
+    Reload(Option<oneshot::Sender<()>>),
 }
 
 /// The handle through which records and samples reach the engine. Cheap to clone; every method
@@ -117,6 +120,7 @@ impl std::fmt::Debug for Input {
             Input::Requests(batch) => write!(f, "Requests({})", batch.len()),
             Input::Samples(batch) => write!(f, "Samples({})", batch.len()),
             Input::Sync(_) => f.write_str("Sync"),
+            Input::Reload(_) => f.write_str("Reload"),
         }
     }
 }
@@ -181,6 +185,13 @@ impl AlertEngine {
             last_purge_ms: i64::MIN,
         };
         let (inputs, queue) = mpsc::channel(options.queue_capacity.max(1));
+        if runner.store.is_postgres() {
+            tokio::spawn(listen_for_changes(
+                config.database_url(),
+                inputs.clone(),
+                shutdown.clone(),
+            ));
+        }
         let task = tokio::spawn(runner.run(queue, options.tick, shutdown, workers));
         Ok((AlertEngine { inputs }, task))
     }
@@ -215,6 +226,18 @@ impl AlertEngine {
         }
     }
 
+    /// Makes the engine read the stored configuration and mutes now, and waits until they apply:
+    /// the query API calls it after a change, so in one process the next record is judged by the
+    /// new settings. Records fed before are evaluated first, under the settings they came under.
+    /// False when the engine has stopped.
+    pub async fn reload(&self) -> bool {
+        let (reply, done) = oneshot::channel();
+        if self.inputs.send(Input::Reload(Some(reply))).await.is_err() {
+            return false;
+        }
+        done.await.is_ok()
+    }
+
     /// Waits until everything fed so far was evaluated, then runs a tick at the clock's current
     /// time with a fresh read of the configuration and mutes. False when the engine has stopped.
     /// Tests drive time with it; production needs nothing of it.
@@ -224,6 +247,42 @@ impl AlertEngine {
             return false;
         }
         done.await.is_ok()
+    }
+}
+
+/// Reloads the engine whenever another process announces a change (PostgreSQL `LISTEN`), and once
+/// after every (re)connection, since notices sent while disconnected are lost.
+async fn listen_for_changes(url: String, inputs: mpsc::Sender<Input>, shutdown: CancellationToken) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => match listener.listen(crate::store::CHANGES_CHANNEL).await {
+                Ok(()) => {
+                    let _ = inputs.send(Input::Reload(None)).await;
+                    loop {
+                        tokio::select! {
+                            notice = listener.recv() => match notice {
+                                Ok(_) => {
+                                    if inputs.send(Input::Reload(None)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, "alert change listener lost its connection");
+                                    break;
+                                }
+                            },
+                            () = shutdown.cancelled() => return,
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot listen for alert configuration changes"),
+            },
+            Err(error) => tracing::warn!(%error, "cannot connect the alert change listener"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 
@@ -293,6 +352,12 @@ impl Runner {
             Input::Samples(samples) => {
                 for sample in &samples {
                     self.rules.on_sample(sample, now, &mut signals);
+                }
+            }
+            Input::Reload(reply) => {
+                self.reload(now).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
                 }
             }
             Input::Sync(reply) => {
@@ -527,6 +592,7 @@ impl Runner {
 
     async fn reload(&mut self, now: i64) {
         self.last_reload_ms = now;
+        let mut held_changed = false;
         match self.store.settings_version().await {
             Ok(version) if version != self.version && version.is_some() => {
                 match self.store.load_settings(&self.base).await {
@@ -537,6 +603,7 @@ impl Runner {
                         self.notifier.set_settings(settings.clone());
                         self.settings = settings;
                         self.version = Some(stored.version);
+                        held_changed = true;
                     }
                     Ok(None) => {}
                     Err(error) => store_error("load_settings", &error),
@@ -546,8 +613,37 @@ impl Runner {
             Err(error) => store_error("settings_version", &error),
         }
         match self.store.mutes(now).await {
-            Ok(mutes) => self.mutes = mutes.into_iter().map(|m| (m.alert_type, m.until_ms)).collect(),
+            Ok(mutes) => {
+                let mutes: HashMap<AlertType, i64> =
+                    mutes.into_iter().map(|m| (m.alert_type, m.until_ms)).collect();
+                held_changed |= mutes != self.mutes;
+                self.mutes = mutes;
+            }
             Err(error) => store_error("mutes", &error),
+        }
+        if held_changed {
+            self.deliver_held(now).await;
+        }
+    }
+
+    /// Open alerts nobody was told of (no channel was enabled, or the type was muted, when they
+    /// opened) are delivered once a channel can take them, while they are still open, rather than
+    /// waiting for a next occurrence that may never come. The alert's context records why it was
+    /// held.
+    async fn deliver_held(&mut self, now: i64) {
+        for incident in self.incidents.unnotified() {
+            let alert_type = incident.latest.alert_type;
+            if self.route(alert_type, now).is_err() {
+                continue;
+            }
+            let held = json!({
+                "reason": "opened while no channel could take it (none enabled, or muted)",
+                "openedAt": format_ms(incident.created_at),
+                "deliveredAt": format_ms(now),
+            });
+            self.incidents.note_held(alert_type, &incident.latest.key, held);
+            tracing::info!(alert = %incident.id, r#type = %alert_type, "held alert delivered now that a channel takes it");
+            self.notify(&incident, NoticeKind::Firing, now).await;
         }
     }
 

@@ -148,6 +148,9 @@ pub(crate) struct Incidents {
     open: HashMap<(AlertType, String), Incident>,
 }
 
+/// The context key that says an alert's first notice was held back (no channel, muted).
+pub(crate) const HELD_DELIVERY: &str = "heldDelivery";
+
 impl Incidents {
     /// Takes a signal at `now_ms`.
     pub(crate) fn observe(&mut self, signal: Signal, now_ms: i64) -> Observed {
@@ -156,7 +159,12 @@ impl Incidents {
             incident.occurrences += 1;
             incident.last_seen_at = now_ms;
             incident.severity = incident.severity.max(signal.severity);
+            // Notes about the incident itself outlive the occurrence that carried them.
+            let held = incident.latest.context.remove(HELD_DELIVERY);
             incident.latest = signal;
+            if let Some(held) = held {
+                incident.latest.context.insert(HELD_DELIVERY.to_string(), held);
+            }
             incident.dirty = true;
             return Observed::Folded;
         }
@@ -241,6 +249,24 @@ impl Incidents {
             );
             incident.notified_occurrences = incident.occurrences;
         }
+    }
+
+    /// Records in an incident's context (written with its next fold) that its first notice was
+    /// held back and when it went out.
+    pub(crate) fn note_held(&mut self, alert_type: AlertType, key: &str, note: serde_json::Value) {
+        if let Some(incident) = self.open.get_mut(&(alert_type, key.to_string())) {
+            incident.latest.context.insert(HELD_DELIVERY.to_string(), note);
+            incident.dirty = true;
+        }
+    }
+
+    /// Open incidents nobody was notified of, and nobody acknowledged.
+    pub(crate) fn unnotified(&self) -> Vec<Incident> {
+        self.open
+            .values()
+            .filter(|i| i.notified_at.is_none() && !i.acknowledged)
+            .cloned()
+            .collect()
     }
 
     /// Open incidents.

@@ -198,6 +198,9 @@ const ALERT_COLUMNS: &str = "id, alert_type, alert_key, severity, state, status,
      region, channels, occurrences, notices, last_error, created_at, last_seen_at, notified_at, sent_at, \
      resolved_at, acknowledged_at, acknowledged_by";
 
+/// The PostgreSQL channel on which configuration and mute changes are announced.
+pub const CHANGES_CHANNEL: &str = "owl_alert_config";
+
 /// The fields of the stored settings that are secrets, encrypted at rest.
 const SECRET_FIELDS: [&str; 4] = [
     "notifications.slack.webhookUrl",
@@ -584,7 +587,35 @@ impl AlertStore {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
+        self.announce_change().await;
         Ok(Some(expected.map_or(1, |v| v + 1)))
+    }
+
+    /// Tells the engines of other processes that the configuration or the mutes changed: on
+    /// PostgreSQL a `NOTIFY` on [`CHANGES_CHANNEL`], which every engine listens to, so they apply
+    /// it within a round trip rather than at their next poll. SQLite serves one node, where the
+    /// query API reloads its own engine directly and a second process polls. A failure is logged:
+    /// the change is stored, and the poll still finds it.
+    pub async fn announce_change(&self) {
+        if !self.is_postgres() {
+            return;
+        }
+        let notified = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANGES_CHANNEL)
+            .execute(&self.pool)
+            .await;
+        if let Err(error) = notified {
+            tracing::warn!(%error, "could not announce an alert configuration change");
+        }
+    }
+
+    /// Whether the store is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.pool
+            .connect_options()
+            .database_url
+            .scheme()
+            .starts_with("postgres")
     }
 
     /// The configuration in force: the stored one, else `config`'s `[alerts]` and `[notifications]`.
@@ -670,6 +701,7 @@ impl AlertStore {
              created_by = excluded.created_by, created_at = excluded.created_at",
         );
         sql.query().execute(&self.pool).await?;
+        self.announce_change().await;
         Ok(())
     }
 
@@ -683,6 +715,7 @@ impl AlertStore {
         let mut expired = Sql::new("DELETE FROM alert_mutes WHERE alert_type = ");
         expired.bind(alert_type.as_str().to_string());
         expired.query().execute(&self.pool).await?;
+        self.announce_change().await;
         Ok(lifted)
     }
 

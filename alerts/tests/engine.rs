@@ -797,25 +797,153 @@ async fn a_configuration_change_in_the_store_applies_without_restart() {
         .unwrap()
         .unwrap();
     assert_eq!(saved.version, Some(1));
-    assert!(engine.engine.sync().await);
+    // The engine's clock stands still, so only an explicit reload (what the query API does after a
+    // change) applies the new settings.
+    assert!(engine.engine.reload().await);
+    // The alert opened while no channel was enabled is delivered now, while it is still open, and
+    // its history says it was held.
+    assert!(
+        slack.next().await.body["text"]
+            .as_str()
+            .unwrap()
+            .contains("耗时 3000ms")
+    );
     engine
         .feed(&[request(t0, "Form", "POST", "/b", 5234.0, 200)])
         .await;
+    let alert = only_alert(&store).await;
+    assert_eq!(
+        (alert.status, alert.last_error.as_deref(), alert.notices),
+        (AlertStatus::Sent, None, 1),
+        "{alert:?}"
+    );
+    assert!(
+        alert.context["heldDelivery"]["reason"].is_string(),
+        "{:?}",
+        alert.context
+    );
     assert_eq!(
         store.open_alerts().await.unwrap().len(),
         1,
         "5234 ms is under the new 6000 ms threshold"
     );
+    // A new occurrence of the held alert folds into it; the note stays.
+    engine
+        .feed(&[request(t0, "Form", "POST", "/a", 6500.0, 200)])
+        .await;
+    let alert = only_alert(&store).await;
+    assert_eq!(alert.occurrences, 2);
+    assert!(
+        alert.context["heldDelivery"].is_object(),
+        "the note survives a fold: {:?}",
+        alert.context
+    );
     engine
         .feed(&[request(t0, "Form", "POST", "/c", 7000.0, 200)])
         .await;
+    // The fold above may have escalated /a first; the new alert for /c follows.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|t: &String| t.contains("耗时 7000ms")) {
+        assert!(seen.len() < 3, "no notice for /c: {seen:?}");
+        seen.push(slack.next().await.body["text"].as_str().unwrap().to_string());
+    }
+    let open = store.open_alerts().await.unwrap();
+    let fresh = open.iter().find(|a| a.message.contains("7000")).unwrap();
     assert!(
-        slack.next().await.body["text"]
-            .as_str()
-            .unwrap()
-            .contains("耗时 7000ms")
+        fresh.context.get("heldDelivery").is_none(),
+        "delivered at once: {:?}",
+        fresh.context
     );
     engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_applies_a_change_before_the_next_record() {
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let config = config_with(None, None);
+    let t0 = start_ms();
+    let engine = TestEngine::start(&config, &store, Clock::manual(t0)).await;
+    store
+        .update_settings(&config, "admin", t0, |current: &AlertSettings| {
+            let mut next = current.clone();
+            next.slow_request.threshold_ms = 100;
+            Ok::<_, ()>(next)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(engine.engine.reload().await);
+    // Not fed through `feed`, whose sync would reload on its own: the very next record.
+    engine
+        .engine
+        .observe_records(&[request(t0, "Form", "GET", "/fast", 150.0, 200)]);
+    assert!(engine.engine.sync().await);
+    assert_eq!(
+        store.open_alerts().await.unwrap().len(),
+        1,
+        "150 ms is over the new 100 ms threshold"
+    );
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn another_process_change_reaches_the_engine_through_postgres_without_a_poll() {
+    if services_skipped() {
+        eprintln!("skipping PostgreSQL: OWL_TEST_SKIP_SERVICES=1");
+        return;
+    }
+    install_crypto();
+    let database = PgDatabase::create().await;
+    let mut config = config_with(None, None);
+    config.storage.database_url = owl_config::Secret::new(database.url());
+    let store = AlertStore::connect(&database.url(), 2, owl_alerts::SecretCipher::random())
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let options = owl_alerts::EngineOptions {
+        // A poll an hour apart: only the announcement can bring the change in time.
+        reload_interval: Duration::from_secs(3600),
+        notifier: fast_notifier(),
+        ..owl_alerts::EngineOptions::default()
+    };
+    let (engine, task) = owl_alerts::AlertEngine::start(&config, store.clone(), options, stop.clone())
+        .await
+        .unwrap();
+    // Let the engine's listener connect first: a change it hears of only on connecting would prove
+    // nothing about the announcement.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Another process: its own pool.
+    let other = AlertStore::connect(&database.url(), 2, owl_alerts::SecretCipher::random())
+        .await
+        .unwrap();
+    let t0 = start_ms();
+    other
+        .update_settings(&config, "admin", t0, |current: &AlertSettings| {
+            let mut next = current.clone();
+            next.slow_request.threshold_ms = 100;
+            Ok::<_, ()>(next)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        engine.observe_records(&[request(start_ms(), "Form", "GET", "/fast", 150.0, 200)]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !store.open_alerts().await.unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never reached the engine"
+        );
+    }
+    stop.cancel();
+    task.await.unwrap();
+    other.close().await;
+    store.close().await;
 }
 
 /// What makes each rule fire once at `now`.

@@ -21,11 +21,15 @@ use chrono::{DateTime, Utc};
 use owl_model::{IngestItem, Masker};
 use serde::Serialize;
 
+use crate::agent_tokens::AgentIdentity;
 use crate::dedup::{DedupSet, IdHasher, id_hash};
 use crate::filter::IngestFilter;
 use crate::indexer::Backlog;
 use crate::metrics::DEDUP_IDS;
 use crate::wal::{BatchKey, EncodedEntry, Wal, WalError};
+
+/// Largest zstd window a body may use: 2^24 bytes (16 MiB, the default body limit).
+pub(crate) const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 
 /// Rejections listed in an answer at most; `rejected_total` counts them all.
 pub(crate) const MAX_LISTED_REJECTIONS: usize = 1000;
@@ -69,6 +73,12 @@ pub enum IngestError {
     /// The body is not NDJSON at all.
     #[error("{0}")]
     Malformed(&'static str),
+    /// More ingest requests are in progress than `collector.max_concurrent_requests`.
+    #[error("too many ingest requests in progress; retry in {retry_after_s} s")]
+    Busy {
+        /// Seconds the client should wait.
+        retry_after_s: u64,
+    },
     /// Indexing is behind by more than `collector.max_pending_records`.
     #[error("indexing is behind by {pending} items; retry in {retry_after_s} s")]
     Overloaded {
@@ -131,11 +141,14 @@ pub(crate) fn decode(body: Bytes, encoding: Encoding, limit: usize) -> Result<By
         Encoding::Identity => Ok(body),
         Encoding::Gzip => read_limited(flate2::read::MultiGzDecoder::new(&body[..]), limit, "gzip"),
         Encoding::Zstd => {
-            let decoder =
-                zstd::stream::read::Decoder::new(&body[..]).map_err(|e| IngestError::BadCompression {
-                    encoding: "zstd",
-                    reason: e.to_string(),
-                })?;
+            let bad = |e: std::io::Error| IngestError::BadCompression {
+                encoding: "zstd",
+                reason: e.to_string(),
+            };
+            let mut decoder = zstd::stream::read::Decoder::new(&body[..]).map_err(bad)?;
+            // A frame may ask for a window of up to 2 GiB of decoder memory; no agent batch needs
+            // more than [`ZSTD_WINDOW_LOG_MAX`].
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(bad)?;
             read_limited(decoder, limit, "zstd")
         }
     }
@@ -199,6 +212,7 @@ pub(crate) fn parse(
     masker: &Masker,
     filter: &dyn IngestFilter,
     batch: Option<&BatchKey>,
+    identity: &AgentIdentity,
 ) -> Result<ParsedBatch, IngestError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut items = Vec::new();
@@ -239,6 +253,10 @@ pub(crate) fn parse(
         objects += 1;
         let id = match &mut item {
             IngestItem::Log(record) => {
+                // A per-agent token with a region writes records of that region only.
+                if let Some(region) = &identity.region {
+                    record.service.region = Some(region.clone());
+                }
                 record.ensure_id();
                 masker.mask_record(record);
                 if !filter.admit(record) {
@@ -247,7 +265,14 @@ pub(crate) fn parse(
                 }
                 Some(id_hash(&record.id))
             }
-            IngestItem::Metric(_) | IngestItem::Heartbeat(_) => None,
+            IngestItem::Heartbeat(heartbeat) => {
+                // A node speaks for itself only.
+                if let Some(name) = &identity.name {
+                    heartbeat.agent_id = format!("{name}/{}", heartbeat.agent_id);
+                }
+                None
+            }
+            IngestItem::Metric(_) => None,
         };
         lines.push(&item.to_line());
         items.push(item);
@@ -517,7 +542,14 @@ mod tests {
     }
 
     fn parse_str(body: &str) -> Result<ParsedBatch, IngestError> {
-        parse(body.as_bytes(), Utc::now(), &masker(), &AdmitAll, None)
+        parse(
+            body.as_bytes(),
+            Utc::now(),
+            &masker(),
+            &AdmitAll,
+            None,
+            &AgentIdentity::shared(),
+        )
     }
 
     #[test]
@@ -635,11 +667,27 @@ mod tests {
             }
         }
         let body = "{\"message\":\"a\"}\n{\"message\":\"b\",\"level\":\"error\"}\n";
-        let batch = parse(body.as_bytes(), Utc::now(), &masker(), &OnlyErrors, None).unwrap();
+        let batch = parse(
+            body.as_bytes(),
+            Utc::now(),
+            &masker(),
+            &OnlyErrors,
+            None,
+            &AgentIdentity::shared(),
+        )
+        .unwrap();
         assert_eq!(batch.items.len(), 1);
         assert_eq!(batch.filtered, 1);
         // A body whose records are all filtered is still a good batch.
-        let batch = parse(b"{\"message\":\"a\"}", Utc::now(), &masker(), &OnlyErrors, None).unwrap();
+        let batch = parse(
+            b"{\"message\":\"a\"}",
+            Utc::now(),
+            &masker(),
+            &OnlyErrors,
+            None,
+            &AgentIdentity::shared(),
+        )
+        .unwrap();
         assert_eq!((batch.items.len(), batch.filtered), (0, 1));
     }
 

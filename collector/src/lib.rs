@@ -42,6 +42,7 @@
 //! On disk: `<data_dir>/collector/wal/` (segments and checkpoint), `<data_dir>/collector/dedup/`
 //! (id journal) and `<data_dir>/agent-token` (the generated agent token).
 
+pub mod agent_tokens;
 mod checkpoint;
 mod dedup;
 mod events;
@@ -71,6 +72,7 @@ use owl_model::{IngestItem, Masker};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use agent_tokens::{AgentIdentity, AgentTokenError, AgentTokenStore, IssuedToken};
 pub use filter::{AdmitAll, IngestFilter};
 pub use http::{CollectorState, router};
 pub use ingest::{IngestError, IngestOutcome, Rejection};
@@ -192,6 +194,9 @@ impl Collector {
         let ingestor = Ingestor::new(wal, dedup, backlog, limits, masker, filter);
         let state = CollectorState {
             ingestor: Arc::new(ingestor),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                config.collector.max_concurrent_requests,
+            )),
             tokens: Arc::new(tokens),
             region: Arc::from(config.query_api.region.as_str()),
         };

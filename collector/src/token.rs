@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use owl_config::{Config, Secret};
+
+use crate::agent_tokens::{AgentIdentity, AgentTokenStore, digest};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use sha2::{Digest, Sha256};
 
 /// Name of the generated token file in the data directory.
 pub const AGENT_TOKEN_FILE: &str = "agent-token";
@@ -109,11 +110,21 @@ fn read_token(path: &Path) -> anyhow::Result<Option<Secret>> {
     Ok(Some(Secret::new(token)))
 }
 
-/// The tokens the ingest endpoint accepts, kept as SHA-256 digests.
-#[derive(Clone)]
+/// The tokens the ingest endpoint accepts, kept as SHA-256 digests: the shared ones of the
+/// configuration, and the per-agent ones of the `agent_tokens` table (see [`crate::agent_tokens`]).
 pub(crate) struct AgentTokens {
     digests: Vec<[u8; 32]>,
+    issued: std::sync::RwLock<std::collections::HashMap<[u8; 32], AgentIdentity>>,
+    /// The control-plane database, connected on first use (from async code: the pool needs a
+    /// runtime).
+    database_url: String,
+    store: tokio::sync::OnceCell<Option<AgentTokenStore>>,
+    /// When the table was last read; one reader at a time.
+    refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How soon a token nobody knows may make the table be read again.
+const MISS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for AgentTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,7 +142,67 @@ impl AgentTokens {
         };
         Ok(AgentTokens {
             digests: tokens.iter().map(|t| digest(t.expose())).collect(),
+            issued: Default::default(),
+            database_url: config.database_url(),
+            store: tokio::sync::OnceCell::new(),
+            refreshed: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Who an `Authorization` header's token speaks for, or `None` when it is no token in force.
+    /// A shared token is [`AgentIdentity::shared`]; a per-agent one names its node.
+    pub(crate) async fn identify_header(&self, value: Option<&str>) -> Option<AgentIdentity> {
+        let (scheme, token) = value.and_then(|v| v.trim().split_once(' '))?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let token = token.trim();
+        if self.verify(token) {
+            return Some(AgentIdentity::shared());
+        }
+        let presented = digest(token);
+        self.refresh_if_older(crate::agent_tokens::REFRESH).await;
+        if let Some(identity) = self.issued(&presented) {
+            return Some(identity);
+        }
+        // A token created a moment ago works on its first request; garbage makes the table be
+        // read at most once a second.
+        self.refresh_if_older(MISS_REFRESH).await;
+        self.issued(&presented)
+    }
+
+    fn issued(&self, presented: &[u8; 32]) -> Option<AgentIdentity> {
+        self.issued
+            .read()
+            .expect("agent token lock poisoned")
+            .get(presented)
+            .cloned()
+    }
+
+    async fn refresh_if_older(&self, age: std::time::Duration) {
+        let store = self
+            .store
+            .get_or_init(|| async {
+                AgentTokenStore::connect_lazy(&self.database_url)
+                    .map_err(|error| {
+                        tracing::warn!(%error, "per-agent tokens are unavailable; only the shared tokens are accepted");
+                    })
+                    .ok()
+            })
+            .await;
+        let Some(store) = store else { return };
+        let mut refreshed = self.refreshed.lock().await;
+        if refreshed.is_some_and(|at| at.elapsed() < age) {
+            return;
+        }
+        match store.in_force().await {
+            Ok(tokens) => {
+                *self.issued.write().expect("agent token lock poisoned") = tokens.into_iter().collect();
+            }
+            // No table yet (a database not migrated) or a database away: keep what is known.
+            Err(error) => tracing::debug!(%error, "could not read the per-agent tokens"),
+        }
+        *refreshed = Some(std::time::Instant::now());
     }
 
     /// Whether `presented` is one of the tokens. Comparing fixed-size digests with a fold that
@@ -151,16 +222,13 @@ impl AgentTokens {
     }
 
     /// Checks an `Authorization` header value (`Bearer <token>`, scheme case-insensitive).
+    #[cfg(test)]
     pub(crate) fn verify_header(&self, value: Option<&str>) -> bool {
         let Some((scheme, token)) = value.and_then(|v| v.trim().split_once(' ')) else {
             return false;
         };
         scheme.eq_ignore_ascii_case("bearer") && self.verify(token.trim())
     }
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 #[cfg(test)]

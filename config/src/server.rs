@@ -26,6 +26,9 @@ pub struct CollectorConfig {
     /// Most recent record ids (and agent batch keys) remembered, across restarts, to store a
     /// re-sent record once; each costs about 36 bytes of memory.
     pub dedup_max_ids: usize,
+    /// Ingest requests handled at once (each may hold `max_body_bytes`); more are answered 429
+    /// `LOG_INGEST_BACKPRESSURE` with `Retry-After`.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for CollectorConfig {
@@ -38,6 +41,7 @@ impl Default for CollectorConfig {
             max_pending_records: 200_000,
             writer_memory_bytes: 32 * 1024 * 1024,
             dedup_max_ids: 2_000_000,
+            max_concurrent_requests: 64,
         }
     }
 }
@@ -220,6 +224,12 @@ impl CollectorConfig {
             60_000,
         );
         p.positive("collector.max_pending_records", self.max_pending_records as u64);
+        p.range(
+            "collector.max_concurrent_requests",
+            self.max_concurrent_requests as u64,
+            1,
+            10_000,
+        );
         p.range(
             "collector.writer_memory_bytes",
             self.writer_memory_bytes as u64,

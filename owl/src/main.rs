@@ -116,6 +116,30 @@ enum AdminCommand {
     },
     /// Apply pending database migrations.
     Migrate,
+    /// Per-agent ingest tokens: one per node, optionally bound to a region.
+    #[command(subcommand)]
+    AgentToken(AgentTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentTokenCommand {
+    /// Create a token for a node and print it once (only its digest is stored).
+    Create {
+        /// The node's name (letters, digits, `-`, `_`, `.`).
+        #[arg(long)]
+        name: String,
+        /// The region every record of this node carries, whatever the node says.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// List the tokens: name, region, created, revoked.
+    List,
+    /// Revoke a node's token; collectors refuse it within seconds.
+    Revoke {
+        /// The node's name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +216,48 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Migrate => {
             owl_query_api::admin::migrate(&config).await?;
             println!("migrations applied");
+        }
+        AdminCommand::AgentToken(command) => {
+            owl_query_api::admin::migrate(&config).await?;
+            let store = owl_collector::AgentTokenStore::connect_lazy(&config.database_url())?;
+            let now = chrono::Utc::now().timestamp_millis();
+            match command {
+                AgentTokenCommand::Create { name, region } => {
+                    let token = store.create(&name, region.as_deref(), now).await?;
+                    println!("created the agent token of {name}; it is shown only now:");
+                    println!("{token}");
+                }
+                AgentTokenCommand::List => {
+                    println!("{:<32} {:<8} {:<24} revoked", "name", "region", "created");
+                    for token in store.list().await? {
+                        let at = |ms: i64| {
+                            chrono::DateTime::from_timestamp_millis(ms)
+                                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                                .unwrap_or_default()
+                        };
+                        let region = if token.region.is_empty() {
+                            "-"
+                        } else {
+                            token.region.as_str()
+                        };
+                        let revoked = token.revoked_at.map_or_else(|| "-".to_string(), at);
+                        println!(
+                            "{:<32} {:<8} {:<24} {revoked}",
+                            token.name,
+                            region,
+                            at(token.created_at)
+                        );
+                    }
+                }
+                AgentTokenCommand::Revoke { name } => {
+                    if store.revoke(&name, now).await? {
+                        println!("revoked the agent token of {name}");
+                    } else {
+                        anyhow::bail!("no agent token named {name} is in force");
+                    }
+                }
+            }
+            store.close().await;
         }
         AdminCommand::CreateUser {
             username,

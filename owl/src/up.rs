@@ -40,6 +40,7 @@ impl owl_collector::IngestObserver for AlertObserver {
 
 /// A running alert engine.
 struct Alerts {
+    engine: owl_alerts::AlertEngine,
     observer: Arc<dyn owl_collector::IngestObserver>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -62,6 +63,7 @@ impl Alerts {
             .await
             .context("while starting the alert engine")?;
         Ok(Alerts {
+            engine: engine.clone(),
             observer: Arc::new(AlertObserver(engine)),
             stop,
             task,
@@ -245,7 +247,18 @@ pub async fn run_all_on(
     let query_api = spawn_role(
         "query API",
         &failed,
-        owl_query_api::run(config.clone(), index, query_listener, server_stop.clone()),
+        // The query API reloads this process's engine on every alert change, so a change applies
+        // before it is answered.
+        owl_query_api::run_with(
+            config.clone(),
+            index,
+            query_listener,
+            server_stop.clone(),
+            owl_query_api::Options {
+                alert_engine: Some(alerts.engine.clone()),
+                ..Default::default()
+            },
+        ),
     );
     let agent = {
         let (config, stop) = (config.clone(), edge_stop.clone());

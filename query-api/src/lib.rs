@@ -96,7 +96,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (router, state) = app_with(config, index, Options::default()).await?;
+    run_with(config, index, listener, shutdown, Options::default()).await
+}
+
+/// [`run`] with [`Options`] (`owl up` hands over its alert engine).
+pub async fn run_with(
+    config: owl_config::Config,
+    index: owl_index::Index,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    options: Options,
+) -> anyhow::Result<()> {
+    let (router, state) = app_with(config, index, options).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, database = state.db.backend().name(), kv = state.kv.backend(), "query API listening");
     // Live log streams end with the server instead of holding its graceful shutdown open.

@@ -16,6 +16,9 @@ use crate::kv::{KvStore, MemoryKv, RedisKv};
 pub struct Options {
     /// The time source (a manual clock in tests).
     pub clock: Clock,
+    /// The alert engine of this process, when it runs one (`owl up`): reloaded by every change of
+    /// the alert configuration or mutes before the change is answered.
+    pub alert_engine: Option<owl_alerts::AlertEngine>,
 }
 
 /// The state behind every route: the SQL store, the shared key-value store (cache, token
@@ -55,6 +58,8 @@ pub struct SharedState {
     pub audit_masker: Arc<Masker>,
     /// When the state was built (uptime in detailed health).
     pub started_at: Instant,
+    /// The alert engine of this process, if any (see [`Options::alert_engine`]).
+    pub alert_engine: Option<owl_alerts::AlertEngine>,
     /// Seals channel secrets stored in SQL (`storage.secret_key`).
     pub secrets: Arc<owl_alerts::SecretCipher>,
     /// Open live tails (`query_api.max_streams_per_user`, `max_streams`).
@@ -106,6 +111,7 @@ impl AppState {
         let secrets = owl_alerts::SecretCipher::from_config(&config)
             .map_err(|e| anyhow::anyhow!("while loading the secret key: {e}"))?;
         let shared = SharedState {
+            alert_engine: options.alert_engine,
             secrets: Arc::new(secrets),
             streams,
             queries,

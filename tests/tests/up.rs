@@ -206,3 +206,72 @@ async fn owl_up_serves_health_and_a_tailed_line_becomes_searchable() {
         .unwrap()
         .unwrap();
 }
+
+/// Logs in as the first admin.
+async fn admin_token(http: &reqwest::Client, node: &Node) -> String {
+    let login: Value = wait_for("the query API to sign in", Duration::from_secs(60), || async {
+        let response = http
+            .post(format!("{}/api/auth/login", node.query))
+            .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())?;
+        response.json().await.ok()
+    })
+    .await;
+    login["data"]["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_config_change_applies_before_the_put_answers() {
+    let node = start().await;
+    let http = reqwest::Client::new();
+    let token = admin_token(&http, &node).await;
+    // 150 ms is far under the default 2000 ms threshold; the PUT lowers it to 100 ms.
+    let put = http
+        .put(format!("{}/api/v1/logs/alerts/config", node.query))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"slowRequest": {"thresholdMs": 100}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+    // The very next record, right after the answer, is judged by the new threshold.
+    let agent_token = std::fs::read_to_string(node.data_dir.path().join("agent-token")).unwrap();
+    let line = serde_json::json!({
+        "@timestamp": owl_model::format_timestamp(&chrono::Utc::now()),
+        "level": "INFO",
+        "message": "GET /api/v1/forms 200",
+        "service": {"name": "Form", "region": "CN"},
+        "http": {"method": "GET", "url": "/api/v1/forms", "status_code": 200, "duration_ms": 150},
+    });
+    let ingest = http
+        .post(format!("{}/api/v1/ingest", node.collector))
+        .bearer_auth(agent_token.trim())
+        .body(format!("{line}\n"))
+        .send()
+        .await
+        .unwrap();
+    assert!(ingest.status().is_success(), "{}", ingest.text().await.unwrap());
+    let alerts: Value = wait_for("the SLOW_REQUEST alert", Duration::from_secs(20), || async {
+        let body: Value = http
+            .get(format!("{}/api/v1/logs/alerts?type=SLOW_REQUEST", node.query))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (body["data"]["total"].as_u64() > Some(0)).then_some(body)
+    })
+    .await;
+    assert_eq!(alerts["data"]["items"][0]["type"], "SLOW_REQUEST", "{alerts}");
+    node.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), node.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

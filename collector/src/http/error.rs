@@ -31,6 +31,11 @@ impl ApiError {
                 "LOG_INGEST_UNSUPPORTED_ENCODING",
                 None,
             ),
+            IngestError::Busy { retry_after_s } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "LOG_INGEST_BACKPRESSURE",
+                Some(*retry_after_s),
+            ),
             IngestError::Overloaded { retry_after_s, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "LOG_INGEST_BACKPRESSURE",

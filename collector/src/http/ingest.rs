@@ -14,6 +14,7 @@ use owl_model::{AGENT_ID_HEADER, BATCH_SEQ_HEADER};
 
 use super::CollectorState;
 use super::error::ApiError;
+use crate::agent_tokens::AgentIdentity;
 use crate::events::IngestAnswered;
 use crate::ingest::{self, Encoding, IngestError, IngestOutcome};
 use crate::wal::BatchKey;
@@ -74,13 +75,21 @@ async fn handle(
     body: Body,
     sizes: &mut Sizes,
 ) -> Result<IngestOutcome, IngestError> {
+    // Bounded before anything is read: each request holds up to `collector.max_body_bytes`.
+    let _in_flight = state
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| IngestError::Busy { retry_after_s: 1 })?;
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if !state.tokens.verify_header(authorization) {
-        return Err(IngestError::Unauthorized);
-    }
+    let identity = state
+        .tokens
+        .identify_header(authorization)
+        .await
+        .ok_or(IngestError::Unauthorized)?;
     let ingestor = &state.ingestor;
     ingestor.check_backlog()?;
-    let key = batch_key(headers)?;
+    let key = batch_key(headers)?.map(|key| namespaced(key, &identity));
     let encoding = Encoding::from_header(
         headers
             .get(header::CONTENT_ENCODING)
@@ -104,6 +113,7 @@ async fn handle(
             &worker.masker,
             &*worker.filter,
             batch_key.as_ref(),
+            &identity,
         )?;
         Ok::<_, IngestError>((decoded.len(), parsed))
     })
@@ -111,6 +121,18 @@ async fn handle(
     .map_err(|e| IngestError::Internal(format!("ingest task failed: {e}")))??;
     sizes.decoded = decoded;
     ingestor.store(key, parsed).await
+}
+
+/// A per-agent token's batches live under its name, so two nodes (a VM image cloned with the
+/// agent's state) can never collide. A shared token keeps the key as sent, as before.
+fn namespaced(key: BatchKey, identity: &AgentIdentity) -> BatchKey {
+    match &identity.name {
+        Some(name) => BatchKey {
+            agent: format!("{name}/{}", key.agent),
+            seq: key.seq,
+        },
+        None => key,
+    }
 }
 
 /// The agent batch key, when both headers are present.

@@ -15,6 +15,8 @@ use crate::token::AgentTokens;
 #[derive(Clone)]
 pub struct CollectorState {
     pub(crate) ingestor: Arc<Ingestor>,
+    /// Ingest requests in progress (`collector.max_concurrent_requests`).
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
     pub(crate) tokens: Arc<AgentTokens>,
     pub(crate) region: Arc<str>,
 }

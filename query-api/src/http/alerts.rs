@@ -123,6 +123,16 @@ pub fn router() -> axum::Router<AppState> {
     routes().into_router()
 }
 
+/// Makes this process's alert engine, if it runs one, apply a stored change before the change is
+/// answered. Other processes hear of it from the store ([`AlertStore::announce_change`]).
+pub(crate) async fn engine_reload(state: &AppState) {
+    if let Some(engine) = &state.alert_engine
+        && !engine.reload().await
+    {
+        tracing::warn!("the alert engine has stopped; the change applies when it starts again");
+    }
+}
+
 fn store(state: &AppState) -> AlertStore {
     AlertStore::from_pool(state.db.pool().clone(), state.secrets.clone())
 }
@@ -316,6 +326,7 @@ async fn put_config(
         })
         .await
         .map_err(|e| Failure::internal(e).with_code("LOG_CONFIG_UPDATE_FAILED"))??;
+    engine_reload(&state).await;
     tracing::info!(by = %user.user_code, version = ?saved.version, "alert configuration updated");
     Ok(LogOk::with_message(config_view(&saved), "告警配置已更新"))
 }
@@ -480,6 +491,7 @@ async fn mute(
         created_at: now,
     };
     store(&state).mute(&mute).await.map_err(store_failure)?;
+    engine_reload(&state).await;
     tracing::info!(by = %user.user_code, r#type = %alert_type, until = %format_ms(until_ms), "alert type muted");
     Ok(LogOk::with_message(mute_json(&mute), "告警已静默"))
 }
@@ -493,6 +505,7 @@ async fn unmute(State(state): State<AppState>, Path(name): Path<String>) -> Resu
         .unmute(alert_type, state.clock.now_ms())
         .await
         .map_err(store_failure)?;
+    engine_reload(&state).await;
     if !lifted {
         return Err(Failure::not_found(format!("{alert_type} 未被静默")).into());
     }

@@ -317,9 +317,16 @@ mod tests {
         config.storage.retention.audit_days = 180;
         let index = owl_index::Index::open(&dir.path().join("index"), Default::default()).unwrap();
         let clock = crate::Clock::manual(chrono::Utc::now().timestamp_millis());
-        let (_, state) = crate::app_with(config, index, crate::Options { clock: clock.clone() })
-            .await
-            .unwrap();
+        let (_, state) = crate::app_with(
+            config,
+            index,
+            crate::Options {
+                clock: clock.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         let now = clock.now_ms();
         let day = 86_400_000;
         let old = state.db.insert_audit(&entry(now - 181 * day)).await.unwrap();

@@ -62,6 +62,10 @@ pub(crate) async fn update(
         write_alert_store(state, alerts, by, now)
             .await
             .map_err(config_failure)?;
+        owl_alerts::AlertStore::from_pool(state.db.pool().clone(), state.secrets.clone())
+            .announce_change()
+            .await;
+        crate::http::alerts::engine_reload(state).await;
     }
     if let Some((settings, _)) = read_alert_store(state).await.map_err(Failure::internal)? {
         overlay_alerts(&mut config, &settings);

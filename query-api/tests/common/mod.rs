@@ -215,9 +215,16 @@ impl TestEnv {
         tweak(&mut config);
         let index = owl_index::Index::open(&dir.path().join("index"), Default::default()).unwrap();
         let clock = Clock::manual(chrono::Utc::now().timestamp_millis());
-        let (router, state) = owl_query_api::app_with(config, index, Options { clock: clock.clone() })
-            .await
-            .unwrap_or_else(|e| panic!("{variant:?} application failed to start: {e:#}"));
+        let (router, state) = owl_query_api::app_with(
+            config,
+            index,
+            Options {
+                clock: clock.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{variant:?} application failed to start: {e:#}"));
         Some(TestEnv {
             variant,
             router,
@@ -257,6 +264,7 @@ impl TestEnv {
         let config = self.state.config.as_ref().clone();
         let options = Options {
             clock: self.clock.clone(),
+            ..Default::default()
         };
         owl_query_api::app_with(config, index, options)
             .await
