@@ -72,24 +72,25 @@ pub(crate) fn header_line(columns: &[&str]) -> String {
     line.finish()
 }
 
+/// Reads one line back with the csv crate's reader, as a spreadsheet import would (tests).
+#[cfg(test)]
+pub(crate) fn read_line(line: &str) -> Vec<String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line.as_bytes());
+    reader
+        .records()
+        .next()
+        .expect("one line")
+        .expect("valid CSV")
+        .iter()
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Reads one line back with the csv crate's reader, as a spreadsheet import would.
-    fn read_back(line: &str) -> Vec<String> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(line.as_bytes());
-        reader
-            .records()
-            .next()
-            .unwrap()
-            .unwrap()
-            .iter()
-            .map(str::to_string)
-            .collect()
-    }
 
     #[test]
     fn every_formula_start_is_guarded_and_the_rest_round_trips() {
@@ -109,7 +110,7 @@ mod tests {
         ];
         let line = text_line(cells);
         assert!(line.ends_with("\r\n"), "{line:?}");
-        let back = read_back(&line);
+        let back = read_line(&line);
         for (written, read) in cells.iter().zip(&back) {
             if is_formula(written) {
                 assert_eq!(read, &format!("'{written}"));

@@ -1185,46 +1185,17 @@ async fn validation_errors_name_fields(variant: Variant) {
     );
 }
 
-/// A role `code` at `level` holding exactly `permissions`; returns its id.
-async fn role_with(env: &TestEnv, admin: &str, code: &str, level: i64, permissions: &[&str]) -> i64 {
-    let role = env
-        .call(
-            "POST",
-            "/api/roles",
-            Some(admin),
-            Some(json!({ "role_code": code, "role_name": code, "role_level": level })),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let id = role.body["data"]["id"].as_i64().unwrap();
-    let ids = env.permission_ids(admin, permissions).await;
-    env.call(
-        "POST",
-        &format!("/api/roles/{id}/permissions"),
-        Some(admin),
-        Some(json!({ "permission_ids": ids })),
-    )
-    .await
-    .expect(StatusCode::OK);
-    id
-}
-
 #[tokio::test]
 async fn a_user_manager_acts_only_below_itself_within_its_regions_and_grants_only_what_it_holds() {
     let Some(env) = TestEnv::start(Variant::Sqlite).await else {
         return;
     };
     let admin = env.admin().await;
-    let manager_role = role_with(
-        &env,
-        &admin,
-        "USERMGR",
-        2,
-        &["user:read", "user:write", "log:read"],
-    )
-    .await;
-    let auditor_role = role_with(&env, &admin, "AUDITOR3", 3, &["audit:read"]).await;
-    let reader_role = role_with(&env, &admin, "READER3", 3, &["log:read"]).await;
+    let manager_role = env
+        .create_role(&admin, "USERMGR", 2, &["user:read", "user:write", "log:read"])
+        .await;
+    let auditor_role = env.create_role(&admin, "AUDITOR3", 3, &["audit:read"]).await;
+    let reader_role = env.create_role(&admin, "READER3", 3, &["log:read"]).await;
     env.create_org(&admin, "0501", "广东省电力公司", "0").await;
     let user = |code: &str, role: i64, regions: &[&str]| json!({"user_code": code, "username": code, "password": "Passw0rd", "role_id": role, "regions": regions, "org_code": "0501"});
     env.create_user(&admin, user("mgr", manager_role, &["CN"])).await;

@@ -29,18 +29,7 @@ const PASSWORD: &str = "watchPass1";
 
 /// A level-2 role `WATCHER` holding `codes`; returns its id.
 async fn watcher_role(env: &TestEnv, admin: &str, codes: &[&str]) -> i64 {
-    let role = env
-        .call(
-            "POST",
-            "/api/roles",
-            Some(admin),
-            Some(json!({ "role_code": "WATCHER", "role_name": "Watcher", "role_level": 2 })),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let id = role.body["data"]["id"].as_i64().unwrap();
-    grant(env, admin, id, codes).await;
-    id
+    env.create_role(admin, "WATCHER", 2, codes).await
 }
 
 /// Replaces the grants of role `id` by `codes`.

@@ -139,6 +139,10 @@ async fn behind_a_trusted_proxy_one_client_cannot_lock_out_the_others() {
         .send(proxied_login("203.0.113.6", "admin", common::ADMIN_PASSWORD))
         .await
         .expect(StatusCode::OK);
+    assert_eq!(
+        reply.headers["cache-control"], "no-store",
+        "an answer carrying tokens is never cached"
+    );
     let token = reply.body["data"]["access_token"].as_str().unwrap().to_string();
     let audit = env
         .call(

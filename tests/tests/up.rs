@@ -71,6 +71,18 @@ async fn start() -> Node {
     }
 }
 
+impl Node {
+    /// Stops every role and waits for a clean exit.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
 async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
@@ -199,12 +211,7 @@ async fn owl_up_serves_health_and_a_tailed_line_becomes_searchable() {
     );
     assert!(!record.message.contains("hunter2"));
 
-    node.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(60), node.task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    node.stop().await;
 }
 
 /// Logs in as the first admin.
@@ -268,10 +275,5 @@ async fn an_alert_config_change_applies_before_the_put_answers() {
     })
     .await;
     assert_eq!(alerts["data"]["items"][0]["type"], "SLOW_REQUEST", "{alerts}");
-    node.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(60), node.task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    node.stop().await;
 }

@@ -547,6 +547,36 @@ pub(crate) fn apply_scope(filter: &mut LogFilter, scope: &Scope, requested_regio
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_keyword_narrows_from_two_characters_or_one_non_latin() {
+        for narrow in ["ab", "登", "登录", " 42 "] {
+            assert!(keyword_narrows(narrow), "{narrow:?}");
+        }
+        for broad in ["e", "7", " x ", ""] {
+            assert!(!keyword_narrows(broad), "{broad:?}");
+        }
+        let mut v = Validator::new();
+        let (_, _, narrowed) = filters(
+            &Params::new(raw(&[("keyword", "e")]), &["keyword"], &[], &mut v),
+            &mut v,
+            &["keyword"],
+        );
+        assert!(!narrowed);
+        assert!(v.finish().is_err(), "a one-letter keyword alone is refused");
+        let mut v = Validator::new();
+        let (_, _, narrowed) = filters(
+            &Params::new(
+                raw(&[("keyword", "e"), ("level", "ERROR")]),
+                &["keyword", "level"],
+                &["level"],
+                &mut v,
+            ),
+            &mut v,
+            &["keyword", "level"],
+        );
+        assert!(narrowed && v.finish().is_ok(), "with another filter it is fine");
+    }
+
     fn raw(pairs: &[(&str, &str)]) -> RawQuery {
         RawQuery(
             pairs

@@ -331,6 +331,30 @@ impl TestEnv {
         reply.body["data"]["id"].as_i64().unwrap()
     }
 
+    /// Creates a role `code` at `level` holding exactly `permissions` (as `admin`); returns its id.
+    pub async fn create_role(&self, admin: &str, code: &str, level: i64, permissions: &[&str]) -> i64 {
+        let role = self
+            .call(
+                "POST",
+                "/api/roles",
+                Some(admin),
+                Some(serde_json::json!({ "role_code": code, "role_name": code, "role_level": level })),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        let id = role.body["data"]["id"].as_i64().unwrap();
+        let ids = self.permission_ids(admin, permissions).await;
+        self.call(
+            "POST",
+            &format!("/api/roles/{id}/permissions"),
+            Some(admin),
+            Some(serde_json::json!({ "permission_ids": ids })),
+        )
+        .await
+        .expect(StatusCode::OK);
+        id
+    }
+
     /// Creates an organization (as `token`).
     pub async fn create_org(&self, token: &str, code: &str, name: &str, parent: &str) -> i64 {
         let body = serde_json::json!({ "org_code": code, "org_name": name, "parent_code": parent });
