@@ -811,7 +811,15 @@ async fn a_configuration_change_in_the_store_applies_without_restart() {
     engine
         .feed(&[request(t0, "Form", "POST", "/b", 5234.0, 200)])
         .await;
-    let alert = only_alert(&store).await;
+    // The worker records the delivery once the sink has answered: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alert = loop {
+        let alert = only_alert(&store).await;
+        if alert.status == AlertStatus::Sent || Instant::now() > deadline {
+            break alert;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         (alert.status, alert.last_error.as_deref(), alert.notices),
         (AlertStatus::Sent, None, 1),

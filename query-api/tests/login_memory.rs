@@ -48,5 +48,6 @@ async fn a_login_flood_is_bounded_in_memory_and_answered_503_past_the_gate() {
     assert!(busy >= 1, "no login was turned away: {counts:?}");
     assert_eq!(evaluated + busy, FLOOD, "{counts:?}");
     let peak = peak_rss_mib();
+    eprintln!("{FLOOD} concurrent logins: {counts:?}, peak RSS {peak} MiB");
     assert!(peak < 300, "peak RSS {peak} MiB during {FLOOD} concurrent logins");
 }
