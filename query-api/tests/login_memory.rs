@@ -26,6 +26,7 @@ async fn a_login_flood_is_bounded_in_memory_and_answered_503_past_the_gate() {
         return;
     };
     env.admin().await;
+    let before = peak_rss_mib();
     // Every request has its own name and address, so no lockout stops any of them: only the gate
     // bounds the work.
     let ips: Vec<String> = (0..FLOOD)
@@ -48,6 +49,6 @@ async fn a_login_flood_is_bounded_in_memory_and_answered_503_past_the_gate() {
     assert!(busy >= 1, "no login was turned away: {counts:?}");
     assert_eq!(evaluated + busy, FLOOD, "{counts:?}");
     let peak = peak_rss_mib();
-    eprintln!("{FLOOD} concurrent logins: {counts:?}, peak RSS {peak} MiB");
+    eprintln!("{FLOOD} concurrent logins: {counts:?}, peak RSS {peak} MiB ({before} MiB before the flood)");
     assert!(peak < 300, "peak RSS {peak} MiB during {FLOOD} concurrent logins");
 }

@@ -21,6 +21,9 @@ pub enum PasswordError {
     /// argon2 refused the input or parameters.
     #[error("password hashing failed: {0}")]
     Hash(argon2::password_hash::Error),
+    /// The verification threads are gone (they do not end while the gate lives).
+    #[error("password verification is unavailable")]
+    Unavailable,
     /// The blocking task panicked or was cancelled.
     #[error("password hashing task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -42,29 +45,55 @@ fn hash_blocking(password: &str) -> Result<String, PasswordError> {
 }
 
 /// Bounds the argon2 work of logins. Each verification holds about 19 MiB and a core for tens of
-/// milliseconds, so a flood of logins would take gigabytes and starve everything else: at most
-/// `running` verifications run at once (about the core count), at most `admitted` wait or run,
-/// and a login past that is answered 503 with `Retry-After` before any work.
+/// milliseconds, so a flood of logins would take gigabytes and starve everything else. The gate
+/// runs verifications on `running` threads of its own (about the core count), so at most that many
+/// run at once and the allocator keeps at most that many 19 MiB blocks (a thread of a general pool
+/// keeps the block of its last verification); at most `waiting` more logins wait, and a login past
+/// that is answered 503 with `Retry-After` before any work.
 #[derive(Debug)]
 pub struct VerifyGate {
     admitted: std::sync::Arc<tokio::sync::Semaphore>,
-    running: std::sync::Arc<tokio::sync::Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
 }
+
+/// A password, a PHC string and where to answer whether they match.
+type Job = (String, String, tokio::sync::oneshot::Sender<bool>);
 
 /// A login admitted by the [`VerifyGate`]; dropping it makes room for the next.
 #[derive(Debug)]
 pub struct Admitted {
     _admitted: tokio::sync::OwnedSemaphorePermit,
-    running: std::sync::Arc<tokio::sync::Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
 }
 
 impl VerifyGate {
-    /// A gate running `running` verifications at once with `waiting` more queued.
+    /// A gate running `running` verifications at once with `waiting` more queued. Its threads end
+    /// when the gate is dropped.
     pub fn new(running: usize, waiting: usize) -> VerifyGate {
         let running = running.max(1);
+        // Every admitted login holds a permit, so the queue never holds more than its capacity.
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(running + waiting);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..running {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("owl-argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = queue.lock().map(|q| q.recv());
+                        let Ok(Ok((password, hash, reply))) = job else {
+                            return;
+                        };
+                        let _ = reply.send(verify_blocking(&password, &hash));
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a password verification thread");
+            }
+        }
         VerifyGate {
             admitted: std::sync::Arc::new(tokio::sync::Semaphore::new(running + waiting)),
-            running: std::sync::Arc::new(tokio::sync::Semaphore::new(running)),
+            jobs,
         }
     }
 
@@ -83,33 +112,34 @@ impl VerifyGate {
         let permit = self.admitted.clone().try_acquire_owned().ok()?;
         Some(Admitted {
             _admitted: permit,
-            running: self.running.clone(),
+            jobs: self.jobs.clone(),
         })
     }
 }
 
 impl Admitted {
-    /// Whether `password` matches `hash`, once a verification slot is free.
+    /// Whether `password` matches `hash`, checked on one of the gate's threads.
     pub async fn verify(&self, password: String, hash: String) -> Result<bool, PasswordError> {
-        let _slot = self
-            .running
-            .acquire()
-            .await
-            .expect("the verification semaphore is never closed");
-        verify_password(password, hash).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send((password, hash, reply))
+            .map_err(|_| PasswordError::Unavailable)?;
+        answer.await.map_err(|_| PasswordError::Unavailable)
     }
 }
 
-/// Whether `password` matches the PHC string `hash`. A malformed hash never matches.
-pub async fn verify_password(password: String, hash: String) -> Result<bool, PasswordError> {
-    Ok(tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+fn verify_blocking(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
     })
-    .await?)
+}
+
+/// Whether `password` matches the PHC string `hash`. A malformed hash never matches.
+#[cfg(test)]
+pub async fn verify_password(password: String, hash: String) -> Result<bool, PasswordError> {
+    Ok(tokio::task::spawn_blocking(move || verify_blocking(&password, &hash)).await?)
 }
 
 /// Checks the password policy: `min_chars` to 128 characters, at least one letter and one digit, and

@@ -223,9 +223,11 @@ pub(crate) async fn audit(State(state): State<AppState>, request: Request, next:
     let actor = response.extensions().get::<Actor>().cloned();
     let status = response.status();
     // Anyone can send unauthenticated requests: a refused one (401, a locked login's 429, a bad
-    // login body) is audited without its body, and each client IP gets a bounded number of such
-    // rows per minute, so a flood cannot fill the audit log.
-    let unauthenticated = actor.is_none() && note.user_id.is_none() && status.is_client_error();
+    // login body, a login the verification gate turned away with 503) is audited without its
+    // body, and each client IP gets a bounded number of such rows per minute, so a flood cannot
+    // fill the audit log.
+    let refused = status.is_client_error() || status == axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    let unauthenticated = actor.is_none() && note.user_id.is_none() && refused;
     if unauthenticated && !unauthenticated_audit_allowed(&state, &ip_address).await {
         metrics::counter!(crate::metrics::AUDIT_UNAUTHENTICATED_DROPPED).increment(1);
         return response;
