@@ -27,11 +27,21 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Ends the child when the test ends, passed or failed.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn owl_up_creates_its_data_directory_and_files_private() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_owl"))
+    let child = Command::new(env!("CARGO_BIN_EXE_owl"))
         .args(["up", "--data-dir"])
         .arg(&data)
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
@@ -42,6 +52,7 @@ fn owl_up_creates_its_data_directory_and_files_private() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = Running(child);
     // Every secret Owl generates, and the SQLite database, exist once it has started.
     let wanted = ["owl.db", "secret-key", "jwt-secret", "agent-token"];
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -50,15 +61,15 @@ fn owl_up_creates_its_data_directory_and_files_private() {
             Instant::now() < deadline,
             "owl up did not create {wanted:?} within 60 s"
         );
-        assert!(child.try_wait().unwrap().is_none(), "owl up exited early");
+        assert!(child.0.try_wait().unwrap().is_none(), "owl up exited early");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(child.0.id().to_string())
         .status();
-    let _ = child.wait();
+    let _ = child.0.wait();
 
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700, "the data directory");
