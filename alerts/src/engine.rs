@@ -88,15 +88,11 @@ impl Default for EngineOptions {
 /// What IP_ANOMALY never blocks: `alerts.ip_anomaly.never_block` and the query API's trusted
 /// proxies (blocking a proxy would refuse everyone behind it).
 fn never_block(config: &owl_config::Config) -> owl_config::Networks {
-    let entries: Vec<String> = config
+    config
         .alerts
         .ip_anomaly
         .never_block
-        .iter()
-        .chain(config.query_api.trusted_proxies.iter())
-        .map(ToString::to_string)
-        .collect();
-    owl_config::Networks::parse(&entries).expect("networks that were parsed before parse again")
+        .and(&config.query_api.trusted_proxies)
 }
 
 enum Input {

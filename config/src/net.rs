@@ -33,6 +33,11 @@ impl Networks {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// These networks and `other`'s.
+    pub fn and(&self, other: &Networks) -> Networks {
+        Networks(self.0.iter().chain(&other.0).copied().collect())
+    }
+
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -157,6 +162,15 @@ mod tests {
         assert!(err.contains("10.0.0.0/33"), "{err}");
         assert!(Networks::parse(&["example.com"]).is_err());
         assert!(Networks::parse(&[""]).is_err());
+    }
+
+    #[test]
+    fn networks_join() {
+        let a = Networks::parse(&["10.0.0.0/8"]).unwrap();
+        let b = Networks::parse(&["192.168.0.0/16"]).unwrap();
+        let both = a.and(&b);
+        assert!(both.contains(ip("10.1.1.1")) && both.contains(ip("192.168.1.1")));
+        assert!(!both.contains(ip("172.16.0.1")));
     }
 
     #[test]

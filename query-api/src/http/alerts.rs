@@ -633,18 +633,13 @@ impl Blocklist {
     /// A blocklist over the state's database.
     pub(crate) fn new(state: &AppState) -> Arc<Blocklist> {
         let ip_anomaly = &state.config.alerts.ip_anomaly;
-        let exempt: Vec<String> = ip_anomaly
-            .never_block
-            .iter()
-            .chain(state.config.query_api.trusted_proxies.iter())
-            .map(ToString::to_string)
-            .collect();
         Arc::new(Blocklist {
             store: store(state),
             clock: state.clock.clone(),
             enforce: ip_anomaly.enforce_at_query_api,
-            exempt: owl_config::Networks::parse(&exempt)
-                .expect("networks that were parsed before parse again"),
+            exempt: ip_anomaly
+                .never_block
+                .and(&state.config.query_api.trusted_proxies),
             cached: RwLock::new((None, Arc::new(HashMap::new()))),
             refreshing: AtomicBool::new(false),
         })
