@@ -90,11 +90,13 @@ async fn copytruncate_rotation_while_writing_is_exactly_once() {
 
     let total = 3000;
     let log2 = log.clone();
-    // As logrotate's copytruncate does, with the writer held across the copy-to-truncate window
-    // (lines written inside it would reach neither file; see tail/mod.rs).
+    // As logrotate's copytruncate with `dateext` does, with the writer held across the
+    // copy-to-truncate window (lines written inside it would reach neither file; see
+    // tail/mod.rs). Each copy keeps its own name, as rotated files do until they expire.
+    let mut rotations = 0;
     let writer = write_continuously(&log, total, 600, Arc::new(AtomicU64::new(0)), move |_| {
-        let copy = log2.with_extension("log.1");
-        let _ = std::fs::remove_file(&copy);
+        rotations += 1;
+        let copy = log2.with_extension(format!("log.{rotations}"));
         std::fs::copy(&log2, &copy).unwrap();
         std::fs::OpenOptions::new()
             .write(true)

@@ -21,7 +21,8 @@ pub(crate) struct ReadPass {
     pub lines: u64,
     pub nul_bytes: u64,
     pub truncated_lines: u64,
-    /// The budget ran out before the end of the file.
+    /// The budget ran out before the end of the file, or the file was found replaced: read
+    /// again without waiting.
     pub more: bool,
 }
 
@@ -49,6 +50,9 @@ pub(crate) struct TrackedFile {
     pub last_data: Instant,
     /// The last read reached the end of the file.
     pub at_eof: bool,
+    /// A read found that the file no longer starts with the line it was opened for (truncated
+    /// and written again since the last identity check); what it read was dropped.
+    pub replaced: bool,
 }
 
 impl TrackedFile {
@@ -81,6 +85,7 @@ impl TrackedFile {
             detached_since: None,
             last_data: Instant::now(),
             at_eof: false,
+            replaced: false,
         }
     }
 
@@ -95,6 +100,7 @@ impl TrackedFile {
         self.partial_len = 0;
         self.joiner.clear();
         self.at_eof = false;
+        self.replaced = false;
         old
     }
 
@@ -122,6 +128,13 @@ impl TrackedFile {
             let n = self.file.read_at(&mut buf[..want], self.offset)?;
             if n == 0 {
                 self.at_eof = true;
+                return Ok(pass);
+            }
+            // Checked after the read: if the head is still the one this file was opened for, the
+            // bytes just read belong to that content (a truncation replaces the first line).
+            if Fingerprint::of_file(&self.file)? != self.fp {
+                self.replaced = true;
+                pass.more = true;
                 return Ok(pass);
             }
             self.at_eof = false;
@@ -245,6 +258,7 @@ impl TrackedFile {
 mod tests {
     use super::*;
     use owl_config::MultilineConfig;
+    use std::collections::HashMap;
     use std::io::Write;
 
     fn tracked(path: &std::path::Path, max_line_bytes: usize) -> TrackedFile {
@@ -285,7 +299,7 @@ mod tests {
             total.lines += pass.lines;
             total.nul_bytes += pass.nul_bytes;
             total.truncated_lines += pass.truncated_lines;
-            if !pass.more {
+            if !pass.more || f.replaced {
                 return (seen, total);
             }
         }
@@ -315,6 +329,42 @@ mod tests {
         let (seen, _) = read_all(&mut f, 3);
         assert_eq!(seen, [(b"gamma-partial!".to_vec(), 13, 28, None)]);
         assert_eq!(f.emitted, 28);
+    }
+
+    #[test]
+    fn content_replaced_after_the_identity_check_is_not_read_at_the_old_offset() {
+        // copytruncate, then writes past the old read position, all between the tailer's
+        // identity check and its read: the bytes at the old offset belong to other content.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"first-1\nline-2\n").unwrap();
+        let mut f = tracked(&path, 1024);
+        let (seen, _) = read_all(&mut f, 64);
+        assert_eq!(seen.len(), 2);
+        let old_fp = f.fp;
+        let writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        writer.set_len(0).unwrap();
+        std::fs::write(&path, b"first-3\nline-4\nline-5\n").unwrap();
+        let (seen, pass) = read_all(&mut f, 64);
+        assert_eq!(seen, Seen::new(), "read the new content from the old offset");
+        assert!(f.replaced);
+        assert_eq!((f.fp, f.offset, f.emitted, pass.lines), (old_fp, 15, 15, 0));
+        // The next identity check takes it for the truncation it is: the new content is read
+        // from 0 and the old one's rest is wanted from a copy.
+        let (mut known, mut copies) = (HashMap::new(), Vec::new());
+        let metrics = crate::Metrics::default();
+        assert!(super::super::check_identity(
+            &mut f,
+            &[],
+            &mut known,
+            &mut copies,
+            &metrics
+        ));
+        assert_eq!(known.get(&old_fp.unwrap()), Some(&15));
+        assert_ne!(f.fp, old_fp);
+        let (seen, _) = read_all(&mut f, 64);
+        let lines: Vec<_> = seen.iter().map(|s| s.0.as_slice()).collect();
+        assert_eq!(lines, [&b"first-3"[..], b"line-4", b"line-5"]);
     }
 
     #[test]

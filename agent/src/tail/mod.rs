@@ -13,7 +13,9 @@
 //!     "detached") and is read to its end; it is closed once it has not grown for
 //!     `rotate_wait_ms`. The new file at the path has another fingerprint and is read from 0.
 //!   - copytruncate: a file that became shorter than the read position, or whose first line
-//!     changed, was truncated: it is read again from 0 under its new fingerprint. The part of the
+//!     changed, was truncated: it is read again from 0 under its new fingerprint. The first
+//!     line is checked again after every read, so bytes read at the old position after a
+//!     truncation and quick writes are dropped, never taken for the old content. The part of the
 //!     old content not read yet is read from the rotated copy when the input's globs match it
 //!     (the copy has the old fingerprint, so it resumes where the original stopped).
 //!     copytruncate has a window logrotate documents too: lines written between the copy and the
@@ -634,6 +636,7 @@ fn check_identity(
     // Before reading new data, make sure it is the same content: copytruncate followed by quick
     // writes can leave a file longer than the read position with other bytes at it.
     let truncated = size < file.offset
+        || file.replaced
         || (file.fp.is_some()
             && size > file.offset
             && matches!(Fingerprint::of_file(&file.file), Ok(current) if current != file.fp));
