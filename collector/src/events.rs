@@ -117,6 +117,8 @@ impl WalReplayed {
 
 /// What one ingest request came to.
 pub(crate) struct IngestAnswered {
+    /// `owl`, `otlp_logs`, `otlp_traces`, ...
+    pub protocol: &'static str,
     pub status: u16,
     pub elapsed: Duration,
     pub accepted: usize,
@@ -130,6 +132,7 @@ pub(crate) struct IngestAnswered {
 impl IngestAnswered {
     pub(crate) fn emit(self) {
         tracing::debug!(
+            protocol = self.protocol,
             status = self.status,
             accepted = self.accepted,
             duplicates = self.duplicates,
@@ -139,7 +142,9 @@ impl IngestAnswered {
             elapsed_us = self.elapsed.as_micros() as u64,
             "ingest answered"
         );
-        counter!(INGEST_REQUESTS_TOTAL, "status" => status_label(self.status)).increment(1);
+        let protocol = self.protocol;
+        counter!(INGEST_REQUESTS_TOTAL, "protocol" => protocol, "status" => status_label(self.status))
+            .increment(1);
         histogram!(INGEST_REQUEST_DURATION_SECONDS).record(self.elapsed.as_secs_f64());
         for (outcome, n) in [
             ("accepted", self.accepted),
@@ -148,11 +153,14 @@ impl IngestAnswered {
             ("filtered", self.filtered),
         ] {
             if n > 0 {
-                counter!(INGEST_ITEMS_TOTAL, "outcome" => outcome).increment(n as u64);
+                counter!(INGEST_ITEMS_TOTAL, "protocol" => protocol, "outcome" => outcome)
+                    .increment(n as u64);
             }
         }
-        counter!(INGEST_BYTES_TOTAL, "stage" => "wire").increment(self.wire_bytes as u64);
-        counter!(INGEST_BYTES_TOTAL, "stage" => "decoded").increment(self.decoded_bytes as u64);
+        counter!(INGEST_BYTES_TOTAL, "protocol" => protocol, "stage" => "wire")
+            .increment(self.wire_bytes as u64);
+        counter!(INGEST_BYTES_TOTAL, "protocol" => protocol, "stage" => "decoded")
+            .increment(self.decoded_bytes as u64);
     }
 }
 

@@ -73,6 +73,12 @@ pub enum IngestError {
     /// The body is not NDJSON at all.
     #[error("{0}")]
     Malformed(&'static str),
+    /// The body is not a message of the receiver's protocol.
+    #[error("{0}")]
+    BadMessage(String),
+    /// `Content-Type` is not one the receiver reads.
+    #[error("unsupported Content-Type: {0}")]
+    UnsupportedMediaType(&'static str),
     /// More ingest requests are in progress than `collector.max_concurrent_requests`.
     #[error("too many ingest requests in progress; retry in {retry_after_s} s")]
     Busy {
@@ -205,22 +211,98 @@ fn is_json_object(line: &[u8]) -> bool {
         && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
 }
 
-/// Splits, parses, completes, masks and filters the lines of a decoded body.
-pub(crate) fn parse(
+/// Builds a [`ParsedBatch`] item by item: whatever the wire format, every record gets the same
+/// completion (region of a per-agent token, id, masking, the ingest filter) before the WAL sees it.
+pub(crate) struct BatchBuilder<'a> {
+    masker: &'a Masker,
+    filter: &'a dyn IngestFilter,
+    identity: &'a AgentIdentity,
+    items: Vec<IngestItem>,
+    ids: Vec<Option<u128>>,
+    lines: Lines,
+    rejected: Vec<Rejection>,
+    rejected_total: usize,
+    filtered: usize,
+}
+
+impl<'a> BatchBuilder<'a> {
+    pub(crate) fn new(masker: &'a Masker, filter: &'a dyn IngestFilter, identity: &'a AgentIdentity) -> Self {
+        BatchBuilder {
+            masker,
+            filter,
+            identity,
+            items: Vec::new(),
+            ids: Vec::new(),
+            lines: Lines::default(),
+            rejected: Vec::new(),
+            rejected_total: 0,
+            filtered: 0,
+        }
+    }
+
+    /// Completes, masks and filters an item, and keeps it unless the filter drops it.
+    pub(crate) fn push(&mut self, mut item: IngestItem) {
+        let id = match &mut item {
+            IngestItem::Log(record) => {
+                // A per-agent token with a region writes records of that region only.
+                if let Some(region) = &self.identity.region {
+                    record.service.region = Some(region.clone());
+                }
+                record.ensure_id();
+                self.masker.mask_record(record);
+                if !self.filter.admit(record) {
+                    self.filtered += 1;
+                    return;
+                }
+                Some(id_hash(&record.id))
+            }
+            IngestItem::Heartbeat(heartbeat) => {
+                // A node speaks for itself only.
+                if let Some(name) = &self.identity.name {
+                    heartbeat.agent_id = format!("{name}/{}", heartbeat.agent_id);
+                }
+                None
+            }
+            IngestItem::Metric(_) => None,
+        };
+        self.lines.push(&item.to_line());
+        self.items.push(item);
+        self.ids.push(id);
+    }
+
+    /// Records that item `position` (1-based, in the request's own order) was refused.
+    pub(crate) fn reject(&mut self, position: usize, reason: String) {
+        self.rejected_total += 1;
+        if self.rejected.len() < MAX_LISTED_REJECTIONS {
+            self.rejected.push(Rejection {
+                line: position,
+                reason,
+            });
+        }
+    }
+
+    /// The batch, with the WAL entry of all its items.
+    pub(crate) fn finish(self, batch: Option<&BatchKey>) -> ParsedBatch {
+        let encoded = EncodedEntry::new(batch, self.lines.iter());
+        ParsedBatch {
+            items: self.items,
+            ids: self.ids,
+            lines: self.lines,
+            encoded,
+            rejected: self.rejected,
+            rejected_total: self.rejected_total,
+            filtered: self.filtered,
+        }
+    }
+}
+
+/// Splits and parses the lines of a decoded NDJSON body into `builder`.
+pub(crate) fn parse_ndjson(
     body: &[u8],
     now: DateTime<Utc>,
-    masker: &Masker,
-    filter: &dyn IngestFilter,
-    batch: Option<&BatchKey>,
-    identity: &AgentIdentity,
-) -> Result<ParsedBatch, IngestError> {
+    builder: &mut BatchBuilder<'_>,
+) -> Result<(), IngestError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut items = Vec::new();
-    let mut ids = Vec::new();
-    let mut lines = Lines::default();
-    let mut rejected = Vec::new();
-    let mut rejected_total = 0;
-    let mut filtered = 0;
     let mut objects = 0;
     let mut non_blank = 0;
     for (index, raw) in body.split(|&b| b == b'\n').enumerate() {
@@ -229,8 +311,11 @@ pub(crate) fn parse(
             continue;
         }
         non_blank += 1;
-        let mut item = match IngestItem::parse(line, now) {
-            Ok(item) => item,
+        match IngestItem::parse(line, now) {
+            Ok(item) => {
+                objects += 1;
+                builder.push(item);
+            }
             Err(reason) => {
                 let reason = if is_json_object(line) {
                     objects += 1;
@@ -240,43 +325,9 @@ pub(crate) fn parse(
                 } else {
                     "not a JSON object".to_string()
                 };
-                rejected_total += 1;
-                if rejected.len() < MAX_LISTED_REJECTIONS {
-                    rejected.push(Rejection {
-                        line: index + 1,
-                        reason,
-                    });
-                }
-                continue;
+                builder.reject(index + 1, reason);
             }
-        };
-        objects += 1;
-        let id = match &mut item {
-            IngestItem::Log(record) => {
-                // A per-agent token with a region writes records of that region only.
-                if let Some(region) = &identity.region {
-                    record.service.region = Some(region.clone());
-                }
-                record.ensure_id();
-                masker.mask_record(record);
-                if !filter.admit(record) {
-                    filtered += 1;
-                    continue;
-                }
-                Some(id_hash(&record.id))
-            }
-            IngestItem::Heartbeat(heartbeat) => {
-                // A node speaks for itself only.
-                if let Some(name) = &identity.name {
-                    heartbeat.agent_id = format!("{name}/{}", heartbeat.agent_id);
-                }
-                None
-            }
-            IngestItem::Metric(_) => None,
-        };
-        lines.push(&item.to_line());
-        items.push(item);
-        ids.push(id);
+        }
     }
     if non_blank == 0 {
         return Err(IngestError::Malformed(
@@ -291,16 +342,7 @@ pub(crate) fn parse(
             "no line of the body is a JSON object: send one JSON object per line (NDJSON)"
         }));
     }
-    let encoded = EncodedEntry::new(batch, lines.iter());
-    Ok(ParsedBatch {
-        items,
-        ids,
-        lines,
-        encoded,
-        rejected,
-        rejected_total,
-        filtered,
-    })
+    Ok(())
 }
 
 /// The answer to an accepted request.
@@ -539,6 +581,19 @@ mod tests {
 
     fn masker() -> Masker {
         Masker::new(&MaskingRules::default()).unwrap()
+    }
+
+    fn parse(
+        body: &[u8],
+        now: DateTime<Utc>,
+        masker: &Masker,
+        filter: &dyn IngestFilter,
+        batch: Option<&BatchKey>,
+        identity: &AgentIdentity,
+    ) -> Result<ParsedBatch, IngestError> {
+        let mut builder = BatchBuilder::new(masker, filter, identity);
+        parse_ndjson(body, now, &mut builder)?;
+        Ok(builder.finish(batch))
     }
 
     fn parse_str(body: &str) -> Result<ParsedBatch, IngestError> {

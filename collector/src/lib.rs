@@ -53,6 +53,7 @@ mod indexer;
 mod ingest;
 pub mod metrics;
 mod observer;
+mod otlp;
 mod retention;
 mod token;
 mod wal;

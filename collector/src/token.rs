@@ -152,11 +152,8 @@ impl AgentTokens {
     /// Who an `Authorization` header's token speaks for, or `None` when it is no token in force.
     /// A shared token is [`AgentIdentity::shared`]; a per-agent one names its node.
     pub(crate) async fn identify_header(&self, value: Option<&str>) -> Option<AgentIdentity> {
-        let (scheme, token) = value.and_then(|v| v.trim().split_once(' '))?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let token = token.trim();
+        let token = presented_token(value?)?;
+        let token = token.as_str();
         if self.verify(token) {
             return Some(AgentIdentity::shared());
         }
@@ -224,10 +221,38 @@ impl AgentTokens {
     /// Checks an `Authorization` header value (`Bearer <token>`, scheme case-insensitive).
     #[cfg(test)]
     pub(crate) fn verify_header(&self, value: Option<&str>) -> bool {
-        let Some((scheme, token)) = value.and_then(|v| v.trim().split_once(' ')) else {
-            return false;
-        };
-        scheme.eq_ignore_ascii_case("bearer") && self.verify(token.trim())
+        value
+            .and_then(presented_token)
+            .is_some_and(|token| self.verify(&token))
+    }
+}
+
+/// The token of an `Authorization` header, as the shippers send it: `Bearer <token>`; HTTP Basic
+/// with the token as the password (any user name), for the Loki and Elasticsearch clients that
+/// offer nothing else; or Elasticsearch's `ApiKey <token>` (also as base64 of `id:token`).
+fn presented_token(value: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    let credentials = credentials.trim();
+    let decoded = || {
+        base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(credentials.to_string())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let pair = decoded()?;
+        let (_, password) = pair.split_once(':')?;
+        Some(password.to_string())
+    } else if scheme.eq_ignore_ascii_case("apikey") {
+        match decoded().and_then(|pair| pair.split_once(':').map(|(_, key)| key.to_string())) {
+            Some(key) => Some(key),
+            None => Some(credentials.to_string()),
+        }
+    } else {
+        None
     }
 }
 
@@ -242,6 +267,31 @@ mod tests {
         };
         config.collector.agent_tokens = tokens.iter().map(|t| Secret::new(*t)).collect();
         config
+    }
+
+    #[test]
+    fn tokens_are_read_from_bearer_basic_and_api_key_headers() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(presented_token("Bearer tok-1").as_deref(), Some("tok-1"));
+        assert_eq!(presented_token("bearer  tok-1 ").as_deref(), Some("tok-1"));
+        assert_eq!(
+            presented_token(&format!("Basic {}", b64("promtail:tok-2"))).as_deref(),
+            Some("tok-2")
+        );
+        assert_eq!(
+            presented_token(&format!("Basic {}", b64(":tok:3"))).as_deref(),
+            Some("tok:3")
+        );
+        assert_eq!(presented_token("ApiKey tok-4").as_deref(), Some("tok-4"));
+        assert_eq!(
+            presented_token(&format!("ApiKey {}", b64("id1:tok-5"))).as_deref(),
+            Some("tok-5")
+        );
+        assert_eq!(presented_token(&format!("Basic {}", b64("no-colon"))), None);
+        assert_eq!(presented_token("Basic %%%"), None);
+        assert_eq!(presented_token("Digest x"), None);
+        assert_eq!(presented_token("Bearer"), None);
     }
 
     #[test]

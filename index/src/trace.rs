@@ -1,7 +1,7 @@
 //! A trace assembled from the records sharing a trace id (003's `GET /logs/trace/:traceId`).
 
 use chrono::{DateTime, Duration, Utc};
-use owl_model::LogRecord;
+use owl_model::{LogRecord, SpanEvent};
 
 /// Outcome of a span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,10 @@ pub struct Span {
     pub status: SpanStatus,
     /// Id of the record the span comes from.
     pub record_id: String,
+    /// The record is the span itself (a tracer's span), not a line written inside it.
+    pub recorded: bool,
+    /// The span's events, when `recorded`.
+    pub events: Vec<SpanEvent>,
 }
 
 /// All records of one trace.
@@ -87,12 +91,15 @@ fn span_end(span: &Span) -> DateTime<Utc> {
 fn span_of(record: &LogRecord) -> Span {
     let trace = record.trace.as_ref();
     let http = record.http.as_ref();
+    let facts = trace.and_then(|t| t.span.as_ref());
     let operation = match (
+        facts,
         http.and_then(|h| h.method.as_deref()),
         http.and_then(|h| h.url.as_deref()),
     ) {
-        (Some(method), Some(url)) => format!("{method} {url}"),
-        (None, Some(url)) => url.to_string(),
+        (Some(facts), _, _) => facts.name.clone(),
+        (None, Some(method), Some(url)) => format!("{method} {url}"),
+        (None, None, Some(url)) => url.to_string(),
         _ => record.message.clone(),
     };
     Span {
@@ -102,8 +109,9 @@ fn span_of(record: &LogRecord) -> Span {
         region: record.service.region.clone(),
         operation,
         start: record.timestamp,
-        duration_ms: record
-            .duration_ms()
+        duration_ms: facts
+            .map(|f| f.duration_ms)
+            .or_else(|| record.duration_ms())
             .filter(|d| d.is_finite() && *d >= 0.0)
             .unwrap_or(0.0),
         status: if record.has_error() {
@@ -112,5 +120,7 @@ fn span_of(record: &LogRecord) -> Span {
             SpanStatus::Success
         },
         record_id: record.id.clone(),
+        recorded: facts.is_some(),
+        events: facts.map(|f| f.events.clone()).unwrap_or_default(),
     }
 }

@@ -184,7 +184,7 @@ impl FromStr for Kind {
 }
 
 /// Trace context of a record.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Trace {
     /// Trace id, shared across services (`{region}-{timestamp}-{random8}` or W3C hex).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -195,6 +195,53 @@ pub struct Trace {
     /// Span id of the caller, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<String>,
+    /// The span itself, when the record is one (received as an OpenTelemetry span) rather than a
+    /// line written inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<SpanFacts>,
+}
+
+/// What a tracer recorded about a span: its name, kind, duration and events.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SpanFacts {
+    /// The span's name (the operation).
+    #[serde(default)]
+    pub name: String,
+    /// `server`, `client`, `internal`, `producer` or `consumer`, when the tracer said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// End minus start, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: f64,
+    /// Events recorded during the span, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<SpanEvent>,
+}
+
+/// A timestamped event of a span (an exception, a retry, a message sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanEvent {
+    /// When it happened.
+    #[serde(with = "timestamp_format")]
+    pub time: DateTime<Utc>,
+    /// The event's name.
+    pub name: String,
+}
+
+/// Timestamps in the form every Owl API uses.
+mod timestamp_format {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_timestamp(ts))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        super::parse_timestamp(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a time")))
+    }
 }
 
 /// HTTP request facts of an access record.

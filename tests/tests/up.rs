@@ -1,112 +1,12 @@
 //! `owl up` end to end: the roles start on free ports with a temporary data dir, report healthy,
 //! and a line written to a tailed file comes out of the other end.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
-use owl::up::{UpOptions, run_all_on};
-use owl_config::{Config, InputConfig, ParserKind, ReadFrom, Secret};
+use std::time::Duration;
+
+use common::*;
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-const ADMIN_PASSWORD: &str = "Owl-e2e-password-1";
-
-struct Node {
-    query: String,
-    collector: String,
-    data_dir: tempfile::TempDir,
-    logs: tempfile::TempDir,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start() -> Node {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let data_dir = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data_dir: data_dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    config.auth.admin_password = Secret::new(ADMIN_PASSWORD);
-    config.collector.commit_interval_ms = 200;
-    config.agent.metrics_listen = String::new();
-    config.agent.batch.timeout_ms = 100;
-    config.agent.host_metrics_interval_s = 1;
-    config.agent.inputs = vec![InputConfig {
-        paths: vec![logs.path().join("*.log").display().to_string()],
-        service: "Form".into(),
-        region: "CN".into(),
-        environment: "production".into(),
-        parser: ParserKind::Json,
-        read_from: ReadFrom::Beginning,
-        poll_interval_ms: 50,
-        ..InputConfig::default()
-    }];
-    config.validate().unwrap();
-    let query_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let query = format!("http://{}", query_listener.local_addr().unwrap());
-    let collector = format!("http://{}", collector_listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let options = UpOptions {
-        demo: false,
-        demo_rate: 0,
-    };
-    let task = tokio::spawn(run_all_on(
-        config,
-        options,
-        query_listener,
-        collector_listener,
-        shutdown.clone(),
-    ));
-    Node {
-        query,
-        collector,
-        data_dir,
-        logs,
-        shutdown,
-        task,
-    }
-}
-
-impl Node {
-    /// Stops every role and waits for a clean exit.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(60), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn append(path: &Path, line: &str) {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    writeln!(file, "{line}").unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owl_up_serves_health_and_a_tailed_line_becomes_searchable() {
@@ -212,22 +112,6 @@ async fn owl_up_serves_health_and_a_tailed_line_becomes_searchable() {
     assert!(!record.message.contains("hunter2"));
 
     node.stop().await;
-}
-
-/// Logs in as the first admin.
-async fn admin_token(http: &reqwest::Client, node: &Node) -> String {
-    let login: Value = wait_for("the query API to sign in", Duration::from_secs(60), || async {
-        let response = http
-            .post(format!("{}/api/auth/login", node.query))
-            .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .ok()?;
-        response.status().is_success().then_some(())?;
-        response.json().await.ok()
-    })
-    .await;
-    login["data"]["access_token"].as_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

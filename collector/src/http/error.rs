@@ -22,9 +22,15 @@ impl ApiError {
         match error {
             IngestError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None),
             IngestError::BadHeader { .. } => (StatusCode::BAD_REQUEST, "LOG_INGEST_INVALID_HEADER", None),
-            IngestError::BadCompression { .. } | IngestError::BadBody(_) | IngestError::Malformed(_) => {
-                (StatusCode::BAD_REQUEST, "LOG_INGEST_INVALID_BODY", None)
-            }
+            IngestError::BadCompression { .. }
+            | IngestError::BadBody(_)
+            | IngestError::Malformed(_)
+            | IngestError::BadMessage(_) => (StatusCode::BAD_REQUEST, "LOG_INGEST_INVALID_BODY", None),
+            IngestError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "LOG_INGEST_UNSUPPORTED_MEDIA_TYPE",
+                None,
+            ),
             IngestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "LOG_INGEST_TOO_LARGE", None),
             IngestError::UnsupportedEncoding(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -49,20 +55,29 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, retry_after) = ApiError::status(&self.error);
-        let message = if status.is_server_error() {
-            // The full error is logged once here; the client learns only what it can act on.
-            tracing::error!(error = %self.error, path = %self.path, "ingest failed");
-            match &self.error {
+impl ApiError {
+    /// What a client is told of an error answered with `status`. A server error is logged once
+    /// here in full; the client learns only what it can act on.
+    pub(crate) fn client_message(error: &IngestError, status: StatusCode) -> String {
+        if status.is_server_error()
+            && !matches!(error, IngestError::Busy { .. } | IngestError::Overloaded { .. })
+        {
+            tracing::error!(error = %error, "ingest failed");
+            match error {
                 IngestError::Unavailable(_) => "ingest is unavailable; retry shortly".to_string(),
                 _ => "internal server error".to_string(),
             }
         } else {
-            tracing::debug!(error = %self.error, status = status.as_u16(), "ingest refused");
-            self.error.to_string()
-        };
+            tracing::debug!(error = %error, status = status.as_u16(), "ingest refused");
+            error.to_string()
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, retry_after) = ApiError::status(&self.error);
+        let message = ApiError::client_message(&self.error, status);
         let mut response = envelope(status, code, &message, &self.path, &self.method);
         if let Some(seconds) = retry_after {
             response
@@ -94,7 +109,7 @@ fn envelope(status: StatusCode, code: &str, message: &str, path: &str, method: &
 /// The answer to a path the collector does not serve.
 pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
     let message = format!(
-        "no route for {method} {}; the collector serves POST /api/v1/ingest and GET /health",
+        "no route for {method} {}; the collector serves POST /api/v1/ingest, POST /v1/logs, POST /v1/traces and GET /health",
         uri.path()
     );
     envelope(StatusCode::NOT_FOUND, "NOT_FOUND", &message, uri.path(), &method)

@@ -16,7 +16,7 @@ use super::CollectorState;
 use super::error::ApiError;
 use crate::agent_tokens::AgentIdentity;
 use crate::events::IngestAnswered;
-use crate::ingest::{self, Encoding, IngestError, IngestOutcome};
+use crate::ingest::{self, BatchBuilder, Encoding, IngestError, IngestOutcome};
 use crate::wal::BatchKey;
 
 /// Longest accepted `x-owl-agent-id`.
@@ -28,9 +28,9 @@ pub(crate) fn router() -> axum::Router<CollectorState> {
 
 /// Sizes of what was read, for the metrics.
 #[derive(Default)]
-struct Sizes {
-    wire: usize,
-    decoded: usize,
+pub(super) struct Sizes {
+    pub wire: usize,
+    pub decoded: usize,
 }
 
 async fn ingest(
@@ -43,21 +43,11 @@ async fn ingest(
     let started = Instant::now();
     let mut sizes = Sizes::default();
     let result = handle(&state, &headers, body, &mut sizes).await;
-    let (status, outcome) = match &result {
-        Ok(outcome) => (StatusCode::OK, Some(outcome)),
-        Err(error) => (ApiError::status(error).0, None),
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(error) => ApiError::status(error).0,
     };
-    IngestAnswered {
-        status: status.as_u16(),
-        elapsed: started.elapsed(),
-        accepted: outcome.map_or(0, |o| o.accepted),
-        duplicates: outcome.map_or(0, |o| o.duplicates),
-        rejected: outcome.map_or(0, IngestOutcome::rejected_count),
-        filtered: outcome.map_or(0, |o| o.filtered),
-        wire_bytes: sizes.wire,
-        decoded_bytes: sizes.decoded,
-    }
-    .emit();
+    answered("owl", status, started, &sizes, result.as_ref().ok()).emit();
     match result {
         Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),
         Err(error) => ApiError {
@@ -75,8 +65,59 @@ async fn handle(
     body: Body,
     sizes: &mut Sizes,
 ) -> Result<IngestOutcome, IngestError> {
+    let admitted = admit(state, headers).await?;
+    let key = batch_key(headers)?.map(|key| namespaced(key, &admitted.identity));
+    let (wire, encoding) = read(state, headers, body, sizes).await?;
+    if let Some(key) = &key
+        && let Some(outcome) = state.ingestor.known_batch(key).await?
+    {
+        return Ok(outcome);
+    }
+    let now = chrono::Utc::now();
+    parse_and_store(
+        state,
+        admitted,
+        key,
+        wire,
+        encoding,
+        sizes,
+        move |decoded, builder| ingest::parse_ndjson(decoded, now, builder),
+    )
+    .await
+}
+
+/// The event of an answered request, for the log and the metrics.
+pub(super) fn answered(
+    protocol: &'static str,
+    status: StatusCode,
+    started: Instant,
+    sizes: &Sizes,
+    outcome: Option<&IngestOutcome>,
+) -> IngestAnswered {
+    IngestAnswered {
+        protocol,
+        status: status.as_u16(),
+        elapsed: started.elapsed(),
+        accepted: outcome.map_or(0, |o| o.accepted),
+        duplicates: outcome.map_or(0, |o| o.duplicates),
+        rejected: outcome.map_or(0, IngestOutcome::rejected_count),
+        filtered: outcome.map_or(0, |o| o.filtered),
+        wire_bytes: sizes.wire,
+        decoded_bytes: sizes.decoded,
+    }
+}
+
+/// A request let in: its slot among `collector.max_concurrent_requests` and who sent it.
+pub(super) struct Admitted {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    pub identity: AgentIdentity,
+}
+
+/// What every receiver checks first: a free request slot, an agent token in force, and an
+/// index that keeps up.
+pub(super) async fn admit(state: &CollectorState, headers: &HeaderMap) -> Result<Admitted, IngestError> {
     // Bounded before anything is read: each request holds up to `collector.max_body_bytes`.
-    let _in_flight = state
+    let slot = state
         .in_flight
         .clone()
         .try_acquire_owned()
@@ -87,40 +128,57 @@ async fn handle(
         .identify_header(authorization)
         .await
         .ok_or(IngestError::Unauthorized)?;
-    let ingestor = &state.ingestor;
-    ingestor.check_backlog()?;
-    let key = batch_key(headers)?.map(|key| namespaced(key, &identity));
+    state.ingestor.check_backlog()?;
+    Ok(Admitted {
+        _slot: slot,
+        identity,
+    })
+}
+
+/// The body as sent (within `collector.max_body_bytes`) and its `Content-Encoding`.
+pub(super) async fn read(
+    state: &CollectorState,
+    headers: &HeaderMap,
+    body: Body,
+    sizes: &mut Sizes,
+) -> Result<(Bytes, Encoding), IngestError> {
     let encoding = Encoding::from_header(
         headers
             .get(header::CONTENT_ENCODING)
             .map(|v| v.to_str().unwrap_or("(not ASCII)")),
     )?;
-    let limit = ingestor.limits.max_body_bytes;
-    let wire = read_body(body, headers, limit).await?;
+    let wire = read_body(body, headers, state.ingestor.limits.max_body_bytes).await?;
     sizes.wire = wire.len();
-    if let Some(key) = &key
-        && let Some(outcome) = ingestor.known_batch(key).await?
-    {
-        return Ok(outcome);
-    }
+    Ok((wire, encoding))
+}
+
+/// Decodes (with the limit on the decoded size) and parses on a blocking thread, then stores
+/// durably. `parse` turns the decoded body into a batch through the builder every receiver shares.
+pub(super) async fn parse_and_store(
+    state: &CollectorState,
+    admitted: Admitted,
+    key: Option<BatchKey>,
+    wire: Bytes,
+    encoding: Encoding,
+    sizes: &mut Sizes,
+    parse: impl FnOnce(&[u8], &mut BatchBuilder<'_>) -> Result<(), IngestError> + Send + 'static,
+) -> Result<IngestOutcome, IngestError> {
     let worker = state.ingestor.clone();
+    let limit = worker.limits.max_body_bytes;
     let batch_key = key.clone();
+    let identity = admitted.identity.clone();
     let (decoded, parsed) = tokio::task::spawn_blocking(move || {
         let decoded = ingest::decode(wire, encoding, limit)?;
-        let parsed = ingest::parse(
-            &decoded,
-            chrono::Utc::now(),
-            &worker.masker,
-            &*worker.filter,
-            batch_key.as_ref(),
-            &identity,
-        )?;
-        Ok::<_, IngestError>((decoded.len(), parsed))
+        let mut builder = BatchBuilder::new(&worker.masker, &*worker.filter, &identity);
+        parse(&decoded, &mut builder)?;
+        Ok::<_, IngestError>((decoded.len(), builder.finish(batch_key.as_ref())))
     })
     .await
     .map_err(|e| IngestError::Internal(format!("ingest task failed: {e}")))??;
     sizes.decoded = decoded;
-    ingestor.store(key, parsed).await
+    let outcome = state.ingestor.store(key, parsed).await;
+    drop(admitted);
+    outcome
 }
 
 /// A per-agent token's batches live under its name, so two nodes (a VM image cloned with the

@@ -3,6 +3,7 @@
 mod error;
 mod health;
 mod ingest;
+mod otlp;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub fn router(state: CollectorState) -> Router {
     let trace = owl_http::TraceLayer::new(&*state.region, "owl-collector");
     Router::new()
         .merge(ingest::router())
+        .merge(otlp::router())
         .merge(health::router())
         .fallback(error::not_found)
         .with_state(state)

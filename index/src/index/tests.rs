@@ -106,6 +106,7 @@ fn dataset() -> Vec<LogRecord> {
                 id: format!("CN-trace-{}", i / 4),
                 span_id: Some(format!("span-{i}")),
                 parent_span_id: (i % 4 != 0).then(|| format!("span-{}", i - 1)),
+                span: None,
             }),
             module: rng.pick(MODULES).map(str::to_string),
             ..LogRecord::default()
@@ -1317,6 +1318,7 @@ fn traces_are_spans_sorted_by_start() {
             id: "CN-1733580000000-a1b2c3d4".into(),
             span_id: Some(span.into()),
             parent_span_id: parent.map(Into::into),
+            span: None,
         }),
         http: Some(Http {
             method: Some("POST".into()),

@@ -234,7 +234,12 @@ async fn trace_of(
     if trace_id.is_empty() || trace_id.chars().count() > 256 {
         return Err(Failure::invalid_field("traceId", "length", "traceId 需为 1 到 256 个字符").into());
     }
-    let lookup = trace_id.clone();
+    // W3C trace ids are stored as OpenTelemetry writes them, in lower-case hex.
+    let lookup = if trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        trace_id.to_ascii_lowercase()
+    } else {
+        trace_id.clone()
+    };
     let view = search(&state, &user, move |index| index.trace(&lookup)).await?;
     let scope = user.scope();
     let rendered = view.and_then(|view| {

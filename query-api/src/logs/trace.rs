@@ -6,6 +6,12 @@
 //! the timeline only. A trace whose records carry no span id at all is shown one span per record
 //! (span id = record id), so the waterfall is never empty. The timeline lists each span's start and
 //! end and each span-less record, in milliseconds from the trace start.
+//!
+//! A span a tracer sent (OpenTelemetry) is taken as it is: its name, start, duration, parent and
+//! status define it, its events join the timeline, and the log records written inside it appear
+//! in the timeline instead of stretching it.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use owl_index::{Span, SpanStatus, TraceView};
@@ -49,10 +55,20 @@ pub(crate) fn render(view: &TraceView, keep: &[bool]) -> Option<Value> {
     let any_span_ids = visible
         .iter()
         .any(|(s, _)| s.span_id.as_deref().is_some_and(|id| !id.is_empty()));
+    let recorded: HashSet<&str> = visible
+        .iter()
+        .filter(|(s, _)| s.recorded)
+        .filter_map(|(s, _)| s.span_id.as_deref())
+        .collect();
     let mut folded: Vec<Folded> = Vec::new();
     let mut loose: Vec<&Span> = Vec::new();
+    let mut events: Vec<(DateTime<Utc>, String)> = Vec::new();
     for (span, has_http) in &visible {
         let id = match span.span_id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) if !span.recorded && recorded.contains(id) => {
+                loose.push(span);
+                continue;
+            }
             Some(id) => id.to_string(),
             None if any_span_ids => {
                 loose.push(span);
@@ -62,7 +78,19 @@ pub(crate) fn render(view: &TraceView, keep: &[bool]) -> Option<Value> {
         };
         let end = span_end(span);
         let error = span.status == SpanStatus::Error;
+        if span.recorded {
+            for event in &span.events {
+                events.push((
+                    event.time,
+                    format!("{} {}: {}", span.service, span.operation, event.name),
+                ));
+            }
+        }
         match folded.iter_mut().find(|f| f.span_id == id) {
+            Some(f) if span.recorded => {
+                // A second copy of one span (sent twice under other record ids): the first stands.
+                f.error |= error;
+            }
             Some(f) => {
                 f.start = f.start.min(span.start);
                 f.end = f.end.max(end);
@@ -95,6 +123,7 @@ pub(crate) fn render(view: &TraceView, keep: &[bool]) -> Option<Value> {
         .iter()
         .map(|f| f.start)
         .chain(loose.iter().map(|s| s.start))
+        .chain(events.iter().map(|(time, _)| *time))
         .min()
         .expect("at least one span");
     let end = folded
@@ -141,6 +170,9 @@ pub(crate) fn render(view: &TraceView, keep: &[bool]) -> Option<Value> {
             usize::MAX,
             format!("{} {}", span.service, span.operation),
         ));
+    }
+    for (time, event) in events {
+        timeline.push((millis_between(start, time), usize::MAX, event));
     }
     timeline.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let timeline: Vec<Value> = timeline

@@ -1,0 +1,189 @@
+//! The real clients of the ecosystem against `owl up`: the OpenTelemetry Python SDK with its
+//! OTLP/HTTP exporters, from the pinned virtual environment `scripts/install-python-clients.sh`
+//! creates (CI runs it first).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// The virtual environment's interpreter; `None` (with the reason printed) when it is missing
+/// outside CI. In CI a missing environment fails the test: it is an install step that broke.
+fn python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = std::env::var_os("OWL_PYTHON_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/python-clients"));
+    let python = venv.join("bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    let message = format!(
+        "no Python client environment at {}: run scripts/install-python-clients.sh",
+        venv.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("SKIPPED: {message}");
+    None
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// Runs a client script to its end and returns the JSON line it printed.
+async fn run(python: PathBuf, args: Vec<String>) -> Value {
+    let output = tokio::task::spawn_blocking(move || Command::new(python).args(&args).output())
+        .await
+        .unwrap()
+        .expect("run the client");
+    assert!(
+        output.status.success(),
+        "client failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("client printed no JSON line ({e}): {stdout}"))
+}
+
+async fn get_json(http: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
+    let response = http.get(url).bearer_auth(token).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_sdk_logs_and_traces_make_one_waterfall() {
+    let Some(python) = python() else { return };
+    let node = start().await;
+    let http = reqwest::Client::new();
+    let token = admin_token(&http, &node).await;
+    let marker = format!("otelsdk{}", chrono::Utc::now().timestamp_millis());
+    let sent = run(
+        python,
+        vec![
+            script("otlp_sdk.py").display().to_string(),
+            node.collector.clone(),
+            node.agent_token(),
+            marker.clone(),
+        ],
+    )
+    .await;
+    let trace_id = sent["trace_id"].as_str().unwrap().to_string();
+    let span_id = |name: &str| sent["spans"][name].as_str().unwrap().to_string();
+
+    // Exported spans and logs are acknowledged once durable; the trace shows all three spans.
+    let trace: Value = wait_for("the trace with its three spans", Duration::from_secs(30), || {
+        let (http, url, token) = (
+            &http,
+            format!("{}/api/v1/logs/trace/{trace_id}", node.query),
+            &token,
+        );
+        async move {
+            let (status, body) = get_json(http, url, token).await;
+            (status == 200 && body["data"]["spans"].as_array().map(Vec::len) == Some(3)).then_some(body)
+        }
+    })
+    .await;
+    let data = &trace["data"];
+    assert_eq!(data["traceId"], trace_id.as_str());
+    let spans = data["spans"].as_array().unwrap();
+    let by_name = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["operation"] == name)
+            .unwrap_or_else(|| panic!("no span {name}: {data}"))
+    };
+    let root = by_name("POST /checkout");
+    let stock = by_name("reserve stock");
+    let charge = by_name("charge card");
+    assert_eq!(root["spanId"], span_id("POST /checkout").as_str());
+    assert_eq!(root["service"], "gateway");
+    assert_eq!(root["region"], "CN");
+    assert!(root["parentSpanId"].is_null(), "{root}");
+    for (child, service) in [(stock, "orders"), (charge, "payments")] {
+        assert_eq!(child["service"], service);
+        assert_eq!(
+            child["parentSpanId"],
+            span_id("POST /checkout").as_str(),
+            "{child}"
+        );
+    }
+    assert!(stock["duration"].as_f64().unwrap() >= 30.0, "{stock}");
+    assert!(charge["duration"].as_f64().unwrap() >= 20.0, "{charge}");
+    assert!(
+        root["duration"].as_f64().unwrap()
+            >= stock["duration"].as_f64().unwrap() + charge["duration"].as_f64().unwrap(),
+        "{data}"
+    );
+    assert_eq!(charge["status"], "ERROR");
+    assert_eq!(stock["status"], "SUCCESS");
+    // The exception event and both log records are in the timeline.
+    let events: Vec<&str> = data["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(events.contains(&"payments charge card: exception"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains(&format!("{marker} checkout started"))),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains(&format!("{marker} payment failed"))),
+        "{events:?}"
+    );
+
+    // A W3C id resolves however it is cased.
+    let (status, upper) = get_json(
+        &http,
+        format!(
+            "{}/api/v1/logs/trace/{}",
+            node.query,
+            trace_id.to_ascii_uppercase()
+        ),
+        &token,
+    )
+    .await;
+    assert_eq!((status, &upper["data"]["spans"]), (200, &data["spans"]));
+
+    // The log records are searchable with what the SDK sent: level, logger, exception, user.
+    let (status, found) = get_json(
+        &http,
+        format!("{}/api/v1/logs/query?keyword={marker}&level=ERROR", node.query),
+        &token,
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let items = found["data"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{found}");
+    let failed = &items[0];
+    assert_eq!(failed["service"]["name"], "gateway", "{failed}");
+    assert_eq!(
+        failed["trace"]["span_id"],
+        span_id("charge card").as_str(),
+        "{failed}"
+    );
+    assert_eq!(failed["error"]["type"], "ValueError", "{failed}");
+    assert!(
+        failed["error"]["stack"]
+            .as_str()
+            .unwrap()
+            .contains("card declined"),
+        "{failed}"
+    );
+    node.stop().await;
+}

@@ -1,0 +1,136 @@
+//! The node every end-to-end test starts: `owl up` on free ports with a temporary data dir.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use owl::up::{UpOptions, run_all_on};
+use owl_config::{Config, InputConfig, ParserKind, ReadFrom, Secret};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_PASSWORD: &str = "Owl-e2e-password-1";
+
+pub struct Node {
+    pub query: String,
+    pub collector: String,
+    pub data_dir: tempfile::TempDir,
+    pub logs: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn start() -> Node {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data_dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: data_dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.auth.admin_password = Secret::new(ADMIN_PASSWORD);
+    config.collector.commit_interval_ms = 200;
+    config.agent.metrics_listen = String::new();
+    config.agent.batch.timeout_ms = 100;
+    config.agent.host_metrics_interval_s = 1;
+    config.agent.inputs = vec![InputConfig {
+        paths: vec![logs.path().join("*.log").display().to_string()],
+        service: "Form".into(),
+        region: "CN".into(),
+        environment: "production".into(),
+        parser: ParserKind::Json,
+        read_from: ReadFrom::Beginning,
+        poll_interval_ms: 50,
+        ..InputConfig::default()
+    }];
+    config.validate().unwrap();
+    let query_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let query = format!("http://{}", query_listener.local_addr().unwrap());
+    let collector = format!("http://{}", collector_listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let options = UpOptions {
+        demo: false,
+        demo_rate: 0,
+    };
+    let task = tokio::spawn(run_all_on(
+        config,
+        options,
+        query_listener,
+        collector_listener,
+        shutdown.clone(),
+    ));
+    Node {
+        query,
+        collector,
+        data_dir,
+        logs,
+        shutdown,
+        task,
+    }
+}
+
+impl Node {
+    /// Stops every role and waits for a clean exit.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn append(path: &Path, line: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+}
+
+/// Logs in as the first admin.
+pub async fn admin_token(http: &reqwest::Client, node: &Node) -> String {
+    let login: Value = wait_for("the query API to sign in", Duration::from_secs(60), || async {
+        let response = http
+            .post(format!("{}/api/auth/login", node.query))
+            .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())?;
+        response.json().await.ok()
+    })
+    .await;
+    login["data"]["access_token"].as_str().unwrap().to_string()
+}
+
+impl Node {
+    /// The collector's agent token, as `owl up` generated it.
+    pub fn agent_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("agent-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
