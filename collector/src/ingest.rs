@@ -198,6 +198,8 @@ pub(crate) struct ParsedBatch {
     /// The dedup hash of each item's record id; `None` for samples and heartbeats.
     ids: Vec<Option<u128>>,
     lines: Lines,
+    /// The position of each item in its request (1-based), for answers per item.
+    positions: Vec<usize>,
     /// The WAL entry of all items, for the usual case of no duplicates.
     encoded: EncodedEntry,
     rejected: Vec<Rejection>,
@@ -220,6 +222,7 @@ pub(crate) struct BatchBuilder<'a> {
     items: Vec<IngestItem>,
     ids: Vec<Option<u128>>,
     lines: Lines,
+    positions: Vec<usize>,
     rejected: Vec<Rejection>,
     rejected_total: usize,
     filtered: usize,
@@ -234,14 +237,16 @@ impl<'a> BatchBuilder<'a> {
             items: Vec::new(),
             ids: Vec::new(),
             lines: Lines::default(),
+            positions: Vec::new(),
             rejected: Vec::new(),
             rejected_total: 0,
             filtered: 0,
         }
     }
 
-    /// Completes, masks and filters an item, and keeps it unless the filter drops it.
-    pub(crate) fn push(&mut self, mut item: IngestItem) {
+    /// Completes, masks and filters item `position` (1-based, in the request's own order), and
+    /// keeps it unless the filter drops it.
+    pub(crate) fn push(&mut self, position: usize, mut item: IngestItem) {
         let id = match &mut item {
             IngestItem::Log(record) => {
                 // A per-agent token with a region writes records of that region only.
@@ -268,6 +273,7 @@ impl<'a> BatchBuilder<'a> {
         self.lines.push(&item.to_line());
         self.items.push(item);
         self.ids.push(id);
+        self.positions.push(position);
     }
 
     /// Records that item `position` (1-based, in the request's own order) was refused.
@@ -288,6 +294,7 @@ impl<'a> BatchBuilder<'a> {
             items: self.items,
             ids: self.ids,
             lines: self.lines,
+            positions: self.positions,
             encoded,
             rejected: self.rejected,
             rejected_total: self.rejected_total,
@@ -314,7 +321,7 @@ pub(crate) fn parse_ndjson(
         match IngestItem::parse(line, now) {
             Ok(item) => {
                 objects += 1;
-                builder.push(item);
+                builder.push(index + 1, item);
             }
             Err(reason) => {
                 let reason = if is_json_object(line) {
@@ -360,6 +367,9 @@ pub struct IngestOutcome {
     /// Records the ingest filter dropped by configuration.
     #[serde(skip_serializing_if = "is_zero")]
     pub filtered: usize,
+    /// The request positions of the items found already stored (when some were).
+    #[serde(skip)]
+    pub duplicate_positions: Vec<usize>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -466,6 +476,7 @@ impl Ingestor {
             items,
             ids,
             lines,
+            positions,
             encoded,
             rejected,
             rejected_total,
@@ -477,6 +488,7 @@ impl Ingestor {
             rejected_total: (rejected_total > rejected.len()).then_some(rejected_total),
             rejected,
             filtered,
+            duplicate_positions: Vec::new(),
         };
         let mut dedup = self.dedup();
         if let Some(stored) = key.as_ref().and_then(|k| dedup.batch(k)) {
@@ -496,6 +508,14 @@ impl Ingestor {
             .collect();
         let kept = keep.iter().filter(|&&k| k).count();
         outcome.duplicates = keep.len() - kept;
+        if outcome.duplicates > 0 {
+            outcome.duplicate_positions = keep
+                .iter()
+                .zip(&positions)
+                .filter(|(k, _)| !**k)
+                .map(|(_, p)| *p)
+                .collect();
+        }
         if kept == 0 {
             let lsn = if outcome.duplicates > 0 {
                 self.wal.last_appended()
@@ -548,6 +568,7 @@ fn duplicate_batch(stored: u32) -> IngestOutcome {
         rejected: Vec::new(),
         rejected_total: None,
         filtered: 0,
+        duplicate_positions: Vec::new(),
     }
 }
 

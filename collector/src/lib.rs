@@ -45,6 +45,7 @@
 pub mod agent_tokens;
 mod checkpoint;
 mod dedup;
+mod elastic;
 mod events;
 mod filter;
 mod frame;

@@ -187,3 +187,86 @@ async fn opentelemetry_sdk_logs_and_traces_make_one_waterfall() {
     );
     node.stop().await;
 }
+
+/// The records of `GET /api/v1/logs/query` for a keyword and more parameters.
+async fn query(http: &reqwest::Client, node: &Node, token: &str, params: &str) -> Value {
+    let (status, body) = get_json(http, format!("{}/api/v1/logs/query?{params}", node.query), token).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_py_bulk_helpers_store_each_document_once() {
+    let Some(python) = python() else { return };
+    let node = start().await;
+    let http = reqwest::Client::new();
+    let token = admin_token(&http, &node).await;
+    let marker = format!("esbulk{}", chrono::Utc::now().timestamp_millis());
+    let seen = run(
+        python,
+        vec![
+            script("es_bulk.py").display().to_string(),
+            node.collector.clone(),
+            node.agent_token(),
+            marker.clone(),
+        ],
+    )
+    .await;
+    // The client accepted the server and every item of both sends of the 100 documents.
+    assert!(
+        seen["version"].as_str().unwrap().starts_with('9')
+            || seen["version"].as_str().unwrap().starts_with('8')
+    );
+    assert_eq!(seen["first"], serde_json::json!([100, 0]), "{seen}");
+    assert_eq!(seen["again"], serde_json::json!([100, 0]), "{seen}");
+    let streamed = seen["streamed"].as_array().unwrap();
+    assert_eq!(streamed.len(), 51, "{seen}");
+    assert!(
+        streamed[..50]
+            .iter()
+            .all(|o| o["op"] == "create" && o["status"] == 201),
+        "{seen}"
+    );
+    assert_eq!(
+        streamed[50],
+        serde_json::json!({"op": "update", "ok": false, "status": 400})
+    );
+
+    // Durable when answered; searchable within the second. The re-send stored nothing twice.
+    let data = wait_for("the bulk documents", Duration::from_secs(20), || {
+        let (http, node, token, marker) = (&http, &node, &token, &marker);
+        async move {
+            let data = query(http, node, token, &format!("keyword={marker}&limit=1")).await;
+            (data["total"].as_u64() >= Some(150)).then_some(data)
+        }
+    })
+    .await;
+    assert_eq!(data["total"], 150, "{data}");
+    let orders = query(
+        &http,
+        &node,
+        &token,
+        &format!("keyword={marker}&service=crm-api&limit=1"),
+    )
+    .await;
+    assert_eq!(orders["total"], 100, "{orders}");
+    let record = &orders["items"][0];
+    assert_eq!(record["kind"], "http", "{record}");
+    assert_eq!(record["http"]["method"], "POST");
+    assert_eq!(record["http"]["url"], "/api/orders");
+    assert_eq!(record["http"]["duration_ms"], 12.5);
+    assert_eq!(record["name"], "orders.worker");
+    assert_eq!(record["environment"], "prod");
+    assert_eq!(record["extra"]["labels.batch"], "first");
+    // A data stream's dataset names the service of a document that names none.
+    let payments = query(
+        &http,
+        &node,
+        &token,
+        &format!("keyword={marker}&service=payments&limit=1"),
+    )
+    .await;
+    assert_eq!(payments["total"], 50, "{payments}");
+    assert_eq!(payments["items"][0]["level"], "WARN", "{payments}");
+    node.stop().await;
+}

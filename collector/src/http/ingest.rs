@@ -84,6 +84,7 @@ async fn handle(
         move |decoded, builder| ingest::parse_ndjson(decoded, now, builder),
     )
     .await
+    .map(|(outcome, ())| outcome)
 }
 
 /// The event of an answered request, for the log and the metrics.
@@ -153,32 +154,33 @@ pub(super) async fn read(
 }
 
 /// Decodes (with the limit on the decoded size) and parses on a blocking thread, then stores
-/// durably. `parse` turns the decoded body into a batch through the builder every receiver shares.
-pub(super) async fn parse_and_store(
+/// durably. `parse` turns the decoded body into a batch through the builder every receiver shares,
+/// and returns what the receiver needs for its answer besides the outcome.
+pub(super) async fn parse_and_store<T: Send + 'static>(
     state: &CollectorState,
     admitted: Admitted,
     key: Option<BatchKey>,
     wire: Bytes,
     encoding: Encoding,
     sizes: &mut Sizes,
-    parse: impl FnOnce(&[u8], &mut BatchBuilder<'_>) -> Result<(), IngestError> + Send + 'static,
-) -> Result<IngestOutcome, IngestError> {
+    parse: impl FnOnce(&[u8], &mut BatchBuilder<'_>) -> Result<T, IngestError> + Send + 'static,
+) -> Result<(IngestOutcome, T), IngestError> {
     let worker = state.ingestor.clone();
     let limit = worker.limits.max_body_bytes;
     let batch_key = key.clone();
     let identity = admitted.identity.clone();
-    let (decoded, parsed) = tokio::task::spawn_blocking(move || {
+    let (decoded, parsed, extra) = tokio::task::spawn_blocking(move || {
         let decoded = ingest::decode(wire, encoding, limit)?;
         let mut builder = BatchBuilder::new(&worker.masker, &*worker.filter, &identity);
-        parse(&decoded, &mut builder)?;
-        Ok::<_, IngestError>((decoded.len(), builder.finish(batch_key.as_ref())))
+        let extra = parse(&decoded, &mut builder)?;
+        Ok::<_, IngestError>((decoded.len(), builder.finish(batch_key.as_ref()), extra))
     })
     .await
     .map_err(|e| IngestError::Internal(format!("ingest task failed: {e}")))??;
     sizes.decoded = decoded;
-    let outcome = state.ingestor.store(key, parsed).await;
+    let outcome = state.ingestor.store(key, parsed).await?;
     drop(admitted);
-    outcome
+    Ok((outcome, extra))
 }
 
 /// A per-agent token's batches live under its name, so two nodes (a VM image cloned with the

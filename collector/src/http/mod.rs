@@ -1,5 +1,6 @@
 //! The collector's HTTP surface: one file per resource, each with its `router()`.
 
+mod elastic;
 mod error;
 mod health;
 mod ingest;
@@ -38,6 +39,7 @@ pub fn router(state: CollectorState) -> Router {
     Router::new()
         .merge(ingest::router())
         .merge(otlp::router())
+        .merge(elastic::router())
         .merge(health::router())
         .fallback(error::not_found)
         .with_state(state)

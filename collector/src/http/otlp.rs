@@ -197,12 +197,13 @@ async fn handle(
         },
     )
     .await
+    .map(|(outcome, ())| outcome)
 }
 
 fn push_all(builder: &mut BatchBuilder<'_>, mapped: Vec<Mapped>) {
     for (index, item) in mapped.into_iter().enumerate() {
         match item {
-            Ok(record) => builder.push(owl_model::IngestItem::Log(Box::new(record))),
+            Ok(record) => builder.push(index + 1, owl_model::IngestItem::Log(Box::new(record))),
             Err(reason) => builder.reject(index + 1, reason),
         }
     }
