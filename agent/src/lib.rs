@@ -35,7 +35,6 @@ mod fingerprint;
 mod host;
 mod metrics;
 mod multiline;
-mod parse;
 mod process;
 mod serve;
 mod ship;
@@ -55,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 pub use fingerprint::Fingerprint;
 pub use metrics::Metrics;
 pub use owl_config::ParserKind;
-pub use parse::{Parsed, Parser, ParserError};
+pub use owl_parse::{Parsed, Parser, ParserError};
 pub use state::StateError;
 
 /// Why the agent could not start or stopped.

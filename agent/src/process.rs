@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::fingerprint::Fingerprint;
 use crate::metrics::Metrics;
-use crate::parse::Parser;
+use owl_parse::Parser;
 
 /// What was wrong with the bytes of a record before parsing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

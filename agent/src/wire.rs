@@ -278,7 +278,7 @@ mod tests {
         #[test]
         fn matches_serde_on_parsed_lines(text in "(?s).{0,200}") {
             for kind in [ParserKind::Auto, ParserKind::Plain] {
-                let record = crate::parse::Parser::new(kind, "").unwrap().parse(&text, Utc::now()).record;
+                let record = owl_parse::Parser::new(kind, "").unwrap().parse(&text, Utc::now()).record;
                 same_as_serde(&record);
             }
         }

@@ -57,7 +57,7 @@ pub enum IngestError {
         decoded: bool,
     },
     /// `Content-Encoding` is not one the collector decodes.
-    #[error("unsupported Content-Encoding `{0}`: send gzip, zstd or an uncompressed body")]
+    #[error("unsupported Content-Encoding `{0}`: send gzip, zstd, snappy or an uncompressed body")]
     UnsupportedEncoding(String),
     /// The body does not decompress.
     #[error("body is not valid {encoding}: {reason}")]
@@ -107,6 +107,8 @@ pub(crate) enum Encoding {
     Identity,
     Gzip,
     Zstd,
+    /// Raw (block) snappy, as Loki's protobuf push is sent.
+    Snappy,
 }
 
 impl Encoding {
@@ -119,6 +121,8 @@ impl Encoding {
             Ok(Encoding::Gzip)
         } else if value.eq_ignore_ascii_case("zstd") {
             Ok(Encoding::Zstd)
+        } else if value.eq_ignore_ascii_case("snappy") {
+            Ok(Encoding::Snappy)
         } else if value.eq_ignore_ascii_case("identity") {
             Ok(Encoding::Identity)
         } else {
@@ -156,6 +160,20 @@ pub(crate) fn decode(body: Bytes, encoding: Encoding, limit: usize) -> Result<By
             // more than [`ZSTD_WINDOW_LOG_MAX`].
             decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(bad)?;
             read_limited(decoder, limit, "zstd")
+        }
+        Encoding::Snappy => {
+            let bad = |e: snap::Error| IngestError::BadCompression {
+                encoding: "snappy",
+                reason: e.to_string(),
+            };
+            // The block declares its length: a bomb is refused before anything is inflated.
+            if snap::raw::decompress_len(&body).map_err(bad)? > limit {
+                return Err(IngestError::TooLarge { limit, decoded: true });
+            }
+            snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .map(Bytes::from)
+                .map_err(bad)
         }
     }
 }

@@ -52,6 +52,7 @@ mod frame;
 mod http;
 mod indexer;
 mod ingest;
+mod loki;
 pub mod metrics;
 mod observer;
 mod otlp;

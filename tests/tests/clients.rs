@@ -270,3 +270,46 @@ async fn elasticsearch_py_bulk_helpers_store_each_document_once() {
     assert_eq!(payments["items"][0]["level"], "WARN", "{payments}");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_logging_loki_handler_pushes_records() {
+    let Some(python) = python() else { return };
+    let node = start().await;
+    let http = reqwest::Client::new();
+    let token = admin_token(&http, &node).await;
+    let marker = format!("lokipy{}", chrono::Utc::now().timestamp_millis());
+    let sent = run(
+        python,
+        vec![
+            script("loki_handler.py").display().to_string(),
+            node.collector.clone(),
+            node.agent_token(),
+            marker.clone(),
+        ],
+    )
+    .await;
+    assert_eq!(sent["logged"], 3);
+    let data = wait_for("the handler's records", Duration::from_secs(20), || {
+        let (http, node, token, marker) = (&http, &node, &token, &marker);
+        async move {
+            let data = query(http, node, token, &format!("keyword={marker}")).await;
+            (data["total"].as_u64() >= Some(3)).then_some(data)
+        }
+    })
+    .await;
+    assert_eq!(data["total"], 3, "{data}");
+    let mut levels: Vec<&str> = data["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["level"].as_str().unwrap())
+        .collect();
+    levels.sort();
+    assert_eq!(levels, ["ERROR", "INFO", "WARN"], "{data}");
+    for record in data["items"].as_array().unwrap() {
+        assert_eq!(record["service"]["name"], "billing", "{record}");
+        assert_eq!(record["environment"], "staging", "{record}");
+        assert_eq!(record["extra"]["logger"], "billing.invoices", "{record}");
+    }
+    node.stop().await;
+}

@@ -4,6 +4,7 @@ mod elastic;
 mod error;
 mod health;
 mod ingest;
+mod loki;
 mod otlp;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub fn router(state: CollectorState) -> Router {
         .merge(ingest::router())
         .merge(otlp::router())
         .merge(elastic::router())
+        .merge(loki::router())
         .merge(health::router())
         .fallback(error::not_found)
         .with_state(state)
