@@ -26,6 +26,7 @@ mod collector;
 mod data;
 mod freshness;
 mod query;
+mod receivers;
 mod report;
 mod sink;
 mod stack;
@@ -56,17 +57,20 @@ pub enum Section {
     Alerts,
     /// Figure 6.
     Api,
+    /// Figure 7.
+    Receivers,
 }
 
 impl Section {
     /// Every section, in running order.
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::Agent,
         Section::Collector,
         Section::Freshness,
         Section::Query,
         Section::Alerts,
         Section::Api,
+        Section::Receivers,
     ];
 
     /// The stable figure names a section reports (every one appears in the report, measured or
@@ -109,6 +113,14 @@ impl Section {
                 "alert_engine_latency_p99_ms",
             ],
             Section::Api => &["api_cached_analytics_rps", "api_log_query_rps"],
+            Section::Receivers => &[
+                "receiver_otlp_records_per_s",
+                "receiver_otlp_ack_to_searchable_ms",
+                "receiver_elasticsearch_records_per_s",
+                "receiver_elasticsearch_ack_to_searchable_ms",
+                "receiver_loki_records_per_s",
+                "receiver_loki_ack_to_searchable_ms",
+            ],
         }
     }
 }
@@ -125,7 +137,9 @@ impl FromStr for Section {
                     .unwrap_or(false)
             })
             .ok_or_else(|| {
-                format!("unknown section `{s}`: use agent, collector, freshness, query, alerts or api")
+                format!(
+                    "unknown section `{s}`: use agent, collector, freshness, query, alerts, api or receivers"
+                )
             })
     }
 }
@@ -155,6 +169,8 @@ pub struct Sizes {
     pub api_connections: usize,
     /// Batches of 1000 records ingested before the API's log query runs.
     pub api_log_batches: usize,
+    /// Records each receiver protocol posts (and native ingest beside them).
+    pub receiver_records: u64,
 }
 
 impl Sizes {
@@ -173,6 +189,7 @@ impl Sizes {
             api_s: 8.0,
             api_connections: 16,
             api_log_batches: 50,
+            receiver_records: 200_000,
         }
     }
 
@@ -190,6 +207,7 @@ impl Sizes {
             api_s: 0.5,
             api_connections: 4,
             api_log_batches: 2,
+            receiver_records: 2_000,
         }
     }
 
@@ -243,6 +261,9 @@ impl Sizes {
             api_log_batches: value["api_log_batches"]
                 .as_u64()
                 .map_or(self.api_log_batches, |v| v as usize),
+            receiver_records: value["receiver_records"]
+                .as_u64()
+                .unwrap_or(self.receiver_records),
         };
         Ok(())
     }
@@ -373,6 +394,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             Section::Query => query::figures(&ctx).await,
             Section::Alerts => alerts::figures(&ctx).await,
             Section::Api => api::figures(&ctx).await,
+            Section::Receivers => receivers::figures(&ctx).await,
         };
         match result {
             Ok(section_figures) => figures.extend(section_figures),

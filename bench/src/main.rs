@@ -19,10 +19,10 @@ struct Args {
     smoke: bool,
     /// Size overrides, `key=value` separated by commas: agent_mib, collector_records,
     /// freshness_rate, freshness_s, query_records, query_iterations, grep_iterations,
-    /// alert_rounds, api_s, api_connections, api_log_batches.
+    /// alert_rounds, api_s, api_connections, api_log_batches, receiver_records.
     #[arg(long, value_name = "K=V,...")]
     sizes: Option<String>,
-    /// Run only these sections: agent, collector, freshness, query, alerts, api.
+    /// Run only these sections: agent, collector, freshness, query, alerts, api, receivers.
     #[arg(long, value_name = "SECTION,...", value_delimiter = ',')]
     only: Vec<Section>,
     /// Output directory (report.json and the cached query data set); default target/owl-bench.

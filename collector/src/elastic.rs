@@ -423,4 +423,31 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Whatever arrives, a bulk body is items or an error, never a panic.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let masker = owl_model::Masker::new(&owl_model::MaskingRules::default()).unwrap();
+            let identity = crate::agent_tokens::AgentIdentity::shared();
+            let mut builder = BatchBuilder::new(&masker, &crate::filter::AdmitAll, &identity);
+            let _ = parse_bulk(&bytes, Some("x"), Utc::now(), &mut builder);
+            let _ = document(&bytes, "x", Utc::now());
+        }
+
+        /// Action lines followed by arbitrary JSON documents.
+        #[test]
+        fn arbitrary_documents_never_panic(docs in proptest::collection::vec("\\{(\"[a-z@._]{1,12}\":(\"[^\"\\\\]{0,8}\"|-?[0-9]{1,20}|\\[\\]|\\{\\}|null|true),?){0,6}\\}", 1..8)) {
+            let masker = owl_model::Masker::new(&owl_model::MaskingRules::default()).unwrap();
+            let identity = crate::agent_tokens::AgentIdentity::shared();
+            let mut builder = BatchBuilder::new(&masker, &crate::filter::AdmitAll, &identity);
+            let mut body = String::new();
+            for doc in docs {
+                body.push_str("{\"index\":{}}\n");
+                body.push_str(&doc);
+                body.push('\n');
+            }
+            let _ = parse_bulk(body.as_bytes(), Some("x"), Utc::now(), &mut builder);
+        }
+    }
 }

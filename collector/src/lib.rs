@@ -56,6 +56,7 @@ mod loki;
 pub mod metrics;
 mod observer;
 mod otlp;
+mod receivers;
 mod retention;
 mod token;
 mod wal;
@@ -80,6 +81,7 @@ pub use filter::{AdmitAll, IngestFilter};
 pub use http::{CollectorState, router};
 pub use ingest::{IngestError, IngestOutcome, Rejection};
 pub use observer::IngestObserver;
+pub use receivers::{RECEIVERS, ReceiverSnapshot, ReceiverStats};
 pub use retention::{FileRetention, RetentionJob, RetentionSource, file_policy};
 pub use token::{AGENT_TOKEN_FILE, ensure_agent_token};
 pub use wal::WalError;
@@ -202,6 +204,7 @@ impl Collector {
             )),
             tokens: Arc::new(tokens),
             region: Arc::from(config.query_api.region.as_str()),
+            receivers: Arc::default(),
         };
         Ok(Collector {
             state,
@@ -306,6 +309,8 @@ pub struct Hooks {
     pub observer: Option<Arc<dyn IngestObserver>>,
     /// The retention in force, read at every scheduled run.
     pub retention: Arc<dyn RetentionSource>,
+    /// Counts what each receiver takes (shown by the query API's `/health/detailed` in `owl up`).
+    pub receivers: Arc<ReceiverStats>,
 }
 
 impl Default for Hooks {
@@ -315,6 +320,7 @@ impl Default for Hooks {
             filter: Arc::new(AdmitAll),
             observer: None,
             retention: Arc::new(FileRetention),
+            receivers: Arc::default(),
         }
     }
 }
@@ -335,11 +341,13 @@ pub async fn run_with(
     shutdown: CancellationToken,
     hooks: Hooks,
 ) -> anyhow::Result<()> {
+    metrics::prometheus();
     metrics::describe();
     let Hooks {
         filter,
         observer,
         retention,
+        receivers,
     } = hooks;
     let retention_job = RetentionJob::new(index.clone(), &config.storage.retention, retention);
     let retention_interval = Duration::from_secs(config.storage.retention.check_interval_s);
@@ -362,7 +370,11 @@ pub async fn run_with(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "collector listening");
     }
-    let served = owl_http::serve(listener, router(collector.state()), stop.clone()).await;
+    let state = CollectorState {
+        receivers,
+        ..collector.state()
+    };
+    let served = owl_http::serve(listener, router(state), stop.clone()).await;
     stop.cancel();
     let _ = watch_failure.await;
     let _ = retention_task.await;

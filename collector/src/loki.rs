@@ -426,4 +426,20 @@ mod tests {
             Err(IngestError::BadMessage(_))
         ));
     }
+
+    proptest::proptest! {
+        /// Whatever arrives, the parsers answer with records or an error, never a panic.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let now = Utc::now();
+            let _ = protobuf_records(&bytes, now);
+            let _ = json_records(&bytes, now);
+            let _ = parse_labels(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn label_text_never_panics(text in "\\{[a-z_=\",\\\\ ]{0,40}\\}") {
+            let _ = parse_labels(&text);
+        }
+    }
 }

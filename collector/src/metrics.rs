@@ -1,7 +1,10 @@
 //! Every metric the collector records, through the `metrics` facade (the binary installs the
 //! Prometheus exporter). Labels are bounded: status codes, fixed outcome and stage names.
 
+use std::sync::OnceLock;
+
 use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Ingest requests answered, by `status` (HTTP status code).
 pub const INGEST_REQUESTS_TOTAL: &str = "owl_collector_ingest_requests_total";
@@ -47,13 +50,16 @@ pub const RETENTION_FREED_BYTES_TOTAL: &str = "owl_collector_retention_freed_byt
 
 /// Registers the descriptions and units of the collector's metrics with the installed recorder.
 pub fn describe() {
-    describe_counter!(INGEST_REQUESTS_TOTAL, "Ingest requests answered, by HTTP status");
+    describe_counter!(
+        INGEST_REQUESTS_TOTAL,
+        "Ingest requests answered, by protocol (owl, otlp_logs, otlp_traces, elasticsearch, loki) and HTTP status"
+    );
     describe_histogram!(
         INGEST_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "Ingest request time, durability included"
     );
-    describe_counter!(INGEST_ITEMS_TOTAL, "Ingest lines by outcome");
+    describe_counter!(INGEST_ITEMS_TOTAL, "Ingested items by protocol and outcome");
     describe_counter!(
         INGEST_BYTES_TOTAL,
         Unit::Bytes,
@@ -105,4 +111,13 @@ pub fn describe() {
         Unit::Bytes,
         "Bytes freed by retention"
     );
+}
+
+/// The process's Prometheus recorder, installed on first use (a process has one recorder);
+/// `None` when another recorder was installed first.
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .as_ref()
 }

@@ -465,3 +465,55 @@ impl<'a> Attributes<'a> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Whatever decodes as an export request maps without a panic.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let now = Utc::now();
+            if let Ok(request) = ExportLogsServiceRequest::decode(&bytes[..]) {
+                let _ = log_records(request, now);
+            }
+            if let Ok(request) = ExportTraceServiceRequest::decode(&bytes[..]) {
+                let _ = span_records(request, now);
+            }
+            if let Ok(request) = serde_json::from_slice::<ExportLogsServiceRequest>(&bytes) {
+                let _ = log_records(request, now);
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_values_are_refused_or_mapped() {
+        let now = Utc::now();
+        let span = OtlpSpan {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            start_time_unix_nano: u64::MAX,
+            end_time_unix_nano: 1,
+            ..OtlpSpan::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+                scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mapped = span_records(request, now);
+        assert!(
+            mapped[0].as_ref().unwrap_err().contains("out of range"),
+            "{mapped:?}"
+        );
+        assert_eq!(level(0, "WARNING"), Level::Warn);
+        assert_eq!(level(21, ""), Level::Error);
+        assert_eq!(level(3, ""), Level::Debug);
+        assert_eq!(level(99, "nonsense"), Level::Info);
+    }
+}

@@ -80,7 +80,15 @@ fn logs_request(marker: &str) -> ExportLogsServiceRequest {
                     ..InstrumentationScope::default()
                 }),
                 log_records: vec![
-                    record(0, 9, vec![text("user.id", "u-42"), text("order", "o-1")]),
+                    record(
+                        0,
+                        9,
+                        vec![
+                            text("user.id", "u-42"),
+                            text("order", "o-1"),
+                            text("db.password", "hunter2"),
+                        ],
+                    ),
                     record(
                         1,
                         17,
@@ -173,6 +181,8 @@ async fn protobuf_logs_are_stored_mapped_and_a_resent_export_once() {
     assert_eq!((info.level, info.kind), (Level::Info, Kind::Application));
     assert_eq!(info.user.as_ref().unwrap().id.as_deref(), Some("u-42"));
     assert_eq!(info.extra.as_ref().unwrap()["order"], "o-1");
+    // Masked before storage, as native ingest is.
+    assert_eq!(info.extra.as_ref().unwrap()["db.password"], owl_model::REDACTED);
     assert_eq!((error.level, error.kind), (Level::Error, Kind::Error));
     let e = error.error.as_ref().unwrap();
     assert_eq!(
@@ -205,6 +215,51 @@ async fn protobuf_logs_are_stored_mapped_and_a_resent_export_once() {
     assert_eq!(marker.status, 200);
     wait_count(&collector.index, "otlpafterresend", 3).await;
     assert_eq!(count_marker(&collector.index, "otlpprotomark"), 3);
+
+    // The collector's detailed health counts per receiver, for a token holder only.
+    let anonymous = get(collector.addr, "/health/detailed").await.unwrap();
+    assert_eq!(anonymous.status, 401);
+    let auth = format!("Bearer {TOKEN}");
+    let health = request(
+        collector.addr,
+        "GET",
+        "/health/detailed",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await
+    .unwrap()
+    .json();
+    let otlp_logs = health["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["protocol"] == "otlp_logs")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (otlp_logs["requests"].as_u64(), otlp_logs["records"].as_u64()),
+        (Some(3), Some(9)),
+        "{health}"
+    );
+    let metrics = request(
+        collector.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("owl_collector_ingest_requests_total{")
+                && l.contains("protocol=\"otlp_logs\"")),
+        "{text}"
+    );
+    assert_eq!(get(collector.addr, "/metrics").await.unwrap().status, 401);
     collector.stop().await;
 }
 

@@ -98,11 +98,12 @@ impl LogSettings {
 
     /// The collector's hooks: the live settings filter ingest and set the scheduled retention,
     /// the alert engine observes.
-    fn hooks(&self, alerts: &Alerts) -> owl_collector::Hooks {
+    fn hooks(&self, alerts: &Alerts, receivers: Arc<owl_collector::ReceiverStats>) -> owl_collector::Hooks {
         owl_collector::Hooks {
             filter: self.runtime.filter(),
             observer: Some(alerts.observer.clone()),
             retention: self.runtime.retention(),
+            receivers,
         }
     }
 
@@ -120,6 +121,31 @@ pub enum Role {
     Collector,
     /// `owl query-api`.
     QueryApi,
+}
+
+/// The collector's receivers as a line of the query API's `/health/detailed`: `up` (the collector
+/// serves them) with what each has taken since start.
+struct ReceiversHealth(Arc<owl_collector::ReceiverStats>);
+
+impl owl_query_api::ComponentHealth for ReceiversHealth {
+    fn name(&self) -> &'static str {
+        "receivers"
+    }
+
+    fn check(&self) -> (String, serde_json::Value) {
+        let detail = self
+            .0
+            .snapshot()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.protocol.to_string(),
+                    serde_json::to_value(&r).unwrap_or_default(),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>();
+        ("up".to_string(), serde_json::Value::Object(detail))
+    }
 }
 
 /// Options of `owl up`.
@@ -233,6 +259,7 @@ pub async fn run_all_on(
 
     let alerts = Alerts::start(&config).await?;
     let log_config = LogSettings::start(&config, &index).await?;
+    let receivers = Arc::new(owl_collector::ReceiverStats::default());
     let collector = spawn_role(
         "collector",
         &failed,
@@ -241,7 +268,7 @@ pub async fn run_all_on(
             index.clone(),
             collector_listener,
             server_stop.clone(),
-            log_config.hooks(&alerts),
+            log_config.hooks(&alerts, receivers.clone()),
         ),
     );
     let query_api = spawn_role(
@@ -256,6 +283,7 @@ pub async fn run_all_on(
             server_stop.clone(),
             owl_query_api::Options {
                 alert_engine: Some(alerts.engine.clone()),
+                components: vec![Arc::new(ReceiversHealth(receivers))],
                 ..Default::default()
             },
         ),
@@ -332,7 +360,7 @@ pub async fn run_role(mut config: Config, role: Role, shutdown: CancellationToke
             let index = open_index_off_runtime(&config).await?;
             let alerts = Alerts::start(&config).await?;
             let log_config = LogSettings::start(&config, &index).await?;
-            let hooks = log_config.hooks(&alerts);
+            let hooks = log_config.hooks(&alerts, Arc::default());
             let ran = owl_collector::run_with(config, index, listener, shutdown, hooks).await;
             alerts.stop().await;
             log_config.stop().await;

@@ -69,7 +69,7 @@ pub use permissions::{
     ADMIN_ROLE, Access, BUILTIN_ROLES, CATALOGUE, Permission, PermissionInfo, SUPER_ADMIN_LEVEL,
 };
 pub use scope::Scope;
-pub use state::{AppState, Options, SharedState};
+pub use state::{AppState, ComponentHealth, Options, SharedState};
 
 /// Builds the application for `config`: bootstraps the database (migrations, first admin), connects
 /// the shared store and returns the router with its state.

@@ -11,14 +11,38 @@ use crate::clock::Clock;
 use crate::db::Database;
 use crate::kv::{KvStore, MemoryKv, RedisKv};
 
+/// A part of this process that `/health/detailed` reports on besides its own stores (in `owl up`,
+/// the collector's receivers).
+pub trait ComponentHealth: Send + Sync {
+    /// The key of its line in the report.
+    fn name(&self) -> &'static str;
+    /// Its status word and its figures.
+    fn check(&self) -> (String, serde_json::Value);
+}
+
 /// Knobs that are not configuration: what tests replace.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// The time source (a manual clock in tests).
     pub clock: Clock,
     /// The alert engine of this process, when it runs one (`owl up`): reloaded by every change of
     /// the alert configuration or mutes before the change is answered.
     pub alert_engine: Option<owl_alerts::AlertEngine>,
+    /// More components for `/health/detailed`.
+    pub components: Vec<Arc<dyn ComponentHealth>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("clock", &self.clock)
+            .field("alert_engine", &self.alert_engine.is_some())
+            .field(
+                "components",
+                &self.components.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// The state behind every route: the SQL store, the shared key-value store (cache, token
@@ -66,6 +90,8 @@ pub struct SharedState {
     pub streams: Arc<crate::limits::UserSlots>,
     /// Running log searches (`query_api.max_concurrent_queries_per_user`).
     pub queries: Arc<crate::limits::UserSlots>,
+    /// More components for `/health/detailed` (see [`Options::components`]).
+    pub components: Vec<Arc<dyn ComponentHealth>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -112,6 +138,7 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("while loading the secret key: {e}"))?;
         let shared = SharedState {
             alert_engine: options.alert_engine,
+            components: options.components,
             secrets: Arc::new(secrets),
             streams,
             queries,

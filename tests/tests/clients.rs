@@ -147,6 +147,21 @@ async fn opentelemetry_sdk_logs_and_traces_make_one_waterfall() {
         "{events:?}"
     );
 
+    // The query API's detailed health shows what the collector's receivers took.
+    let (status, health) = get_json(&http, format!("{}/health/detailed", node.query), &token).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["data"]["receivers"], "up", "{health}");
+    let receivers = &health["data"]["checks"]["receivers"];
+    assert!(
+        receivers["otlp_traces"]["records"].as_u64() >= Some(3),
+        "{receivers}"
+    );
+    assert!(
+        receivers["otlp_logs"]["records"].as_u64() >= Some(2),
+        "{receivers}"
+    );
+    assert_eq!(receivers["loki"]["requests"], 0, "{receivers}");
+
     // A W3C id resolves however it is cased.
     let (status, upper) = get_json(
         &http,

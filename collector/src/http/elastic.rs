@@ -307,13 +307,13 @@ async fn bulk(state: CollectorState, headers: HeaderMap, index: Option<String>, 
         Err(error) => super::error::ApiError::status(error).0,
     };
     answered(
+        &state,
         "elasticsearch",
         status,
         started,
         &sizes,
         result.as_ref().ok().map(|(o, _)| o),
-    )
-    .emit();
+    );
     match result {
         Ok((outcome, items)) => answer(&headers, StatusCode::OK, bulk_answer(&outcome, &items, started)),
         Err(error) => refuse(&headers, &error),

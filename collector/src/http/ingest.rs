@@ -47,7 +47,7 @@ async fn ingest(
         Ok(_) => StatusCode::OK,
         Err(error) => ApiError::status(error).0,
     };
-    answered("owl", status, started, &sizes, result.as_ref().ok()).emit();
+    answered(&state, "owl", status, started, &sizes, result.as_ref().ok());
     match result {
         Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),
         Err(error) => ApiError {
@@ -87,15 +87,16 @@ async fn handle(
     .map(|(outcome, ())| outcome)
 }
 
-/// The event of an answered request, for the log and the metrics.
+/// Accounts for an answered request: its log line and metrics, and the receiver's counters.
 pub(super) fn answered(
+    state: &CollectorState,
     protocol: &'static str,
     status: StatusCode,
     started: Instant,
     sizes: &Sizes,
     outcome: Option<&IngestOutcome>,
-) -> IngestAnswered {
-    IngestAnswered {
+) {
+    let event = IngestAnswered {
         protocol,
         status: status.as_u16(),
         elapsed: started.elapsed(),
@@ -105,7 +106,14 @@ pub(super) fn answered(
         filtered: outcome.map_or(0, |o| o.filtered),
         wire_bytes: sizes.wire,
         decoded_bytes: sizes.decoded,
-    }
+    };
+    state.receivers.record(
+        protocol,
+        event.status,
+        event.accepted + event.duplicates + event.filtered,
+        event.rejected,
+    );
+    event.emit();
 }
 
 /// A request let in: its slot among `collector.max_concurrent_requests` and who sent it.

@@ -66,7 +66,7 @@ async fn push(State(state): State<CollectorState>, headers: HeaderMap, body: Bod
         Ok(_) => StatusCode::NO_CONTENT,
         Err(error) => ApiError::status(error).0,
     };
-    answered("loki", status, started, &sizes, result.as_ref().ok()).emit();
+    answered(&state, "loki", status, started, &sizes, result.as_ref().ok());
     match result {
         Ok(outcome) if outcome.rejected_count() > 0 => {
             // Loki refuses a push with a bad entry as a whole; Owl keeps the good ones and says

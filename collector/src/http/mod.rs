@@ -22,6 +22,7 @@ pub struct CollectorState {
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
     pub(crate) tokens: Arc<AgentTokens>,
     pub(crate) region: Arc<str>,
+    pub(crate) receivers: Arc<crate::receivers::ReceiverStats>,
 }
 
 impl std::fmt::Debug for CollectorState {

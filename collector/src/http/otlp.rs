@@ -159,7 +159,14 @@ async fn export(state: CollectorState, headers: HeaderMap, body: Body, signal: S
         Ok(_) => StatusCode::OK,
         Err(error) => otlp_status(error).0,
     };
-    answered(signal.protocol(), status, started, &sizes, result.as_ref().ok()).emit();
+    answered(
+        &state,
+        signal.protocol(),
+        status,
+        started,
+        &sizes,
+        result.as_ref().ok(),
+    );
     let format = format.unwrap_or(Format::Json);
     match result {
         Ok(outcome) => answer(format, signal, &outcome),

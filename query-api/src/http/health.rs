@@ -211,7 +211,7 @@ async fn detailed(State(state): State<AppState>, user: Option<AuthUser>) -> Resp
         });
         return StatusOk::new(data, message).with_status(status).into_response();
     }
-    let data = json!({
+    let mut data = json!({
         "status": overall.as_str(),
         "database": database["status"],
         "redis": redis,
@@ -223,5 +223,10 @@ async fn detailed(State(state): State<AppState>, user: Option<AuthUser>) -> Resp
         "uptime_s": state.started_at.elapsed().as_secs(),
         "checks": { "database": database, "cache": cache, "index": index, "disk": disk },
     });
+    for component in &state.components {
+        let (status, detail) = component.check();
+        data[component.name()] = json!(status);
+        data["checks"][component.name()] = detail;
+    }
     StatusOk::new(data, message).with_status(status).into_response()
 }
