@@ -147,6 +147,28 @@ async fn opentelemetry_sdk_logs_and_traces_make_one_waterfall() {
         "{events:?}"
     );
 
+    // The server span is a request: slow requests list it with its duration and status.
+    let (status, slow) = get_json(
+        &http,
+        format!("{}/api/v1/logs/slow-requests?thresholdMs=40", node.query),
+        &token,
+    )
+    .await;
+    assert_eq!(status, 200, "{slow}");
+    let request = slow["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["traceId"] == trace_id.as_str())
+        .unwrap_or_else(|| panic!("the server span is not a slow request: {slow}"));
+    assert_eq!(
+        (&request["method"], &request["url"]),
+        (&"POST".into(), &"/checkout".into()),
+        "{request}"
+    );
+    assert_eq!(request["statusCode"], 500, "{request}");
+    assert!(request["duration"].as_f64().unwrap() >= 50.0, "{request}");
+
     // The query API's detailed health shows what the collector's receivers took.
     let (status, health) = get_json(&http, format!("{}/health/detailed", node.query), &token).await;
     assert_eq!(status, 200, "{health}");
