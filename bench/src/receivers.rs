@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use owl_collector::loki_proto::{EntryAdapter, ProtoTimestamp, PushRequest, StreamAdapter};
 use owl_index::{Index, LogFilter};
 use owl_model::{Level, LogRecord};
 use prost::Message;
@@ -161,36 +162,6 @@ fn elastic_body(lines: &[Vec<u8>]) -> Bytes {
     Bytes::from(encoder.finish().expect("in memory"))
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct PushRequest {
-    #[prost(message, repeated, tag = "1")]
-    streams: Vec<StreamAdapter>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct StreamAdapter {
-    #[prost(string, tag = "1")]
-    labels: String,
-    #[prost(message, repeated, tag = "2")]
-    entries: Vec<EntryAdapter>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct EntryAdapter {
-    #[prost(message, optional, tag = "1")]
-    timestamp: Option<ProtoTimestamp>,
-    #[prost(string, tag = "2")]
-    line: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoTimestamp {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
 /// A batch as a Loki push (protobuf, raw snappy): a stream per service and level, JSON lines.
 fn loki_body(records: &[LogRecord], lines: &[Vec<u8>]) -> Bytes {
     let mut streams: BTreeMap<String, Vec<EntryAdapter>> = BTreeMap::new();
@@ -206,12 +177,17 @@ fn loki_body(records: &[LogRecord], lines: &[Vec<u8>]) -> Bytes {
                 nanos: record.timestamp.timestamp_subsec_nanos() as i32,
             }),
             line: String::from_utf8_lossy(line).into_owned(),
+            ..EntryAdapter::default()
         });
     }
     let request = PushRequest {
         streams: streams
             .into_iter()
-            .map(|(labels, entries)| StreamAdapter { labels, entries })
+            .map(|(labels, entries)| StreamAdapter {
+                labels,
+                entries,
+                ..StreamAdapter::default()
+            })
             .collect(),
     };
     Bytes::from(

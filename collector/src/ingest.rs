@@ -294,6 +294,17 @@ impl<'a> BatchBuilder<'a> {
         self.positions.push(position);
     }
 
+    /// Pushes the records a receiver mapped, or refuses the ones it could not, numbering them
+    /// from 1 in the request's order.
+    pub(crate) fn extend(&mut self, mapped: Vec<Result<owl_model::LogRecord, String>>) {
+        for (index, item) in mapped.into_iter().enumerate() {
+            match item {
+                Ok(record) => self.push(index + 1, IngestItem::Log(Box::new(record))),
+                Err(reason) => self.reject(index + 1, reason),
+            }
+        }
+    }
+
     /// Records that item `position` (1-based, in the request's own order) was refused.
     pub(crate) fn reject(&mut self, position: usize, reason: String) {
         self.rejected_total += 1;

@@ -81,6 +81,10 @@ pub use filter::{AdmitAll, IngestFilter};
 pub use http::{CollectorState, router};
 pub use ingest::{IngestError, IngestOutcome, Rejection};
 pub use observer::IngestObserver;
+/// Loki's push messages (`push.proto`), for clients of the Loki receiver.
+pub mod loki_proto {
+    pub use crate::loki::{EntryAdapter, LabelPairAdapter, ProtoTimestamp, PushRequest, StreamAdapter};
+}
 pub use receivers::{RECEIVERS, ReceiverSnapshot, ReceiverStats};
 pub use retention::{FileRetention, RetentionJob, RetentionSource, file_policy};
 pub use token::{AGENT_TOKEN_FILE, ensure_agent_token};

@@ -7,45 +7,9 @@ use common::*;
 use owl_model::Level;
 use prost::Message;
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct PushRequest {
-    #[prost(message, repeated, tag = "1")]
-    streams: Vec<StreamAdapter>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct StreamAdapter {
-    #[prost(string, tag = "1")]
-    labels: String,
-    #[prost(message, repeated, tag = "2")]
-    entries: Vec<EntryAdapter>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct EntryAdapter {
-    #[prost(message, optional, tag = "1")]
-    timestamp: Option<Timestamp>,
-    #[prost(string, tag = "2")]
-    line: String,
-    #[prost(message, repeated, tag = "3")]
-    structured_metadata: Vec<LabelPair>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Timestamp {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct LabelPair {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "2")]
-    value: String,
-}
+use owl_collector::loki_proto::{
+    EntryAdapter, LabelPairAdapter as LabelPair, ProtoTimestamp as Timestamp, PushRequest, StreamAdapter,
+};
 
 fn snappy(bytes: &[u8]) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(bytes).unwrap()
@@ -73,6 +37,7 @@ fn push_request(marker: &str, n: usize) -> PushRequest {
                     }],
                 })
                 .collect(),
+            ..StreamAdapter::default()
         }],
     }
 }
@@ -181,6 +146,7 @@ async fn bad_pushes_get_their_status_and_store_nothing() {
                 line: "lokinolabels".into(),
                 ..EntryAdapter::default()
             }],
+            ..StreamAdapter::default()
         }],
     };
     let refused = push(&collector, &[PROTOBUF], &snappy(&no_labels.encode_to_vec())).await;

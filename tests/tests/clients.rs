@@ -54,6 +54,17 @@ async fn run(python: PathBuf, args: Vec<String>) -> Value {
         .unwrap_or_else(|e| panic!("client printed no JSON line ({e}): {stdout}"))
 }
 
+/// Runs a client script against the node's collector with its agent token and a marker.
+async fn send(python: PathBuf, name: &str, node: &Node, marker: &str) -> Value {
+    let args = vec![
+        script(name).display().to_string(),
+        node.collector.clone(),
+        node.agent_token(),
+        marker.to_string(),
+    ];
+    run(python, args).await
+}
+
 async fn get_json(http: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
     let response = http.get(url).bearer_auth(token).send().await.unwrap();
     let status = response.status().as_u16();
@@ -67,16 +78,7 @@ async fn opentelemetry_sdk_logs_and_traces_make_one_waterfall() {
     let http = reqwest::Client::new();
     let token = admin_token(&http, &node).await;
     let marker = format!("otelsdk{}", chrono::Utc::now().timestamp_millis());
-    let sent = run(
-        python,
-        vec![
-            script("otlp_sdk.py").display().to_string(),
-            node.collector.clone(),
-            node.agent_token(),
-            marker.clone(),
-        ],
-    )
-    .await;
+    let sent = send(python, "otlp_sdk.py", &node, &marker).await;
     let trace_id = sent["trace_id"].as_str().unwrap().to_string();
     let span_id = |name: &str| sent["spans"][name].as_str().unwrap().to_string();
 
@@ -239,16 +241,7 @@ async fn elasticsearch_py_bulk_helpers_store_each_document_once() {
     let http = reqwest::Client::new();
     let token = admin_token(&http, &node).await;
     let marker = format!("esbulk{}", chrono::Utc::now().timestamp_millis());
-    let seen = run(
-        python,
-        vec![
-            script("es_bulk.py").display().to_string(),
-            node.collector.clone(),
-            node.agent_token(),
-            marker.clone(),
-        ],
-    )
-    .await;
+    let seen = send(python, "es_bulk.py", &node, &marker).await;
     // The client accepted the server and every item of both sends of the 100 documents.
     assert!(
         seen["version"].as_str().unwrap().starts_with('9')
@@ -315,16 +308,7 @@ async fn python_logging_loki_handler_pushes_records() {
     let http = reqwest::Client::new();
     let token = admin_token(&http, &node).await;
     let marker = format!("lokipy{}", chrono::Utc::now().timestamp_millis());
-    let sent = run(
-        python,
-        vec![
-            script("loki_handler.py").display().to_string(),
-            node.collector.clone(),
-            node.agent_token(),
-            marker.clone(),
-        ],
-    )
-    .await;
+    let sent = send(python, "loki_handler.py", &node, &marker).await;
     assert_eq!(sent["logged"], 3);
     let data = wait_for("the handler's records", Duration::from_secs(20), || {
         let (http, node, token, marker) = (&http, &node, &token, &marker);

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::CollectorState;
+use super::error::with_refusal_headers;
 use super::ingest::{Sizes, admit, answered, parse_and_store, read};
 use crate::elastic::{self, BulkItem, Op};
 use crate::ingest::{IngestError, IngestOutcome};
@@ -94,7 +95,7 @@ fn refuse(headers: &HeaderMap, error: &IngestError) -> Response {
         _ => (StatusCode::BAD_REQUEST, "illegal_argument_exception", None),
     };
     let reason = super::error::ApiError::client_message(error, status);
-    let mut response = answer(
+    let response = answer(
         headers,
         status,
         json!({
@@ -102,26 +103,15 @@ fn refuse(headers: &HeaderMap, error: &IngestError) -> Response {
             "status": status.as_u16(),
         }),
     );
-    if let Some(seconds) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"owl\", ApiKey, Bearer"),
-        );
-    }
-    response
+    with_refusal_headers(response, retry_after, "Basic realm=\"owl\", ApiKey, Bearer")
 }
 
-/// The probes need the token too, as on a secured cluster.
-async fn signed_in(state: &CollectorState, headers: &HeaderMap) -> Result<(), Response> {
+/// Answers a probe with `body`; the probes need the token too, as on a secured cluster.
+async fn probe(state: &CollectorState, headers: &HeaderMap, body: impl FnOnce() -> Value) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match state.tokens.identify_header(authorization).await {
-        Some(_) => Ok(()),
-        None => Err(refuse(headers, &IngestError::Unauthorized)),
+        Some(_) => answer(headers, StatusCode::OK, body()),
+        None => refuse(headers, &IngestError::Unauthorized),
     }
 }
 
@@ -147,53 +137,40 @@ fn info_body(state: &CollectorState, headers: &HeaderMap) -> Value {
 }
 
 async fn info(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    answer(&headers, StatusCode::OK, info_body(&state, &headers))
+    probe(&state, &headers, || info_body(&state, &headers)).await
 }
 
 async fn cluster_health(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    answer(
-        &headers,
-        StatusCode::OK,
+    probe(&state, &headers, || {
         json!({
             "cluster_name": "owl", "status": "green", "timed_out": false, "number_of_nodes": 1,
             "number_of_data_nodes": 1, "active_primary_shards": 1, "active_shards": 1,
             "relocating_shards": 0, "initializing_shards": 0, "unassigned_shards": 0,
             "active_shards_percent_as_number": 100.0,
-        }),
-    )
+        })
+    })
+    .await
 }
 
 async fn license(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    answer(
+    probe(
+        &state,
         &headers,
-        StatusCode::OK,
-        json!({"license": {"status": "active", "uid": "owl", "type": "basic", "issue_date_in_millis": 0}}),
+        || json!({"license": {"status": "active", "uid": "owl", "type": "basic", "issue_date_in_millis": 0}}),
     )
+    .await
 }
 
 async fn xpack(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    let off = json!({"available": false, "enabled": false});
-    answer(
-        &headers,
-        StatusCode::OK,
+    probe(&state, &headers, || {
+        let off = json!({"available": false, "enabled": false});
         json!({
             "build": {"hash": "owl", "date": "2026-01-01T00:00:00Z"},
             "license": {"uid": "owl", "type": "basic", "mode": "basic", "status": "active"},
             "features": {"ilm": {"available": true, "enabled": true}, "security": off, "ml": off},
-        }),
-    )
+        })
+    })
+    .await
 }
 
 /// A policy, pipeline or template of that name exists (Owl needs none of them: what a shipper
@@ -203,10 +180,7 @@ async fn exists(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    answer(&headers, StatusCode::OK, json!({ name: {} }))
+    probe(&state, &headers, || json!({ name: {} })).await
 }
 
 async fn index_template(
@@ -214,14 +188,7 @@ async fn index_template(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    answer(
-        &headers,
-        StatusCode::OK,
-        json!({"index_templates": [{"name": name, "index_template": {"index_patterns": [format!("{name}*")], "composed_of": []}}]}),
-    )
+    probe(&state, &headers, || json!({"index_templates": [{"name": name, "index_template": {"index_patterns": [format!("{name}*")], "composed_of": []}}]})).await
 }
 
 async fn legacy_template(
@@ -229,14 +196,12 @@ async fn legacy_template(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    answer(
+    probe(
+        &state,
         &headers,
-        StatusCode::OK,
-        json!({ name.clone(): {"index_patterns": [format!("{name}*")]} }),
+        || json!({ name.clone(): {"index_patterns": [format!("{name}*")]} }),
     )
+    .await
 }
 
 async fn data_stream(
@@ -244,21 +209,11 @@ async fn data_stream(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    answer(
-        &headers,
-        StatusCode::OK,
-        json!({"data_streams": [{"name": name, "timestamp_field": {"name": "@timestamp"}, "status": "GREEN"}]}),
-    )
+    probe(&state, &headers, || json!({"data_streams": [{"name": name, "timestamp_field": {"name": "@timestamp"}, "status": "GREEN"}]})).await
 }
 
 async fn acknowledged(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = signed_in(&state, &headers).await {
-        return refused;
-    }
-    answer(&headers, StatusCode::OK, json!({"acknowledged": true}))
+    probe(&state, &headers, || json!({"acknowledged": true})).await
 }
 
 async fn bulk_all(State(state): State<CollectorState>, headers: HeaderMap, body: Body) -> Response {

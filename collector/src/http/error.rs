@@ -78,19 +78,29 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, retry_after) = ApiError::status(&self.error);
         let message = ApiError::client_message(&self.error, status);
-        let mut response = envelope(status, code, &message, &self.path, &self.method);
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        let response = envelope(status, code, &message, &self.path, &self.method);
+        with_refusal_headers(response, retry_after, "Bearer")
     }
+}
+
+/// The headers of a refusal, whatever the receiver's body: `Retry-After` when the client should
+/// come back, and the auth `challenge` on a 401.
+pub(crate) fn with_refusal_headers(
+    mut response: Response,
+    retry_after: Option<u64>,
+    challenge: &'static str,
+) -> Response {
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    response
 }
 
 /// The 003 error envelope.

@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::CollectorState;
-use super::error::ApiError;
+use super::error::{ApiError, with_refusal_headers};
 use super::ingest::{Sizes, admit, answered, parse_and_store, read};
 use crate::ingest::{Encoding, IngestError, IngestOutcome};
 use crate::loki;
@@ -122,12 +122,7 @@ async fn handle(
                 Format::Protobuf => loki::protobuf_records(decoded, now)?,
                 Format::Json => loki::json_records(decoded, now)?,
             };
-            for (index, record) in records.into_iter().enumerate() {
-                match record {
-                    Ok(record) => builder.push(index + 1, owl_model::IngestItem::Log(Box::new(record))),
-                    Err(reason) => builder.reject(index + 1, reason),
-                }
-            }
+            builder.extend(records);
             Ok(())
         },
     )
@@ -136,26 +131,8 @@ async fn handle(
 }
 
 fn refuse(error: &IngestError) -> Response {
-    let (status, _, _) = ApiError::status(error);
-    let retry_after = match error {
-        IngestError::Busy { retry_after_s } | IngestError::Overloaded { retry_after_s, .. } => {
-            Some(*retry_after_s)
-        }
-        IngestError::Unavailable(_) => Some(1),
-        _ => None,
-    };
+    let (status, _, retry_after) = ApiError::status(error);
     let message = ApiError::client_message(error, status);
-    let mut response = (status, format!("{message}\n")).into_response();
-    if let Some(seconds) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"owl\", Bearer"),
-        );
-    }
-    response
+    let response = (status, format!("{message}\n")).into_response();
+    with_refusal_headers(response, retry_after, "Basic realm=\"owl\", Bearer")
 }

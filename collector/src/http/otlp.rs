@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -21,10 +21,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use super::CollectorState;
-use super::error::ApiError;
+use super::error::{ApiError, with_refusal_headers};
 use super::ingest::{Sizes, admit, answered, parse_and_store, read};
-use crate::ingest::{BatchBuilder, IngestError, IngestOutcome};
-use crate::otlp::{self, Mapped};
+use crate::ingest::{IngestError, IngestOutcome};
+use crate::otlp;
 
 pub(crate) fn router() -> axum::Router<CollectorState> {
     axum::Router::new()
@@ -199,21 +199,12 @@ async fn handle(
                     otlp::span_records(format.decode::<ExportTraceServiceRequest>(decoded)?, now)
                 }
             };
-            push_all(builder, mapped);
+            builder.extend(mapped);
             Ok(())
         },
     )
     .await
     .map(|(outcome, ())| outcome)
-}
-
-fn push_all(builder: &mut BatchBuilder<'_>, mapped: Vec<Mapped>) {
-    for (index, item) in mapped.into_iter().enumerate() {
-        match item {
-            Ok(record) => builder.push(index + 1, owl_model::IngestItem::Log(Box::new(record))),
-            Err(reason) => builder.reject(index + 1, reason),
-        }
-    }
 }
 
 /// The success answer, with `partial_success` when items were refused.
@@ -275,7 +266,7 @@ fn otlp_status(error: &IngestError) -> (StatusCode, i32, Option<u64>) {
 fn refuse(format: Format, error: &IngestError) -> Response {
     let (status, code, retry_after) = otlp_status(error);
     let message = ApiError::client_message(error, status);
-    let mut response = format.encode(
+    let response = format.encode(
         status,
         &RpcStatus {
             code,
@@ -283,15 +274,5 @@ fn refuse(format: Format, error: &IngestError) -> Response {
             details: Vec::new(),
         },
     );
-    if let Some(seconds) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
+    with_refusal_headers(response, retry_after, "Bearer")
 }
