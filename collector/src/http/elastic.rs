@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::CollectorState;
 use super::error::with_refusal_headers;
-use super::ingest::{Sizes, admit, answered, parse_and_store, read};
+use super::ingest::{Sizes, answered, receive};
 use crate::elastic::{self, BulkItem, Op};
 use crate::ingest::{IngestError, IngestOutcome};
 
@@ -282,18 +282,10 @@ async fn handle(
     body: Body,
     sizes: &mut Sizes,
 ) -> Result<(IngestOutcome, Vec<BulkItem>), IngestError> {
-    let admitted = admit(state, headers).await?;
-    let (wire, encoding) = read(state, headers, body, sizes).await?;
     let now = chrono::Utc::now();
-    parse_and_store(
-        state,
-        admitted,
-        None,
-        wire,
-        encoding,
-        sizes,
-        move |decoded, builder| elastic::parse_bulk(decoded, index.as_deref(), now, builder),
-    )
+    receive(state, headers, body, sizes, Ok, move |decoded, builder| {
+        elastic::parse_bulk(decoded, index.as_deref(), now, builder)
+    })
     .await
 }
 

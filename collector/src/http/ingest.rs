@@ -87,6 +87,23 @@ async fn handle(
     .map(|(outcome, ())| outcome)
 }
 
+/// What a receiver without batch keys does with a request (OTLP, Elasticsearch, Loki): admit,
+/// read, let `encoding` correct the body's encoding (a protocol may imply one), then parse into the
+/// shared builder and store.
+pub(super) async fn receive<T: Send + 'static>(
+    state: &CollectorState,
+    headers: &HeaderMap,
+    body: Body,
+    sizes: &mut Sizes,
+    encoding: impl FnOnce(Encoding) -> Result<Encoding, IngestError>,
+    parse: impl FnOnce(&[u8], &mut BatchBuilder<'_>) -> Result<T, IngestError> + Send + 'static,
+) -> Result<(IngestOutcome, T), IngestError> {
+    let admitted = admit(state, headers).await?;
+    let (wire, sent) = read(state, headers, body, sizes).await?;
+    let encoding = encoding(sent)?;
+    parse_and_store(state, admitted, None, wire, encoding, sizes, parse).await
+}
+
 /// Accounts for an answered request: its log line and metrics, and the receiver's counters.
 pub(super) fn answered(
     state: &CollectorState,

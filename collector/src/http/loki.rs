@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 
 use super::CollectorState;
 use super::error::{ApiError, with_refusal_headers};
-use super::ingest::{Sizes, admit, answered, parse_and_store, read};
+use super::ingest::{Sizes, answered, receive};
 use crate::ingest::{Encoding, IngestError, IngestOutcome};
 use crate::loki;
 
@@ -97,35 +97,23 @@ async fn handle(
     sizes: &mut Sizes,
     format: Format,
 ) -> Result<IngestOutcome, IngestError> {
-    let admitted = admit(state, headers).await?;
-    let (wire, encoding) = read(state, headers, body, sizes).await?;
     // A protobuf push is always snappy; `Content-Encoding` may say so or be absent.
-    let encoding = match (format, encoding) {
-        (Format::Protobuf, Encoding::Identity | Encoding::Snappy) => Encoding::Snappy,
-        (Format::Protobuf, _) => {
-            return Err(IngestError::UnsupportedMediaType(
-                "a protobuf push is snappy-compressed; send no other Content-Encoding",
-            ));
-        }
-        (Format::Json, encoding) => encoding,
+    let encoding = move |sent| match (format, sent) {
+        (Format::Protobuf, Encoding::Identity | Encoding::Snappy) => Ok(Encoding::Snappy),
+        (Format::Protobuf, _) => Err(IngestError::UnsupportedMediaType(
+            "a protobuf push is snappy-compressed; send no other Content-Encoding",
+        )),
+        (Format::Json, sent) => Ok(sent),
     };
     let now = chrono::Utc::now();
-    parse_and_store(
-        state,
-        admitted,
-        None,
-        wire,
-        encoding,
-        sizes,
-        move |decoded, builder| {
-            let records = match format {
-                Format::Protobuf => loki::protobuf_records(decoded, now)?,
-                Format::Json => loki::json_records(decoded, now)?,
-            };
-            builder.extend(records);
-            Ok(())
-        },
-    )
+    receive(state, headers, body, sizes, encoding, move |decoded, builder| {
+        let records = match format {
+            Format::Protobuf => loki::protobuf_records(decoded, now)?,
+            Format::Json => loki::json_records(decoded, now)?,
+        };
+        builder.extend(records);
+        Ok(())
+    })
     .await
     .map(|(outcome, ())| outcome)
 }

@@ -22,7 +22,7 @@ use prost::Message;
 
 use super::CollectorState;
 use super::error::{ApiError, with_refusal_headers};
-use super::ingest::{Sizes, admit, answered, parse_and_store, read};
+use super::ingest::{Sizes, answered, receive};
 use crate::ingest::{IngestError, IngestOutcome};
 use crate::otlp;
 
@@ -182,27 +182,15 @@ async fn handle(
     format: Format,
     signal: Signal,
 ) -> Result<IngestOutcome, IngestError> {
-    let admitted = admit(state, headers).await?;
-    let (wire, encoding) = read(state, headers, body, sizes).await?;
     let now = chrono::Utc::now();
-    parse_and_store(
-        state,
-        admitted,
-        None,
-        wire,
-        encoding,
-        sizes,
-        move |decoded, builder| {
-            let mapped = match signal {
-                Signal::Logs => otlp::log_records(format.decode::<ExportLogsServiceRequest>(decoded)?, now),
-                Signal::Traces => {
-                    otlp::span_records(format.decode::<ExportTraceServiceRequest>(decoded)?, now)
-                }
-            };
-            builder.extend(mapped);
-            Ok(())
-        },
-    )
+    receive(state, headers, body, sizes, Ok, move |decoded, builder| {
+        let mapped = match signal {
+            Signal::Logs => otlp::log_records(format.decode::<ExportLogsServiceRequest>(decoded)?, now),
+            Signal::Traces => otlp::span_records(format.decode::<ExportTraceServiceRequest>(decoded)?, now),
+        };
+        builder.extend(mapped);
+        Ok(())
+    })
     .await
     .map(|(outcome, ())| outcome)
 }
