@@ -33,6 +33,7 @@ mod deadletter;
 mod events;
 mod fingerprint;
 mod host;
+mod kubernetes;
 mod metrics;
 mod multiline;
 mod process;
@@ -182,7 +183,7 @@ async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
     for (index, input) in agent.inputs.iter().enumerate() {
         let matcher = tail::FileMatcher::new(&input.paths, &input.exclude)
             .map_err(|source| AgentError::Glob { index, source })?;
-        let parser = Parser::new(input.parser, &input.regex).map_err(|e| AgentError::Input {
+        let parser = Parser::new(input.content_parser(), &input.regex).map_err(|e| AgentError::Input {
             index,
             message: e.to_string(),
         })?;

@@ -42,7 +42,8 @@ struct Args {
     /// Environment of the records (production, staging, ...).
     #[arg(long, value_name = "ENV")]
     environment: Option<String>,
-    /// Line parser: auto, json, python, combined, regex, plain.
+    /// Line parser: auto, json, python, combined, regex, plain, or a container runtime's
+    /// format, cri or docker (its content parsed as auto).
     #[arg(long, value_name = "PARSER", value_parser = parse_parser)]
     parser: Option<ParserKind>,
     /// Address of the agent's /metrics endpoint ("" disables it).
@@ -51,8 +52,9 @@ struct Args {
 }
 
 fn parse_parser(text: &str) -> Result<ParserKind, String> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|_| format!("`{text}` is not a parser: use auto, json, python, combined, regex or plain"))
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
+        format!("`{text}` is not a parser: use auto, json, python, combined, regex, plain, cri or docker")
+    })
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {

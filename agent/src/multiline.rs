@@ -36,9 +36,20 @@ pub(crate) enum Out<'a> {
         start: u64,
         end: u64,
         truncated_from: Option<u64>,
+        /// Set by the file reader: the runtime envelope and pod of the record.
+        origin: Option<Origin>,
     },
     /// Bytes up to `end` hold no record (blank lines): the file is done up to there.
     Skip { end: u64 },
+}
+
+/// Where a record came from beyond its place in the file: the container runtime's time and
+/// stream of its first line, and the pod the file belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Origin {
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
+    pub stream: Option<owl_parse::runtime::Stream>,
+    pub pod: Option<std::sync::Arc<crate::kubernetes::PodInfo>>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +197,7 @@ impl Joiner {
                     start,
                     end,
                     truncated_from,
+                    origin: None,
                 });
             }
             return;
@@ -270,6 +282,7 @@ impl Joiner {
                 start: pending.start,
                 end: pending.end,
                 truncated_from: pending.truncated_from,
+                origin: None,
             });
         }
     }
@@ -402,6 +415,7 @@ mod tests {
                 start,
                 end,
                 truncated_from,
+                ..
             } = o
             {
                 outs.push((text.to_vec(), start, end, truncated_from));

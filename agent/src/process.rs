@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::fingerprint::Fingerprint;
 use crate::metrics::Metrics;
+use crate::multiline::Origin;
 use owl_parse::Parser;
 
 /// What was wrong with the bytes of a record before parsing.
@@ -27,6 +28,8 @@ pub(crate) struct Enrichment {
     pub service: String,
     pub region: Option<String>,
     pub instance: String,
+    /// The input named `instance` (else it is the host, and a pod's name is better).
+    pub instance_named: bool,
     pub environment: Option<String>,
 }
 
@@ -42,8 +45,14 @@ impl Enrichment {
             } else {
                 input.instance.clone()
             },
+            instance_named: !input.instance.is_empty(),
             environment: non_empty(&input.environment),
         }
+    }
+
+    /// Whether the input named the instance of its records.
+    fn names_instance(&self) -> bool {
+        self.instance_named
     }
 
     /// Fills what the record itself did not say (a record's own values win).
@@ -211,7 +220,9 @@ impl Processor {
         }
     }
 
-    /// A record from the text that starts at byte `start` of file `fp`.
+    /// A record from the text that starts at byte `start` of file `fp`. A record in a runtime
+    /// envelope has the runtime's time unless its text carries its own, and its stream and pod
+    /// in `extra`.
     pub(crate) fn record(
         &self,
         text: &str,
@@ -219,8 +230,10 @@ impl Processor {
         fp: &Fingerprint,
         start: u64,
         now: DateTime<Utc>,
+        origin: Option<&Origin>,
     ) -> LogRecord {
-        let parsed = self.parser.parse(text, now);
+        let time = origin.and_then(|o| o.time).unwrap_or(now);
+        let parsed = self.parser.parse(text, time);
         if !parsed.matched {
             Metrics::add(&self.metrics.parse_fallbacks, 1);
         }
@@ -228,6 +241,20 @@ impl Processor {
         // The id is derived from the record's position, so a re-read is recognised; an `id` the
         // application wrote stays in `extra`.
         record.id = LogRecord::derive_id(&fp.0, start);
+        if let Some(origin) = origin {
+            let extra = record.extra.get_or_insert_with(Map::new);
+            if let Some(stream) = origin.stream {
+                extra.insert("stream".to_string(), Value::from(stream.as_str()));
+            }
+            if let Some(pod) = &origin.pod {
+                for (key, value) in &pod.fields {
+                    extra.insert(key.clone(), value.clone());
+                }
+                if record.service.instance.is_none() && !self.enrichment.names_instance() {
+                    record.service.instance = Some(pod.pod.clone());
+                }
+            }
+        }
         self.enrichment.apply(&mut record);
         if let Some(bytes) = flags.truncated_from {
             let extra = record.extra.get_or_insert_with(Map::new);
@@ -280,6 +307,7 @@ mod tests {
             &fp,
             10,
             Utc::now(),
+            None,
         );
         assert_eq!(r.id, LogRecord::derive_id(&fp.0, 10));
         assert_eq!(r.service.name, "billing");
@@ -292,7 +320,7 @@ mod tests {
         assert_eq!(extra["owl_truncated"], true);
         assert_eq!(extra["owl_line_bytes"], 300_000);
         assert_eq!(extra["owl_invalid_utf8"], true);
-        let plain = p.record("hello", LineFlags::default(), &fp, 0, Utc::now());
+        let plain = p.record("hello", LineFlags::default(), &fp, 0, Utc::now(), None);
         assert_eq!(plain.service.name, "Form");
     }
 
@@ -319,7 +347,7 @@ mod tests {
             "db_password=hunter2".to_string(),
         ];
         for case in cases {
-            let r = p.record(&case, LineFlags::default(), &fp, 0, Utc::now());
+            let r = p.record(&case, LineFlags::default(), &fp, 0, Utc::now(), None);
             let json = serde_json::to_string(&r).unwrap();
             assert!(json.contains(owl_model::REDACTED), "{case} -> {json}");
             for secret in [
@@ -342,6 +370,7 @@ mod tests {
             &fp,
             0,
             Utc::now(),
+            None,
         );
         assert!(
             !serde_json::to_string(&clean)
@@ -362,6 +391,7 @@ mod tests {
             &Fingerprint([0; 16]),
             0,
             Utc::now(),
+            None,
         );
         assert_eq!(r.message, "by ***REDACTED***");
         let rules = MaskingRules {
@@ -374,6 +404,7 @@ mod tests {
             &Fingerprint([0; 16]),
             0,
             Utc::now(),
+            None,
         );
         assert_eq!(r.message, "password=x");
     }
@@ -397,5 +428,43 @@ mod tests {
                 proptest::prop_assert!(masking.text_may_match(&text), "{}", text);
             }
         }
+    }
+
+    #[test]
+    fn runtime_time_stream_and_pod_complete_the_record() {
+        let p = processor(&MaskingRules::default());
+        let fp = Fingerprint([1; 16]);
+        let pod =
+            crate::kubernetes::PodInfo::of(std::path::Path::new("/var/log/pods/shop_web-1_u1/nginx/3.log"))
+                .unwrap();
+        let origin = Origin {
+            time: chrono::DateTime::from_timestamp(1_765_103_400, 0),
+            stream: Some(owl_parse::runtime::Stream::Stderr),
+            pod: Some(Arc::new(pod)),
+        };
+        let r = p.record(
+            "upstream timed out",
+            LineFlags::default(),
+            &fp,
+            0,
+            Utc::now(),
+            Some(&origin),
+        );
+        assert_eq!(r.timestamp, origin.time.unwrap());
+        let extra = r.extra.as_ref().unwrap();
+        assert_eq!(extra["stream"], "stderr");
+        assert_eq!(extra["kubernetes.namespace"], "shop");
+        assert_eq!(extra["kubernetes.restart_count"], 3);
+        assert_eq!(r.service.instance.as_deref(), Some("web-1"));
+        // Content with its own time keeps it.
+        let own = p.record(
+            r#"{"@timestamp":"2025-01-01T00:00:00Z","message":"x"}"#,
+            LineFlags::default(),
+            &fp,
+            10,
+            Utc::now(),
+            Some(&origin),
+        );
+        assert_eq!(own.timestamp.timestamp(), 1_735_689_600);
     }
 }

@@ -257,3 +257,102 @@ async fn kill_9_mid_stream_then_restart_is_exactly_once() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A CRI line of `content`, split into `P` chunks of 16 KiB as containerd does.
+fn cri_lines(content: &str, n: u64) -> String {
+    let time = format!("2025-12-07T10:30:{:02}.{:09}Z", n / 1000 % 60, n);
+    let bytes = content.as_bytes();
+    let chunks: Vec<&[u8]> = bytes.chunks(16 * 1024).collect();
+    let mut out = String::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let flag = if i + 1 == chunks.len() { "F" } else { "P" };
+        let stream = if n.is_multiple_of(7) { "stderr" } else { "stdout" };
+        out.push_str(&format!(
+            "{time} {stream} {flag} {}\n",
+            std::str::from_utf8(chunk).unwrap()
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_files_rotated_by_the_kubelet_are_exactly_once_with_pod_metadata() {
+    common::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let container = dir.path().join("pods/shop_web-7d4f8b-x2x9z_0f1e2d3c/nginx");
+    std::fs::create_dir_all(&container).unwrap();
+    let log = container.join("0.log");
+    let collector = Collector::start().await;
+    let mut cri = input(&dir.path().join("pods/*/*/*.log"), "web");
+    cri.parser = owl_config::ParserKind::Cri;
+    cri.instance = String::new();
+    let cfg = config(dir.path(), &collector.url(), vec![cri]);
+    let shutdown = CancellationToken::new();
+    let agent = owl_agent::start(cfg, shutdown.clone()).await.unwrap();
+
+    let total = 1500u64;
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut file = Writer::open(&log);
+            for n in 0..total {
+                if n > 0 && n % 400 == 0 {
+                    // The kubelet renames the file away (it compresses older ones later) and
+                    // the runtime reopens the path.
+                    std::fs::rename(&log, log.with_extension(format!("log.20251207-10300{}", n / 400)))
+                        .unwrap();
+                    file = Writer::open(&log);
+                }
+                // Every 50th line is 40 KiB: the runtime splits it into three chunks.
+                let pad = if n % 50 == 0 {
+                    "p".repeat(40 * 1024)
+                } else {
+                    String::new()
+                };
+                let content = format!(r#"{{"level":"info","msg":"line {n} of the stream","pad":"{pad}"}}"#);
+                file.raw(cri_lines(&content, n).as_bytes());
+                if n % 20 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    writer.join().unwrap();
+    collector
+        .wait_for(WAIT, "all lines", |r| count(r, "line ") >= total as usize)
+        .await;
+    {
+        let received = collector.received();
+        assert_exactly_once(&received, "line ", total);
+        let long = received
+            .records
+            .values()
+            .find(|r| r.message == "line 50 of the stream")
+            .unwrap();
+        let extra = long.extra.as_ref().unwrap();
+        assert_eq!(
+            extra["pad"].as_str().unwrap().len(),
+            40 * 1024,
+            "split chunks are joined"
+        );
+        assert_eq!(extra["kubernetes.namespace"], "shop");
+        assert_eq!(extra["kubernetes.pod"], "web-7d4f8b-x2x9z");
+        assert_eq!(extra["kubernetes.container"], "nginx");
+        assert_eq!(long.service.instance.as_deref(), Some("web-7d4f8b-x2x9z"));
+        assert_eq!(long.timestamp.timestamp(), 1_765_103_400, "the runtime's time");
+        let later = received
+            .records
+            .values()
+            .find(|r| r.message == "line 1050 of the stream")
+            .unwrap();
+        assert_eq!(later.timestamp.timestamp(), 1_765_103_401);
+        let stderr = received
+            .records
+            .values()
+            .find(|r| r.message == "line 7 of the stream")
+            .unwrap();
+        assert_eq!(stderr.extra.as_ref().unwrap()["stream"], "stderr");
+    }
+    shutdown.cancel();
+    agent.wait().await.unwrap();
+}

@@ -176,6 +176,19 @@ pub enum ParserKind {
     Regex,
     /// Each line is the message.
     Plain,
+    /// Container runtime (CRI: containerd, CRI-O) lines, `<time> <stream> <P|F> <content>`:
+    /// split lines are joined, the content parsed by `inner_parser`.
+    Cri,
+    /// Docker `json-file` lines, `{"log", "stream", "time"}`: split lines are joined, the content
+    /// parsed by `inner_parser`.
+    Docker,
+}
+
+impl ParserKind {
+    /// Whether this is a container runtime's envelope rather than a content format.
+    pub fn is_runtime(self) -> bool {
+        matches!(self, ParserKind::Cri | ParserKind::Docker)
+    }
 }
 
 /// `[agent.inputs.multiline]`: joining continuation lines.
@@ -223,7 +236,10 @@ pub struct InputConfig {
     pub environment: String,
     /// Line parser.
     pub parser: ParserKind,
-    /// Regular expression with named captures, for `parser = "regex"`.
+    /// Parser of the content inside a runtime envelope (`parser = "cri"` or `"docker"`); not itself
+    /// a runtime format.
+    pub inner_parser: ParserKind,
+    /// Regular expression with named captures, for `parser = "regex"` (or `inner_parser`).
     pub regex: String,
     /// Where files seen for the first time are read from.
     pub read_from: ReadFrom,
@@ -238,6 +254,17 @@ pub struct InputConfig {
     pub rotate_wait_ms: u64,
 }
 
+impl InputConfig {
+    /// The parser of each record's text: `inner_parser` inside a runtime envelope, else `parser`.
+    pub fn content_parser(&self) -> ParserKind {
+        if self.parser.is_runtime() {
+            self.inner_parser
+        } else {
+            self.parser
+        }
+    }
+}
+
 impl Default for InputConfig {
     fn default() -> Self {
         InputConfig {
@@ -248,6 +275,7 @@ impl Default for InputConfig {
             instance: String::new(),
             environment: "production".to_string(),
             parser: ParserKind::Auto,
+            inner_parser: ParserKind::Auto,
             regex: String::new(),
             read_from: ReadFrom::Beginning,
             max_line_bytes: 256 * 1024,
@@ -310,7 +338,14 @@ impl AgentConfig {
             if input.service.is_empty() {
                 p.push(&key("service"), "\"\"", "name the service whose logs these are");
             }
-            if input.parser == ParserKind::Regex {
+            if input.inner_parser.is_runtime() {
+                p.push(
+                    &key("inner_parser"),
+                    format!("{:?}", input.inner_parser).to_lowercase(),
+                    "parses the content inside the envelope: auto, json, python, combined, regex or plain",
+                );
+            }
+            if input.content_parser() == ParserKind::Regex {
                 match regex::Regex::new(&input.regex) {
                     Ok(re) if re.capture_names().flatten().next().is_none() => p.push(
                         &key("regex"),

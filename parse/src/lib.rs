@@ -7,6 +7,7 @@
 
 mod fields;
 mod json;
+pub mod runtime;
 mod text;
 
 use chrono::{DateTime, Utc};
@@ -88,7 +89,8 @@ impl Parser {
                 text::parse_regex(re, text, &mut builder)
             }
             ParserKind::Plain => false,
-            ParserKind::Auto => {
+            // The runtime envelopes are taken off by the reader; their content is parsed as `auto`.
+            ParserKind::Auto | ParserKind::Cri | ParserKind::Docker => {
                 if looks_like_json(text) && self.json(text, &mut builder) {
                     whole = true;
                     true
@@ -105,7 +107,10 @@ impl Parser {
         if !matched {
             let mut builder = Builder::new();
             text::parse_plain(text, &mut builder);
-            let fallback = !matches!(self.kind, ParserKind::Plain | ParserKind::Auto);
+            let fallback = !matches!(
+                self.kind,
+                ParserKind::Plain | ParserKind::Auto | ParserKind::Cri | ParserKind::Docker
+            );
             return Parsed {
                 record: with_stack(builder, rest, now, false),
                 matched: !fallback,

@@ -11,8 +11,15 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use owl_parse::runtime::{self, Envelope, Stream};
+
 use crate::fingerprint::Fingerprint;
-use crate::multiline::{Joiner, Out};
+use crate::kubernetes::PodInfo;
+use crate::multiline::{Joiner, Origin, Out};
 
 /// What one read pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,6 +60,27 @@ pub(crate) struct TrackedFile {
     /// A read found that the file no longer starts with the line it was opened for (truncated
     /// and written again since the last identity check); what it read was dropped.
     pub replaced: bool,
+    /// The container runtime envelope the lines may have.
+    envelope: Option<Envelope>,
+    /// The chunks read so far of a line the runtime split (`P` lines, or Docker entries without a
+    /// newline); `emitted` stays at their start until the line is whole.
+    split: Option<SplitLine>,
+    /// The runtime time and stream of each logical line handed to the joiner and not yet emitted,
+    /// by its start offset.
+    runtime_lines: VecDeque<(u64, DateTime<Utc>, Stream)>,
+    /// The pod the file's path names.
+    pod: Option<Arc<PodInfo>>,
+}
+
+/// A runtime-split line being joined.
+struct SplitLine {
+    start: u64,
+    time: DateTime<Utc>,
+    stream: Stream,
+    /// Its first `max_line_bytes` bytes.
+    content: Vec<u8>,
+    /// Its real length.
+    len: u64,
 }
 
 impl TrackedFile {
@@ -66,8 +94,14 @@ impl TrackedFile {
         offset: u64,
         joiner: Joiner,
         max_line_bytes: usize,
+        envelope: Option<Envelope>,
     ) -> TrackedFile {
+        let pod = PodInfo::of(&path).map(Arc::new);
         TrackedFile {
+            envelope,
+            split: None,
+            runtime_lines: VecDeque::new(),
+            pod,
             fp: Some(fp),
             path,
             file,
@@ -99,6 +133,8 @@ impl TrackedFile {
         self.partial_start = 0;
         self.partial_len = 0;
         self.joiner.clear();
+        self.split = None;
+        self.runtime_lines.clear();
         self.at_eof = false;
         self.replaced = false;
         old
@@ -112,6 +148,8 @@ impl TrackedFile {
         self.partial_start = at;
         self.partial_len = 0;
         self.joiner.clear();
+        self.split = None;
+        self.runtime_lines.clear();
     }
 
     /// Reads up to `budget` bytes into `buf`'s capacity and feeds complete lines to `sink`.
@@ -202,8 +240,109 @@ impl TrackedFile {
             pass.truncated_lines += 1;
         }
         let truncated_from = truncated.then_some(real_len);
-        let emitted = &mut self.emitted;
+        if let Some(envelope) = self.envelope
+            && let Some(unwrapped) = runtime::unwrap(envelope, line)
+        {
+            // The envelope is whole even when the content was cut: the cut is kept as a flag.
+            let content = unwrapped.content.into_owned();
+            self.runtime_line(
+                unwrapped.time,
+                unwrapped.stream,
+                unwrapped.partial,
+                &content,
+                (start, end),
+                truncated_from,
+                now,
+                pass,
+                sink,
+            );
+            return;
+        }
+        if let Some(split) = self.split.take() {
+            // A plain line after an unfinished split one: the split one ends here.
+            self.emit_split(split, start, now, pass, sink);
+        }
+        self.push_joiner(line, start, end, truncated_from, now, pass, sink);
+    }
+
+    /// One physical line of a runtime envelope: a chunk of a split line, or a whole line.
+    #[allow(clippy::too_many_arguments)]
+    fn runtime_line(
+        &mut self,
+        time: DateTime<Utc>,
+        stream: Stream,
+        partial: bool,
+        content: &[u8],
+        (start, end): (u64, u64),
+        truncated_from: Option<u64>,
+        now: Instant,
+        pass: &mut ReadPass,
+        sink: &mut dyn FnMut(Out<'_>),
+    ) {
+        if self.split.as_ref().is_some_and(|s| s.stream != stream) {
+            // The other stream's line: the pending split line of this one is cut where it is.
+            let split = self.split.take().expect("checked");
+            self.emit_split(split, start, now, pass, sink);
+        }
+        let split = self.split.get_or_insert_with(|| SplitLine {
+            start,
+            time,
+            stream,
+            content: Vec::new(),
+            len: 0,
+        });
+        let room = self.max_line_bytes.saturating_sub(split.content.len());
+        split
+            .content
+            .extend_from_slice(&content[..content.len().min(room)]);
+        // A chunk cut by `max_line_bytes` counts with its real length.
+        split.len += truncated_from.map_or(content.len() as u64, |real| real.max(content.len() as u64));
+        if partial {
+            return;
+        }
+        let split = self.split.take().expect("just set");
+        self.emit_split(split, end, now, pass, sink);
+    }
+
+    /// Hands a joined runtime line ending at `end` to the joiner.
+    fn emit_split(
+        &mut self,
+        split: SplitLine,
+        end: u64,
+        now: Instant,
+        pass: &mut ReadPass,
+        sink: &mut dyn FnMut(Out<'_>),
+    ) {
+        let truncated_from = (split.len > self.max_line_bytes as u64).then_some(split.len);
+        if truncated_from.is_some() {
+            pass.truncated_lines += 1;
+        }
+        self.runtime_lines
+            .push_back((split.start, split.time, split.stream));
+        self.push_joiner(&split.content, split.start, end, truncated_from, now, pass, sink);
+    }
+
+    /// Feeds the joiner, tracking `emitted` and giving records their origin.
+    #[allow(clippy::too_many_arguments)]
+    fn push_joiner(
+        &mut self,
+        line: &[u8],
+        start: u64,
+        end: u64,
+        truncated_from: Option<u64>,
+        now: Instant,
+        pass: &mut ReadPass,
+        sink: &mut dyn FnMut(Out<'_>),
+    ) {
+        let TrackedFile {
+            emitted,
+            runtime_lines,
+            pod,
+            joiner,
+            ..
+        } = self;
         let mut track = |out: Out<'_>| {
+            let out = with_origin(out, runtime_lines, pod);
             *emitted = match out {
                 Out::Record { end, .. } | Out::Skip { end } => end,
             };
@@ -212,18 +351,23 @@ impl TrackedFile {
         if memchr::memchr(0, line).is_some() {
             let cleaned: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
             pass.nul_bytes += (line.len() - cleaned.len()) as u64;
-            self.joiner
-                .push(&cleaned, start, end, truncated_from, now, &mut track);
+            joiner.push(&cleaned, start, end, truncated_from, now, &mut track);
         } else {
-            self.joiner
-                .push(line, start, end, truncated_from, now, &mut track);
+            joiner.push(line, start, end, truncated_from, now, &mut track);
         }
     }
 
     /// Emits a pending multiline record whose timeout passed.
     pub(crate) fn flush_if_due(&mut self, now: Instant, sink: &mut dyn FnMut(Out<'_>)) {
-        let emitted = &mut self.emitted;
-        self.joiner.flush_if_due(now, &mut |out| {
+        let TrackedFile {
+            emitted,
+            runtime_lines,
+            pod,
+            joiner,
+            ..
+        } = self;
+        joiner.flush_if_due(now, &mut |out| {
+            let out = with_origin(out, runtime_lines, pod);
             let (Out::Record { end, .. } | Out::Skip { end }) = out;
             *emitted = end;
             sink(out)
@@ -245,12 +389,68 @@ impl TrackedFile {
             let mut pass = ReadPass::default();
             self.line(&line, start, self.offset, len, now, &mut pass, sink);
         }
-        let emitted = &mut self.emitted;
-        self.joiner.flush(&mut |out| {
+        if let Some(split) = self.split.take() {
+            // The runtime never finished the line: what was written of it is the record.
+            let mut pass = ReadPass::default();
+            self.emit_split(split, self.offset, now, &mut pass, sink);
+        }
+        let TrackedFile {
+            emitted,
+            runtime_lines,
+            pod,
+            joiner,
+            ..
+        } = self;
+        joiner.flush(&mut |out| {
+            let out = with_origin(out, runtime_lines, pod);
             let (Out::Record { end, .. } | Out::Skip { end }) = out;
             *emitted = end;
             sink(out)
         });
+    }
+}
+
+/// Gives a record the runtime time and stream of its first line and the file's pod; forgets the
+/// runtime facts of every line up to the record's end.
+fn with_origin<'a>(
+    out: Out<'a>,
+    runtime_lines: &mut VecDeque<(u64, DateTime<Utc>, Stream)>,
+    pod: &Option<Arc<PodInfo>>,
+) -> Out<'a> {
+    let end = match &out {
+        Out::Record { end, .. } | Out::Skip { end } => *end,
+    };
+    let mut first = None;
+    while let Some(&(start, time, stream)) = runtime_lines.front() {
+        if start >= end {
+            break;
+        }
+        runtime_lines.pop_front();
+        first.get_or_insert((start, time, stream));
+    }
+    match out {
+        Out::Record {
+            text,
+            start,
+            end,
+            truncated_from,
+            ..
+        } => {
+            let runtime = first.filter(|(s, _, _)| *s == start);
+            let origin = (runtime.is_some() || pod.is_some()).then(|| Origin {
+                time: runtime.map(|(_, time, _)| time),
+                stream: runtime.map(|(_, _, stream)| stream),
+                pod: pod.clone(),
+            });
+            Out::Record {
+                text,
+                start,
+                end,
+                truncated_from,
+                origin,
+            }
+        }
+        skip => skip,
     }
 }
 
@@ -262,6 +462,14 @@ mod tests {
     use std::io::Write;
 
     fn tracked(path: &std::path::Path, max_line_bytes: usize) -> TrackedFile {
+        tracked_with(path, max_line_bytes, None)
+    }
+
+    fn tracked_with(
+        path: &std::path::Path,
+        max_line_bytes: usize,
+        envelope: Option<Envelope>,
+    ) -> TrackedFile {
         let file = File::open(path).unwrap();
         let meta = file.metadata().unwrap();
         let fp = Fingerprint::of_file(&file)
@@ -272,7 +480,129 @@ mod tests {
             ..MultilineConfig::default()
         };
         let joiner = Joiner::new(&multiline, max_line_bytes).unwrap();
-        TrackedFile::new(fp, path.to_path_buf(), file, &meta, 0, 0, joiner, max_line_bytes)
+        TrackedFile::new(
+            fp,
+            path.to_path_buf(),
+            file,
+            &meta,
+            0,
+            0,
+            joiner,
+            max_line_bytes,
+            envelope,
+        )
+    }
+
+    /// Every record of a read to the end: text, start, end, truncated length and origin.
+    type SeenWithOrigin = Vec<(Vec<u8>, u64, u64, Option<u64>, Option<Origin>)>;
+
+    fn read_origins(f: &mut TrackedFile) -> SeenWithOrigin {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let pass = f
+                .read(&mut buf, 1 << 24, Instant::now(), &mut |o| {
+                    if let Out::Record {
+                        text,
+                        start,
+                        end,
+                        truncated_from,
+                        origin,
+                    } = o
+                    {
+                        seen.push((text.to_vec(), start, end, truncated_from, origin));
+                    }
+                })
+                .unwrap();
+            if !pass.more || f.replaced {
+                return seen;
+            }
+        }
+    }
+
+    #[test]
+    fn cri_split_lines_are_joined_with_the_runtime_time_and_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod_dir = dir.path().join("pods/shop_web-1_uid-9/nginx");
+        std::fs::create_dir_all(&pod_dir).unwrap();
+        let path = pod_dir.join("0.log");
+        let big = "x".repeat(100 * 1024);
+        let mut content = String::new();
+        content.push_str("2025-12-07T10:30:00.000000001Z stdout F {\"msg\":\"first\"}\n");
+        // A 100 KiB line the runtime wrote in 16 KiB chunks, an stderr line between two chunks of
+        // another line, and a split line that never gets its `F`.
+        for (i, chunk) in big.as_bytes().chunks(16 * 1024).enumerate() {
+            let flag = if (i + 1) * 16 * 1024 >= big.len() {
+                "F"
+            } else {
+                "P"
+            };
+            content.push_str(&format!(
+                "2025-12-07T10:30:01.{i:09}Z stdout {flag} {}\n",
+                std::str::from_utf8(chunk).unwrap()
+            ));
+        }
+        content.push_str("2025-12-07T10:30:02Z stderr F oops\n");
+        let first_unfinished = content.len() as u64;
+        content.push_str("2025-12-07T10:30:03Z stdout P half-");
+        content.push('\n');
+        std::fs::write(&path, &content).unwrap();
+
+        let mut f = tracked_with(&path, 256 * 1024, Some(Envelope::Cri));
+        let seen = read_origins(&mut f);
+        assert_eq!(
+            seen.len(),
+            3,
+            "{:?}",
+            seen.iter().map(|s| s.1).collect::<Vec<_>>()
+        );
+        assert_eq!(seen[0].0, b"{\"msg\":\"first\"}");
+        let joined = &seen[1];
+        assert_eq!(joined.0, big.as_bytes());
+        assert_eq!(joined.3, None);
+        let origin = joined.4.as_ref().unwrap();
+        assert_eq!(
+            origin.time.unwrap().timestamp_nanos_opt(),
+            Some(1765103401000000000)
+        );
+        assert_eq!(origin.stream, Some(Stream::Stdout));
+        assert_eq!(origin.pod.as_ref().unwrap().pod, "web-1");
+        assert_eq!(
+            (seen[2].0.as_slice(), seen[2].4.as_ref().unwrap().stream),
+            (&b"oops"[..], Some(Stream::Stderr))
+        );
+        // The unfinished line is not emitted, and the checkpoint stays at its start.
+        assert_eq!(f.emitted, first_unfinished);
+        let mut last = Vec::new();
+        f.finish(Instant::now(), &mut |o| {
+            if let Out::Record { text, .. } = o {
+                last.push(text.to_vec());
+            }
+        });
+        assert_eq!(last, [b"half-".to_vec()]);
+    }
+
+    #[test]
+    fn runtime_lines_over_the_limit_are_cut_and_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut content = String::new();
+        for _ in 0..4 {
+            content.push_str(&format!(
+                r#"{{"log":"{}","stream":"stdout","time":"2025-12-07T10:30:00Z"}}"#,
+                "y".repeat(1000)
+            ));
+            content.push('\n');
+        }
+        content.push_str(r#"{"log":"end\n","stream":"stdout","time":"2025-12-07T10:30:00Z"}"#);
+        content.push('\n');
+        std::fs::write(&path, &content).unwrap();
+        let mut f = tracked_with(&path, 2500, Some(Envelope::Any));
+        let seen = read_origins(&mut f);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0.len(), 2500);
+        assert_eq!(seen[0].3, Some(4003));
+        assert_eq!(seen[0].2, content.len() as u64);
     }
 
     type Seen = Vec<(Vec<u8>, u64, u64, Option<u64>)>;
@@ -289,6 +619,7 @@ mod tests {
                         start,
                         end,
                         truncated_from,
+                        ..
                     } = o
                     {
                         seen.push((text.to_vec(), start, end, truncated_from));

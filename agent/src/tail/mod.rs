@@ -91,6 +91,7 @@ impl Output {
                 start,
                 end,
                 truncated_from,
+                origin,
             } => {
                 let (text, invalid_utf8) = utf8(text, truncated_from.is_some());
                 if invalid_utf8 {
@@ -100,7 +101,7 @@ impl Output {
                     truncated_from,
                     invalid_utf8,
                 };
-                let record = processor.record(&text, flags, &fp, start, now);
+                let record = processor.record(&text, flags, &fp, start, now, origin.as_ref());
                 self.batch.push_record(&record, fp, end);
                 Metrics::add(&self.metrics.records_read, 1);
                 // By size here; by time in the reader loop (no clock read per record).
@@ -509,6 +510,7 @@ impl Tailer {
             offset,
             joiner,
             input.max_line_bytes,
+            envelope_of(input.parser),
         ));
     }
 
@@ -616,6 +618,18 @@ impl Tailer {
             tracing::info!(path = %file.path.display(), "finished rotated or deleted file");
             Metrics::set(&metrics.files_tracked, files.len() as u64);
         }
+    }
+}
+
+/// The runtime envelope an input's lines may have: its format, or either for `auto`.
+fn envelope_of(parser: owl_config::ParserKind) -> Option<owl_parse::runtime::Envelope> {
+    use owl_config::ParserKind;
+    use owl_parse::runtime::Envelope;
+    match parser {
+        ParserKind::Cri => Some(Envelope::Cri),
+        ParserKind::Docker => Some(Envelope::Docker),
+        ParserKind::Auto => Some(Envelope::Any),
+        _ => None,
     }
 }
 

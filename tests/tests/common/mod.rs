@@ -134,3 +134,23 @@ impl Node {
             .to_string()
     }
 }
+
+/// The virtual environment's interpreter; `None` (with the reason printed) when it is missing
+/// outside CI. In CI a missing environment fails the test: it is an install step that broke.
+pub fn python() -> Option<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = std::env::var_os("OWL_PYTHON_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target/python-clients"));
+    let python = venv.join("bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    let message = format!(
+        "no Python client environment at {}: run scripts/install-python-clients.sh",
+        venv.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("SKIPPED: {message}");
+    None
+}
