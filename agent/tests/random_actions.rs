@@ -1,10 +1,10 @@
 //! Model-based: a seeded random sequence of what happens to a node (appends, partial lines, rename
 //! and copytruncate rotation, the collector going away and coming back, the agent stopped or
 //! aborted and restarted) and one property checked at the end: every line written arrives exactly
-//! once.
+//! once. The same runs in the container runtime's CRI format, with lines split into `P` chunks.
 //!
 //! A failing seed is replayed with `OWL_TEST_SEED=<seed> cargo test -p owl-agent --test
-//! random_actions replay`.
+//! random_actions replay` (add `OWL_TEST_FORMAT=cri` for the CRI runs).
 
 mod common;
 
@@ -34,35 +34,61 @@ struct Node {
     cfg: Config,
     agent: Option<(owl_agent::RunningAgent, CancellationToken)>,
     journal: Vec<String>,
+    /// Lines are written as containerd writes them.
+    cri: bool,
 }
 
 fn text(n: u64) -> String {
     format!("line {n} {}", "x".repeat((n % 37) as usize))
 }
 
+/// Line `n` as written to the file: plain, or as CRI lines, split into one to three chunks.
+fn encoded(n: u64, cri: bool) -> String {
+    let text = text(n);
+    if !cri {
+        return format!("{text}\n");
+    }
+    let parts = (n % 3) as usize + 1;
+    let size = text.len().div_ceil(parts);
+    let chunks: Vec<&str> = (0..parts)
+        .map(|i| &text[(i * size).min(text.len())..((i + 1) * size).min(text.len())])
+        .collect();
+    let mut out = String::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let flag = if i + 1 == chunks.len() { "F" } else { "P" };
+        out.push_str(&format!("2025-12-07T10:30:00.{n:09}Z stdout {flag} {chunk}\n"));
+    }
+    out
+}
+
+/// Where a partial write of line `n` stops: half of its last physical line, so the earlier
+/// chunks of a CRI line are whole and its `F` chunk is cut.
+fn partial_cut(encoded: &str) -> usize {
+    let last_start = encoded[..encoded.len() - 1].rfind('\n').map_or(0, |i| i + 1);
+    last_start + (encoded.len() - last_start) / 2
+}
+
 impl Node {
     fn append(&mut self, lines: u64) {
         self.finish_partial();
         for _ in 0..lines {
-            self.writer.line(&text(self.next));
+            self.writer.raw(encoded(self.next, self.cri).as_bytes());
             self.next += 1;
         }
     }
 
     fn start_partial(&mut self) {
         self.finish_partial();
-        let line = text(self.next);
-        let cut = line.len() / 2;
-        self.writer.raw(&line.as_bytes()[..cut]);
+        let line = encoded(self.next, self.cri);
+        self.writer.raw(&line.as_bytes()[..partial_cut(&line)]);
         self.partial = Some(self.next);
         self.next += 1;
     }
 
     fn finish_partial(&mut self) {
         if let Some(n) = self.partial.take() {
-            let line = text(n);
-            let cut = line.len() / 2;
-            self.writer.raw(format!("{}\n", &line[cut..]).as_bytes());
+            let line = encoded(n, self.cri);
+            self.writer.raw(&line.as_bytes()[partial_cut(&line)..]);
         }
     }
 
@@ -117,6 +143,10 @@ impl Node {
 }
 
 async fn run(seed: u64) {
+    run_format(seed, false).await;
+}
+
+async fn run_format(seed: u64, cri: bool) {
     common::init_tracing();
     let mut rng = StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();
@@ -125,11 +155,11 @@ async fn run(seed: u64) {
     let collector = Collector::start().await;
     // Rotated files match the paths, so that whatever happens while the agent is down, the
     // unread rest of a rotated file can still be found.
-    let mut cfg = config(
-        &dir,
-        &collector.url(),
-        vec![input(&dir.join("app.log*"), "orders")],
-    );
+    let mut files = input(&dir.join("app.log*"), "orders");
+    if cri {
+        files.parser = owl_config::ParserKind::Cri;
+    }
+    let mut cfg = config(&dir, &collector.url(), vec![files]);
     cfg.agent.shutdown_timeout_ms = 300;
     let mut node = Node {
         writer: Writer::open(&log),
@@ -142,6 +172,7 @@ async fn run(seed: u64) {
         cfg,
         agent: None,
         journal: Vec::new(),
+        cri,
     };
     node.append(5);
     node.start_agent().await;
@@ -211,7 +242,7 @@ async fn run(seed: u64) {
         }))
     };
     if let Err(panic) = outcome {
-        eprintln!("seed {seed}, {total} lines; actions: {journal}");
+        eprintln!("seed {seed} (cri: {cri}), {total} lines; actions: {journal}");
         std::panic::resume_unwind(panic);
     }
     node.stop_agent().await;
@@ -232,12 +263,24 @@ async fn random_actions_seed_3() {
     run(3).await;
 }
 
-/// Seed 4, or the seed in `OWL_TEST_SEED` (to replay a failure, or to explore more seeds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_actions_cri_seed_1() {
+    run_format(1, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_actions_cri_seed_2() {
+    run_format(2, true).await;
+}
+
+/// Seed 4, or the seed in `OWL_TEST_SEED` (to replay a failure, or to explore more seeds), in
+/// the format of `OWL_TEST_FORMAT` (`cri`, else plain lines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay() {
     let seed = std::env::var("OWL_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
-    run(seed).await;
+    let cri = std::env::var("OWL_TEST_FORMAT").is_ok_and(|f| f == "cri");
+    run_format(seed, cri).await;
 }

@@ -112,6 +112,8 @@ fn otlp_body(records: &[LogRecord]) -> Bytes {
         if let Some(user) = record.user.as_ref().and_then(|u| u.id.as_deref()) {
             attributes.push(text("user.id", user));
         }
+        // Records of one request share their time and text; the uid keeps them apart.
+        attributes.push(text("log.record.uid", record.id.clone()));
         by_service
             .entry(&record.service.name)
             .or_default()

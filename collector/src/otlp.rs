@@ -27,8 +27,9 @@
 //! A span's start is the record's time and its name the message; a server span with HTTP
 //! attributes is an HTTP record (with the span's duration), so it counts as a request; an error
 //! status is an ERROR record whose `error.message` is the status message, completed by an
-//! `exception` event. Record ids derive from the content (a span: its trace and span ids), so an
-//! export the SDK retries is stored once.
+//! `exception` event. Record ids derive from a log record's `log.record.uid` when it has one, else
+//! from its content (a span: its trace and span ids), so an export the SDK retries is stored once;
+//! two log records equal in every byte (time to the nanosecond included) are one.
 
 use std::collections::HashMap;
 
@@ -157,6 +158,7 @@ fn log_record(
         });
     }
     let mut attrs = Attributes::new(&otlp.attributes);
+    let uid = attrs.text("log.record.uid").filter(|uid| !uid.is_empty());
     let http = attrs.http();
     if http != Http::default() {
         record.http = Some(http);
@@ -167,16 +169,20 @@ fn log_record(
         extra.insert("event.name".into(), Value::String(otlp.event_name.clone()));
     }
     merge_extra(&mut record, extra);
-    record.id = LogRecord::derive_id(
-        &[
-            &b"otlp-log\0"[..],
-            &resource.encoded,
-            &scope.map(Message::encode_to_vec).unwrap_or_default(),
-            &otlp.encode_to_vec(),
-        ]
-        .concat(),
-        0,
-    );
+    record.id = match uid {
+        // The semantic conventions' unique id of a log record, made for deduplication.
+        Some(uid) => LogRecord::derive_id(format!("otlp-log-uid\0{uid}").as_bytes(), 0),
+        None => LogRecord::derive_id(
+            &[
+                &b"otlp-log\0"[..],
+                &resource.encoded,
+                &scope.map(Message::encode_to_vec).unwrap_or_default(),
+                &otlp.encode_to_vec(),
+            ]
+            .concat(),
+            0,
+        ),
+    };
     record.kind = record.classify();
     Ok(record)
 }

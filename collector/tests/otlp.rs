@@ -201,6 +201,31 @@ async fn protobuf_logs_are_stored_mapped_and_a_resent_export_once() {
     );
     assert_eq!(http.client.as_ref().unwrap().ip.as_deref(), Some("203.0.113.9"));
 
+    // Records equal in every byte are one, unless `log.record.uid` tells them apart.
+    let mut twins = logs_request("otlptwinmark");
+    let first = twins.resource_logs[0].scope_logs[0].log_records[0].clone();
+    twins.resource_logs[0].scope_logs[0].log_records = vec![first.clone(), first.clone(), first.clone()];
+    for (i, record) in twins.resource_logs[0].scope_logs[0]
+        .log_records
+        .iter_mut()
+        .enumerate()
+        .skip(1)
+    {
+        record
+            .attributes
+            .push(text("log.record.uid", &format!("uid-{i}")));
+    }
+    let answer = post(
+        &collector,
+        "/v1/logs",
+        "application/x-protobuf",
+        &twins.encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    wait_count(&collector.index, "otlptwinmark", 3).await;
+
     // The SDK retries an export it got no answer for: the same bytes store nothing new.
     let again = post(&collector, "/v1/logs", "application/x-protobuf", &body, &[]).await;
     assert_eq!(again.status, 200);
@@ -239,7 +264,7 @@ async fn protobuf_logs_are_stored_mapped_and_a_resent_export_once() {
         .clone();
     assert_eq!(
         (otlp_logs["requests"].as_u64(), otlp_logs["records"].as_u64()),
-        (Some(3), Some(9)),
+        (Some(4), Some(12)),
         "{health}"
     );
     let metrics = request(
