@@ -1,5 +1,6 @@
-//! Fuzzes the agent's line parsers: any bytes, through every parser, must give a record that
-//! serialises to an ingest line the collector accepts.
+//! Fuzzes the agent's line parsers: any bytes, through every parser (and through the container
+//! runtime envelopes first), must give a record that serialises to an ingest line the collector
+//! accepts.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -24,6 +25,9 @@ fn parsers() -> &'static [Parser] {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // A runtime envelope's content is what the content parsers then see.
+    let content = owl_parse::runtime::unwrap(owl_parse::runtime::Envelope::Any, data).map(|line| line.content.into_owned());
+    let data = content.as_deref().unwrap_or(data);
     let text = String::from_utf8_lossy(data);
     let now = chrono::DateTime::from_timestamp(1_735_689_600, 0).expect("a valid time");
     for parser in parsers() {
