@@ -116,15 +116,16 @@ fn docker(line: &[u8]) -> Option<RuntimeLine<'_>> {
     let time = DateTime::parse_from_rfc3339(&parsed.time)
         .ok()?
         .with_timezone(&Utc);
-    let (content, partial) = match parsed.log.strip_suffix('\n') {
-        Some(full) => (full.to_string(), false),
-        None => (parsed.log.into_owned(), true),
-    };
+    let mut content = parsed.log.into_owned().into_bytes();
+    let partial = content.last() != Some(&b'\n');
+    if !partial {
+        content.pop();
+    }
     Some(RuntimeLine {
         time,
         stream,
         partial,
-        content: Cow::Owned(content.into_bytes()),
+        content: Cow::Owned(content),
     })
 }
 

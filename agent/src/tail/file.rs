@@ -81,6 +81,8 @@ struct SplitLine {
     content: Vec<u8>,
     /// Its real length.
     len: u64,
+    /// A chunk of it was cut by `max_line_bytes` on its own.
+    cut: bool,
 }
 
 impl TrackedFile {
@@ -244,12 +246,11 @@ impl TrackedFile {
             && let Some(unwrapped) = runtime::unwrap(envelope, line)
         {
             // The envelope is whole even when the content was cut: the cut is kept as a flag.
-            let content = unwrapped.content.into_owned();
             self.runtime_line(
                 unwrapped.time,
                 unwrapped.stream,
                 unwrapped.partial,
-                &content,
+                &unwrapped.content,
                 (start, end),
                 truncated_from,
                 now,
@@ -284,13 +285,22 @@ impl TrackedFile {
             let split = self.split.take().expect("checked");
             self.emit_split(split, start, now, pass, sink);
         }
+        if !partial && self.split.is_none() {
+            // The usual line, whole in one physical line: no joining, no copy.
+            self.runtime_lines.push_back((start, time, stream));
+            self.push_joiner(content, start, end, truncated_from, now, pass, sink);
+            return;
+        }
         let split = self.split.get_or_insert_with(|| SplitLine {
             start,
             time,
             stream,
             content: Vec::new(),
             len: 0,
+            cut: false,
         });
+        // A chunk cut by `max_line_bytes` was counted as a truncated line already.
+        split.cut |= truncated_from.is_some();
         let room = self.max_line_bytes.saturating_sub(split.content.len());
         split
             .content
@@ -314,7 +324,7 @@ impl TrackedFile {
         sink: &mut dyn FnMut(Out<'_>),
     ) {
         let truncated_from = (split.len > self.max_line_bytes as u64).then_some(split.len);
-        if truncated_from.is_some() {
+        if truncated_from.is_some() && !split.cut {
             pass.truncated_lines += 1;
         }
         self.runtime_lines
