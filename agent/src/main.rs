@@ -36,6 +36,9 @@ struct Args {
     /// Glob of files to tail (repeatable); replaces the inputs of the config file.
     #[arg(long = "path", value_name = "GLOB")]
     paths: Vec<String>,
+    /// Glob of files to skip (repeatable), for every input: the kubelet's compressed rotations.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    exclude: Vec<String>,
     /// Directory for checkpoints, the disk buffer and dead letters.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -96,6 +99,7 @@ fn load(args: &Args) -> anyhow::Result<Config> {
         if let Some(parser) = args.parser {
             input.parser = parser;
         }
+        input.exclude.extend(args.exclude.iter().cloned());
     }
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(config)
