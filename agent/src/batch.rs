@@ -63,6 +63,13 @@ impl BatchBuilder {
         }
     }
 
+    /// Appends `records` ready NDJSON lines, each ended by a newline (records from a socket).
+    pub(crate) fn push_lines(&mut self, lines: &[u8], records: u32) {
+        self.start();
+        self.body.extend_from_slice(lines);
+        self.records += records;
+    }
+
     /// Appends a ready NDJSON line (metric sample, heartbeat).
     pub(crate) fn push_line(&mut self, line: &[u8]) {
         self.start();

@@ -40,6 +40,7 @@ mod process;
 mod serve;
 mod ship;
 mod state;
+mod syslog;
 mod tail;
 mod wire;
 
@@ -54,9 +55,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use fingerprint::Fingerprint;
 pub use metrics::Metrics;
-pub use owl_config::ParserKind;
+pub use owl_config::{ParserKind, SyslogFormat};
 pub use owl_parse::{Parsed, Parser, ParserError};
 pub use state::StateError;
+pub use syslog::SyslogError;
 
 /// Why the agent could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,9 @@ pub enum AgentError {
     /// The collector URL is not usable.
     #[error("agent.collector_url `{0}` must be an http:// or https:// URL")]
     CollectorUrl(String),
+    /// A syslog listener could not start.
+    #[error(transparent)]
+    Syslog(#[from] SyslogError),
     /// An internal task failed.
     #[error("agent task failed: {0}")]
     Task(String),
@@ -100,6 +105,7 @@ pub enum AgentError {
 /// A started agent.
 pub struct RunningAgent {
     metrics_addr: Option<SocketAddr>,
+    syslog_addresses: Vec<String>,
     metrics: Arc<Metrics>,
     task: JoinHandle<Result<(), AgentError>>,
 }
@@ -108,6 +114,12 @@ impl RunningAgent {
     /// Where `/metrics` is served, if it is.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the syslog listeners listen, in config form with the real ports
+    /// (`tcp://127.0.0.1:40123`), in the order of `agent.syslog`.
+    pub fn syslog_addresses(&self) -> &[String] {
+        &self.syslog_addresses
     }
 
     /// The agent's counters and gauges.
@@ -145,9 +157,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .as_ref()
         .and_then(|l| l.local_addr().ok());
     let metrics = prepared.metrics.clone();
+    let syslog_addresses = prepared.syslog.iter().map(|b| b.address.clone()).collect();
     let task = tokio::spawn(run_prepared(config, prepared, shutdown));
     Ok(RunningAgent {
         metrics_addr,
+        syslog_addresses,
         metrics,
         task,
     })
@@ -162,6 +176,7 @@ struct Prepared {
     shipper: ship::Shipper,
     metrics: Arc<Metrics>,
     metrics_listener: Option<tokio::net::TcpListener>,
+    syslog: Vec<syslog::Bound>,
 }
 
 async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
@@ -198,8 +213,24 @@ async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
             processor: process::Processor::new(parser, enrichment, masking.clone(), metrics.clone()),
         });
     }
-    if inputs.is_empty() {
-        tracing::warn!("no agent.inputs configured: only host metrics and heartbeats are shipped");
+    let mut syslog_processors = Vec::with_capacity(agent.syslog.len());
+    for (index, listener) in agent.syslog.iter().enumerate() {
+        let parser = Parser::new(listener.inner_parser, &listener.regex).map_err(|e| AgentError::Input {
+            index,
+            message: format!("agent.syslog[{index}]: {e}"),
+        })?;
+        let enrichment = process::Enrichment::for_syslog(listener, &host, &agent.region);
+        syslog_processors.push(process::Processor::new(
+            parser,
+            enrichment,
+            masking.clone(),
+            metrics.clone(),
+        ));
+    }
+    if inputs.is_empty() && agent.syslog.is_empty() {
+        tracing::warn!(
+            "no agent.inputs or agent.syslog configured: only host metrics and heartbeats are shipped"
+        );
     }
     let data_dir = config.agent_data_dir();
     let (db, agent_id) = {
@@ -247,6 +278,7 @@ async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
         metrics.clone(),
         deadletter::DeadLetters::new(data_dir.join("dead-letter")),
     )?;
+    let syslog = syslog::bind(&agent.syslog, syslog_processors, &metrics).await?;
     let metrics_listener = if agent.metrics_listen.is_empty() {
         None
     } else {
@@ -268,6 +300,7 @@ async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
         shipper,
         metrics,
         metrics_listener,
+        syslog,
     })
 }
 
@@ -285,6 +318,7 @@ async fn run_prepared(
         shipper,
         metrics,
         metrics_listener,
+        syslog,
     } = prepared;
     let agent = &config.agent;
     tracing::info!(
@@ -314,6 +348,27 @@ async fn run_prepared(
         stop: stop_reading.clone(),
     };
     let tailer = tail::Tailer::new(inputs, checkpoints, output, rx, tx.clone());
+    let syslog_give_up = Arc::new(AtomicBool::new(false));
+    let syslog = if syslog.is_empty() {
+        None
+    } else {
+        let output = tail::Output {
+            batch: batch::BatchBuilder::new(
+                agent.batch.max_bytes,
+                Duration::from_millis(agent.batch.timeout_ms),
+            ),
+            compressor: batch::Compressor::new(agent.batch.compression)
+                .map_err(|e| AgentError::Task(e.to_string()))?,
+            buffer: buffer.clone(),
+            metrics: metrics.clone(),
+            stop: syslog_give_up.clone(),
+        };
+        let drain = Duration::from_millis(agent.shutdown_timeout_ms);
+        Some(
+            syslog::start(syslog, output, drain)
+                .map_err(|e| AgentError::Task(format!("cannot start the syslog writer: {e}")))?,
+        )
+    };
     let (tail_done_tx, tail_done) = tokio::sync::oneshot::channel::<()>();
     let tail_thread = std::thread::Builder::new()
         .name("owl-agent-tail".to_string())
@@ -327,9 +382,11 @@ async fn run_prepared(
     {
         let (internal, stop_reading, tx, buffer) =
             (internal.clone(), stop_reading.clone(), tx.clone(), buffer.clone());
+        let syslog_give_up = syslog_give_up.clone();
         tokio::spawn(async move {
             internal.cancelled().await;
             stop_reading.store(true, Ordering::Relaxed);
+            syslog_give_up.store(true, Ordering::Relaxed);
             let _ = tx.try_send(tail::TailerMsg::Stop);
             buffer.wake_producers();
         });
@@ -357,7 +414,13 @@ async fn run_prepared(
         () = shutdown.cancelled() => false,
         _ = &mut tail_done => true,
     };
-    // Stop reading first; the reader seals what it batched into the buffer.
+    // Stop reading first: the syslog listeners drain their connections into the buffer, the
+    // reader seals what it batched.
+    if let Some(syslog) = syslog {
+        syslog
+            .stop(Duration::from_millis(agent.shutdown_timeout_ms))
+            .await;
+    }
     stop_reading.store(true, Ordering::Relaxed);
     let _ = tx.try_send(tail::TailerMsg::Stop);
     buffer.wake_producers();

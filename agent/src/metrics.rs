@@ -67,6 +67,10 @@ agent_metrics! {
     files_rotated: counter = "owl_agent_files_rotated_total", "Files renamed or deleted while tailed.";
     files_truncated: counter = "owl_agent_files_truncated_total", "Files truncated while tailed (copytruncate).";
     unread_bytes_lost: counter = "owl_agent_unread_bytes_lost_total", "Bytes of truncated files that were never read because no rotated copy was visible.";
+    syslog_messages: counter = "owl_agent_syslog_messages_total", "Syslog messages received and written to the disk buffer.";
+    syslog_dropped: counter = "owl_agent_syslog_messages_dropped_total", "Syslog datagrams (UDP, Unix datagram) not taken because the agent's pipeline was full.";
+    syslog_connections_refused: counter = "owl_agent_syslog_connections_refused_total", "Syslog stream connections closed at once because max_connections were open.";
+    syslog_connections: gauge = "owl_agent_syslog_connections", "Syslog stream connections open.";
     metric_samples: counter = "owl_agent_metric_samples_total", "Host metric samples taken.";
     heartbeats: counter = "owl_agent_heartbeats_total", "Heartbeats sent.";
     buffer_bytes: gauge = "owl_agent_buffer_bytes", "Bytes held in the disk buffer.";

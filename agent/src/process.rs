@@ -50,6 +50,24 @@ impl Enrichment {
         }
     }
 
+    /// What a syslog listener adds: its service for messages without an app name, region and
+    /// environment; the agent's host for messages without a host.
+    pub(crate) fn for_syslog(
+        listener: &owl_config::SyslogConfig,
+        host: &str,
+        agent_region: &str,
+    ) -> Enrichment {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Enrichment {
+            host: host.to_string(),
+            service: listener.service.clone(),
+            region: non_empty(&listener.region).or_else(|| non_empty(agent_region)),
+            instance: host.to_string(),
+            instance_named: false,
+            environment: non_empty(&listener.environment),
+        }
+    }
+
     /// Whether the input named the instance of its records.
     fn names_instance(&self) -> bool {
         self.instance_named
@@ -233,11 +251,7 @@ impl Processor {
         origin: Option<&Origin>,
     ) -> LogRecord {
         let time = origin.and_then(|o| o.time).unwrap_or(now);
-        let parsed = self.parser.parse(text, time);
-        if !parsed.matched {
-            Metrics::add(&self.metrics.parse_fallbacks, 1);
-        }
-        let mut record = parsed.record;
+        let mut record = self.parse(text, time, None);
         // The id is derived from the record's position, so a re-read is recognised; an `id` the
         // application wrote stays in `extra`.
         record.id = LogRecord::derive_id(&fp.0, start);
@@ -255,6 +269,25 @@ impl Processor {
                 }
             }
         }
+        self.complete(record, flags)
+    }
+
+    /// Parses a text with a default time and level (a syslog header's), counting fallbacks.
+    pub(crate) fn parse(
+        &self,
+        text: &str,
+        time: DateTime<Utc>,
+        level: Option<owl_model::Level>,
+    ) -> LogRecord {
+        let parsed = self.parser.parse_with(text, time, level);
+        if !parsed.matched {
+            Metrics::add(&self.metrics.parse_fallbacks, 1);
+        }
+        parsed.record
+    }
+
+    /// The last steps of every record: the input's enrichment, the flags, masking.
+    pub(crate) fn complete(&self, mut record: LogRecord, flags: LineFlags) -> LogRecord {
         self.enrichment.apply(&mut record);
         if let Some(bytes) = flags.truncated_from {
             let extra = record.extra.get_or_insert_with(Map::new);

@@ -36,6 +36,10 @@ pub struct AgentConfig {
     pub retry: RetryConfig,
     /// The files to tail.
     pub inputs: Vec<InputConfig>,
+    /// Syslog listeners (`[[agent.syslog]]`).
+    pub syslog: Vec<SyslogConfig>,
+    /// Kubernetes metadata (`[agent.kubernetes]`).
+    pub kubernetes: KubernetesConfig,
     /// On shutdown, milliseconds spent shipping what is buffered before stopping anyway (what is
     /// left stays in the disk buffer for the next start).
     pub shutdown_timeout_ms: u64,
@@ -57,6 +61,8 @@ impl Default for AgentConfig {
             buffer: BufferConfig::default(),
             retry: RetryConfig::default(),
             inputs: Vec::new(),
+            syslog: Vec::new(),
+            kubernetes: KubernetesConfig::default(),
             shutdown_timeout_ms: 5000,
         }
     }
@@ -286,6 +292,133 @@ impl Default for InputConfig {
     }
 }
 
+/// How a syslog listener reads messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFormat {
+    /// RFC 5424 when the message says version 1 after its priority, else RFC 3164.
+    Auto,
+    /// RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`).
+    Rfc5424,
+    /// RFC 3164, the BSD format (`<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`), also without the
+    /// host as written to `/dev/log`.
+    Rfc3164,
+}
+
+/// `[[agent.syslog]]`: one syslog listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    /// `tcp://HOST:PORT`, `udp://HOST:PORT`, `unix:///path` (a datagram socket, as `/dev/log`) or
+    /// `unix-stream:///path`.
+    pub listen: String,
+    /// Message format.
+    pub format: SyslogFormat,
+    /// Service of messages without an app name.
+    pub service: String,
+    /// Region given to the records.
+    pub region: String,
+    /// Environment given to the records.
+    pub environment: String,
+    /// Parser of the message text (a JSON message stays structured); not a runtime format.
+    pub inner_parser: ParserKind,
+    /// Regular expression with named captures, for `inner_parser = "regex"`.
+    pub regex: String,
+    /// Longest message in bytes; longer ones are truncated and flagged.
+    pub max_message_bytes: usize,
+    /// Stream connections served at once; more are refused (closed at once) and counted.
+    pub max_connections: usize,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            listen: String::new(),
+            format: SyslogFormat::Auto,
+            service: "syslog".to_string(),
+            region: String::new(),
+            environment: "production".to_string(),
+            inner_parser: ParserKind::Auto,
+            regex: String::new(),
+            max_message_bytes: 64 * 1024,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Where a syslog listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogListen {
+    /// TCP, octet-counted or newline-framed (RFC 6587).
+    Tcp(String),
+    /// UDP, a message per datagram.
+    Udp(String),
+    /// A Unix datagram socket.
+    Unix(PathBuf),
+    /// A Unix stream socket, framed as TCP.
+    UnixStream(PathBuf),
+}
+
+impl SyslogConfig {
+    /// The parsed `listen` address.
+    pub fn address(&self) -> Result<SyslogListen, String> {
+        let listen = self.listen.trim();
+        let (scheme, rest) = listen.split_once("://").ok_or_else(|| {
+            "must be tcp://HOST:PORT, udp://HOST:PORT, unix:///path or unix-stream:///path".to_string()
+        })?;
+        let socket = |rest: &str| {
+            rest.parse::<std::net::SocketAddr>()
+                .map(|_| rest.to_string())
+                .map_err(|_| format!("`{rest}` is not an IP:port address such as 127.0.0.1:5514"))
+        };
+        let path = |rest: &str| {
+            if rest.starts_with('/') {
+                Ok(PathBuf::from(rest))
+            } else {
+                Err(format!("`{rest}` is not an absolute path"))
+            }
+        };
+        match scheme {
+            "tcp" => socket(rest).map(SyslogListen::Tcp),
+            "udp" => socket(rest).map(SyslogListen::Udp),
+            "unix" => path(rest).map(SyslogListen::Unix),
+            "unix-stream" => path(rest).map(SyslogListen::UnixStream),
+            other => Err(format!(
+                "unknown scheme `{other}`: use tcp, udp, unix or unix-stream"
+            )),
+        }
+    }
+}
+
+/// `[agent.kubernetes]`: pod labels and the node's from the API server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Ask the API server for the labels of this node's pods and of the node (in-cluster).
+    pub api: bool,
+    /// API server URL; empty means in-cluster (`KUBERNETES_SERVICE_HOST` and `_PORT`).
+    pub api_url: String,
+    /// The node whose pods are watched; empty means the `NODE_NAME` environment variable (set it
+    /// from `spec.nodeName` with the downward API).
+    pub node_name: String,
+    /// Service account token file.
+    pub token_file: PathBuf,
+    /// CA bundle of the API server; empty means the system roots.
+    pub ca_file: PathBuf,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            api: false,
+            api_url: String::new(),
+            node_name: String::new(),
+            token_file: PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+            ca_file: PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+        }
+    }
+}
+
 impl AgentConfig {
     pub(crate) fn validate(&self, p: &mut Problems) {
         p.url("agent.collector_url", &self.collector_url);
@@ -380,6 +513,54 @@ impl AgentConfig {
                 100_000,
             );
             p.positive(&key("multiline.timeout_ms"), input.multiline.timeout_ms);
+        }
+        for (i, listener) in self.syslog.iter().enumerate() {
+            let key = |k: &str| format!("agent.syslog[{i}].{k}");
+            if let Err(message) = listener.address() {
+                p.push(&key("listen"), format!("{:?}", listener.listen), &message);
+            }
+            if listener.inner_parser.is_runtime() {
+                p.push(
+                    &key("inner_parser"),
+                    format!("{:?}", listener.inner_parser).to_lowercase(),
+                    "parses the message text: auto, json, python, combined, regex or plain",
+                );
+            }
+            if listener.inner_parser == ParserKind::Regex {
+                match regex::Regex::new(&listener.regex) {
+                    Ok(re) if re.capture_names().flatten().next().is_none() => p.push(
+                        &key("regex"),
+                        &listener.regex,
+                        "needs named captures such as (?P<message>.*)",
+                    ),
+                    Ok(_) => {}
+                    Err(e) => p.push(
+                        &key("regex"),
+                        &listener.regex,
+                        &format!("is not a valid regex: {e}"),
+                    ),
+                }
+            }
+            p.range(
+                &key("max_message_bytes"),
+                listener.max_message_bytes as u64,
+                480,
+                16 * 1024 * 1024,
+            );
+            p.range(
+                &key("max_connections"),
+                listener.max_connections as u64,
+                1,
+                100_000,
+            );
+        }
+        let mut listens: Vec<&str> = self.syslog.iter().map(|l| l.listen.trim()).collect();
+        listens.sort_unstable();
+        if let Some(pair) = listens.windows(2).find(|w| w[0] == w[1]) {
+            p.push("agent.syslog", pair[0], "two listeners on the same address");
+        }
+        if self.kubernetes.api && !self.kubernetes.api_url.is_empty() {
+            p.url("agent.kubernetes.api_url", &self.kubernetes.api_url);
         }
     }
 }

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use agent::{
-    AgentConfig, BatchConfig, BufferConfig, Compression, InputConfig, MultilineConfig, ParserKind, ReadFrom,
-    RetryConfig, WhenFull,
+    AgentConfig, BatchConfig, BufferConfig, Compression, InputConfig, KubernetesConfig, MultilineConfig,
+    ParserKind, ReadFrom, RetryConfig, SyslogConfig, SyslogFormat, SyslogListen, WhenFull,
 };
 pub use alerts::{
     AlertsConfig, DiskSpaceRule, EmailChannel, ErrorRateRule, FeishuChannel, IpAnomalyRule,

@@ -361,6 +361,8 @@ pub(crate) struct Builder {
     kind: Option<Kind>,
     weak_url: Option<String>,
     extra: Map<String, Value>,
+    /// The level when the text names none (before one derived from an HTTP status).
+    pub(crate) default_level: Option<Level>,
 }
 
 fn put_str(slot: &mut Option<String>, value: &mut Scalar) -> bool {
@@ -645,13 +647,13 @@ impl Builder {
         }
         record.timestamp = self.timestamp.unwrap_or(now);
         // Without a level, an access record's status says how bad it went.
-        record.level = self
-            .level
-            .unwrap_or(match record.http.as_ref().and_then(|h| h.status_code) {
+        record.level = self.level.or(self.default_level).unwrap_or(
+            match record.http.as_ref().and_then(|h| h.status_code) {
                 Some(500..) => Level::Error,
                 Some(400..=499) => Level::Warn,
                 _ => Level::Info,
-            });
+            },
+        );
         record.message = match self.message {
             Some(message) => message,
             None => match &record.http {

@@ -8,6 +8,7 @@
 mod fields;
 mod json;
 pub mod runtime;
+pub mod syslog;
 mod text;
 
 use chrono::{DateTime, Utc};
@@ -70,6 +71,12 @@ impl Parser {
 
     /// Parses one record's text; `now` is the time of a record that carries none.
     pub fn parse(&self, text: &str, now: DateTime<Utc>) -> Parsed {
+        self.parse_with(text, now, None)
+    }
+
+    /// As [`Parser::parse`], with the level of a record whose text names none (a syslog
+    /// severity).
+    pub fn parse_with(&self, text: &str, now: DateTime<Utc>, level: Option<owl_model::Level>) -> Parsed {
         let (first, rest) = match text.split_once('\n') {
             Some((first, rest)) => (first, Some(rest)),
             None => (text, None),
@@ -106,6 +113,7 @@ impl Parser {
         };
         if !matched {
             let mut builder = Builder::new();
+            builder.default_level = level;
             text::parse_plain(text, &mut builder);
             let fallback = !matches!(
                 self.kind,
@@ -117,6 +125,7 @@ impl Parser {
             };
         }
         let rest = if whole { None } else { rest };
+        builder.default_level = level;
         Parsed {
             record: with_stack(builder, rest, now, true),
             matched: true,
