@@ -54,6 +54,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use fingerprint::Fingerprint;
+pub use kubernetes::api::KubernetesError;
 pub use metrics::Metrics;
 pub use owl_config::{ParserKind, SyslogFormat};
 pub use owl_parse::{Parsed, Parser, ParserError};
@@ -94,6 +95,9 @@ pub enum AgentError {
     /// The collector URL is not usable.
     #[error("agent.collector_url `{0}` must be an http:// or https:// URL")]
     CollectorUrl(String),
+    /// The Kubernetes API option could not start.
+    #[error(transparent)]
+    Kubernetes(#[from] KubernetesError),
     /// A syslog listener could not start.
     #[error(transparent)]
     Syslog(#[from] SyslogError),
@@ -177,6 +181,7 @@ struct Prepared {
     metrics: Arc<Metrics>,
     metrics_listener: Option<tokio::net::TcpListener>,
     syslog: Vec<syslog::Bound>,
+    kubernetes: Option<kubernetes::api::Watcher>,
 }
 
 async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
@@ -194,6 +199,12 @@ async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
     };
     let metrics = Arc::new(Metrics::default());
     let masking = Arc::new(process::Masking::new(&config.masking)?);
+    let kubernetes = if agent.kubernetes.api {
+        Some(kubernetes::api::Watcher::new(&agent.kubernetes)?)
+    } else {
+        None
+    };
+    let pods = kubernetes.as_ref().map(kubernetes::api::Watcher::cache);
     let mut inputs = Vec::with_capacity(agent.inputs.len());
     for (index, input) in agent.inputs.iter().enumerate() {
         let matcher = tail::FileMatcher::new(&input.paths, &input.exclude)
@@ -210,7 +221,8 @@ async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
         inputs.push(tail::Input {
             config: input.clone(),
             matcher,
-            processor: process::Processor::new(parser, enrichment, masking.clone(), metrics.clone()),
+            processor: process::Processor::new(parser, enrichment, masking.clone(), metrics.clone())
+                .with_pods(pods.clone()),
         });
     }
     let mut syslog_processors = Vec::with_capacity(agent.syslog.len());
@@ -301,6 +313,7 @@ async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
         metrics,
         metrics_listener,
         syslog,
+        kubernetes,
     })
 }
 
@@ -319,6 +332,7 @@ async fn run_prepared(
         metrics,
         metrics_listener,
         syslog,
+        kubernetes,
     } = prepared;
     let agent = &config.agent;
     tracing::info!(
@@ -332,6 +346,16 @@ async fn run_prepared(
     // Everything below stops when this future ends or is dropped (an abort).
     let internal = CancellationToken::new();
     let _stop_all = internal.clone().drop_guard();
+    if let Some(watcher) = kubernetes {
+        // Labels for the first records: wait a little for the first list, not for ever.
+        let cache = watcher.cache();
+        tokio::spawn(watcher.run(internal.child_token()));
+        if !cache.wait_synced(Duration::from_secs(5)).await {
+            tracing::warn!(
+                "no pod list from the Kubernetes API yet; records get their labels once it answers"
+            );
+        }
+    }
     let stop_reading = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel(1024);
 

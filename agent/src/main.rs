@@ -52,6 +52,14 @@ struct Args {
     /// Address of the agent's /metrics endpoint ("" disables it).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Listen for syslog messages (repeatable): tcp://HOST:PORT, udp://HOST:PORT, unix:///path
+    /// or unix-stream:///path; adds a listener with the defaults of `[[agent.syslog]]`.
+    #[arg(long = "syslog", value_name = "LISTEN")]
+    syslog: Vec<String>,
+    /// Add pod labels and the node's region from the Kubernetes API server (in-cluster; needs
+    /// NODE_NAME or agent.kubernetes.node_name).
+    #[arg(long)]
+    kubernetes_api: bool,
 }
 
 fn parse_parser(text: &str) -> Result<ParserKind, String> {
@@ -85,6 +93,21 @@ fn load(args: &Args) -> anyhow::Result<Config> {
             service: args.service.clone().unwrap_or_default(),
             ..InputConfig::default()
         }];
+    }
+    for listen in &args.syslog {
+        agent.syslog.push(owl_config::SyslogConfig {
+            listen: listen.clone(),
+            region: args.region.clone().unwrap_or_default(),
+            environment: args
+                .environment
+                .clone()
+                .unwrap_or_else(|| "production".to_string()),
+            service: args.service.clone().unwrap_or_else(|| "syslog".to_string()),
+            ..owl_config::SyslogConfig::default()
+        });
+    }
+    if args.kubernetes_api {
+        agent.kubernetes.api = true;
     }
     for input in &mut agent.inputs {
         if let Some(service) = &args.service {

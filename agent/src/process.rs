@@ -221,6 +221,8 @@ pub(crate) struct Processor {
     enrichment: Enrichment,
     masking: Arc<Masking>,
     metrics: Arc<Metrics>,
+    /// Pod labels from the API server (`agent.kubernetes.api`).
+    pods: Option<Arc<crate::kubernetes::api::PodCache>>,
 }
 
 impl Processor {
@@ -235,7 +237,14 @@ impl Processor {
             enrichment,
             masking,
             metrics,
+            pods: None,
         }
+    }
+
+    /// Enriches records of pod files from the API server's labels too.
+    pub(crate) fn with_pods(mut self, pods: Option<Arc<crate::kubernetes::api::PodCache>>) -> Processor {
+        self.pods = pods;
+        self
     }
 
     /// A record from the text that starts at byte `start` of file `fp`. A record in a runtime
@@ -266,6 +275,22 @@ impl Processor {
                 }
                 if record.service.instance.is_none() && !self.enrichment.names_instance() {
                     record.service.instance = Some(pod.pod.clone());
+                }
+                if let Some(labels) = self.pods.as_ref().and_then(|cache| cache.lookup(pod)) {
+                    for (key, value) in &labels.fields {
+                        extra.entry(key.clone()).or_insert_with(|| value.clone());
+                    }
+                    if record.service.name.is_empty()
+                        && let Some(service) = &labels.service
+                    {
+                        record.service.name.clone_from(service);
+                    }
+                    if record.environment.is_none() {
+                        record.environment.clone_from(&labels.environment);
+                    }
+                    if record.service.region.is_none() {
+                        record.service.region.clone_from(&labels.region);
+                    }
                 }
             }
         }

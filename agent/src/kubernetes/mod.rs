@@ -8,6 +8,10 @@
 //! The fields go to the record's `extra` as `kubernetes.namespace`, `kubernetes.pod`,
 //! `kubernetes.pod_uid`, `kubernetes.container`, `kubernetes.restart_count` and
 //! `kubernetes.container_id`; the pod is the record's instance unless the input names one.
+//!
+//! With `agent.kubernetes.api = true`, `api` adds the pod's labels and the node's (see there).
+
+pub(crate) mod api;
 
 use std::path::Path;
 
@@ -18,6 +22,10 @@ use serde_json::{Map, Value};
 pub(crate) struct PodInfo {
     /// The pod's name.
     pub pod: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its uid (the `/var/log/pods` layout has it).
+    pub uid: Option<String>,
     /// The fields for `extra`.
     pub fields: Map<String, Value>,
 }
@@ -30,7 +38,13 @@ impl PodInfo {
     }
 }
 
-fn info(namespace: &str, pod: &str, container: &str, extra: &[(&str, Value)]) -> Option<PodInfo> {
+fn info(
+    namespace: &str,
+    pod: &str,
+    uid: Option<&str>,
+    container: &str,
+    extra: &[(&str, Value)],
+) -> Option<PodInfo> {
     if [namespace, pod, container].iter().any(|s| s.is_empty()) {
         return None;
     }
@@ -43,6 +57,8 @@ fn info(namespace: &str, pod: &str, container: &str, extra: &[(&str, Value)]) ->
     }
     Some(PodInfo {
         pod: pod.to_string(),
+        namespace: namespace.to_string(),
+        uid: uid.map(str::to_string),
         fields,
     })
 }
@@ -62,6 +78,7 @@ fn pods_layout(parts: &[&str]) -> Option<PodInfo> {
     info(
         namespace,
         pod,
+        Some(uid),
         container,
         &[
             ("pod_uid", Value::from(uid)),
@@ -85,7 +102,13 @@ fn containers_layout(parts: &[&str]) -> Option<PodInfo> {
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    info(namespace, pod, container, &[("container_id", Value::from(id))])
+    info(
+        namespace,
+        pod,
+        None,
+        container,
+        &[("container_id", Value::from(id))],
+    )
 }
 
 #[cfg(test)]
