@@ -1,5 +1,7 @@
 //! Figure 1: the agent shipping a large NDJSON file to a sink that acknowledges and discards,
-//! beside syslog-ng and rsyslog on the same file and sink.
+//! beside syslog-ng and rsyslog on the same file and sink; then the same records as a container
+//! runtime writes them (CRI: `<time> <stream> <P|F> <content>`, some lines split into a `P` and an
+//! `F` chunk) beside syslog-ng taking the envelope off with its csv-parser.
 //!
 //! Each shipper runs as a child process; its CPU time (user + system, every thread) and peak RSS
 //! (`VmHWM`) are read from `/proc/<pid>` the moment the sink has received the last line, before
@@ -173,7 +175,69 @@ fn tail(text: &str) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
-fn agent_toml(sink: &Sink, file: &Path, data_dir: &Path) -> String {
+/// The file format a shipper reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// One JSON record per line.
+    Ndjson,
+    /// The same records in CRI envelopes.
+    Cri,
+}
+
+impl Input {
+    /// The figure names' prefix.
+    fn prefix(self) -> &'static str {
+        match self {
+            Input::Ndjson => "agent",
+            Input::Cri => "agent_cri",
+        }
+    }
+
+    fn parser_lines(self) -> &'static str {
+        match self {
+            Input::Ndjson => "parser = \"json\"",
+            Input::Cri => "parser = \"cri\"\ninner_parser = \"json\"",
+        }
+    }
+}
+
+/// Writes `ndjson`'s records as a container runtime does: a CRI line each, every tenth on
+/// stderr, and every hundredth split into a `P` chunk and an `F` chunk (as the runtime does with
+/// lines over its limit). Returns the bytes and lines written.
+fn write_cri(ndjson: &Path, cri: &Path) -> std::io::Result<(u64, u64)> {
+    use std::io::{BufRead, Write};
+    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(ndjson)?);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(cri)?);
+    let start = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        let n = n as i64;
+        let time = (start + chrono::Duration::microseconds(n * 200)).format("%Y-%m-%dT%H:%M:%S%.9fZ");
+        let stream = if n % 10 == 9 { "stderr" } else { "stdout" };
+        let text = if n % 100 == 99 && line.len() > 2 {
+            let cut = line.len() / 2;
+            let cut = (cut..line.len())
+                .find(|i| line.is_char_boundary(*i))
+                .unwrap_or(line.len());
+            lines += 2;
+            format!(
+                "{time} {stream} P {}\n{time} {stream} F {}\n",
+                &line[..cut],
+                &line[cut..]
+            )
+        } else {
+            lines += 1;
+            format!("{time} {stream} F {line}\n")
+        };
+        out.write_all(text.as_bytes())?;
+        bytes += text.len() as u64;
+    }
+    out.flush()?;
+    Ok((bytes, lines))
+}
+
+fn agent_toml(sink: &Sink, file: &Path, data_dir: &Path, input: Input) -> String {
     format!(
         r#"[log]
 level = "warn"
@@ -191,7 +255,7 @@ heartbeat_interval_s = 3600
 paths = ["{file}"]
 service = "bench"
 region = "CN"
-parser = "json"
+{parser}
 read_from = "beginning"
 
 [agent.inputs.multiline]
@@ -200,21 +264,27 @@ enabled = false
         addr = sink.addr,
         data = data_dir.display(),
         file = file.display(),
+        parser = input.parser_lines(),
     )
 }
 
 /// The agent config the benchmark uses, as [`owl_config::Config`] (in-process runs).
-fn agent_config(sink: &Sink, file: &Path, data_dir: &Path) -> anyhow::Result<owl_config::Config> {
+fn agent_config(
+    sink: &Sink,
+    file: &Path,
+    data_dir: &Path,
+    input: Input,
+) -> anyhow::Result<owl_config::Config> {
     let path = data_dir.with_extension("toml");
-    std::fs::write(&path, agent_toml(sink, file, data_dir))?;
+    std::fs::write(&path, agent_toml(sink, file, data_dir, input))?;
     owl_config::Config::load(Some(&path), &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-async fn run_owl(ctx: &Ctx, file: &Path, lines: u64, timeout: Duration) -> anyhow::Result<Run> {
+async fn run_owl(ctx: &Ctx, file: &Path, input: Input, lines: u64, timeout: Duration) -> anyhow::Result<Run> {
     let sink = Sink::start().await?;
-    let data_dir = ctx.work.join("agent-state");
-    let config_path = ctx.work.join("agent.toml");
-    std::fs::write(&config_path, agent_toml(&sink, file, &data_dir))?;
+    let data_dir = ctx.work.join(format!("{}-state", input.prefix()));
+    let config_path = ctx.work.join(format!("{}.toml", input.prefix()));
+    std::fs::write(&config_path, agent_toml(&sink, file, &data_dir, input))?;
     let log = ctx.work.join("owl-agent.log");
     match &ctx.agent {
         AgentRunner::Binary(path) => {
@@ -228,7 +298,8 @@ async fn run_owl(ctx: &Ctx, file: &Path, lines: u64, timeout: Duration) -> anyho
             measure_child(command, &log, &sink, lines, timeout).await
         }
         AgentRunner::InProcess => {
-            let config = agent_config(&sink, file, &ctx.work.join("agent-state-inproc"))?;
+            let state = ctx.work.join(format!("{}-state-inproc", input.prefix()));
+            let config = agent_config(&sink, file, &state, input)?;
             let pid = std::process::id();
             let cpu_before = proc_cpu_seconds(pid).unwrap_or(0.0);
             let started = Instant::now();
@@ -254,7 +325,16 @@ async fn run_owl(ctx: &Ctx, file: &Path, lines: u64, timeout: Duration) -> anyho
     }
 }
 
-fn syslog_ng_conf(sink: &Sink, file: &Path) -> String {
+fn syslog_ng_conf(sink: &Sink, file: &Path, input: Input) -> String {
+    // CRI: the envelope's four fields split off by the csv-parser, the content shipped (the P
+    // chunks go out as they are: syslog-ng has no joining of its own for them).
+    let (parser, body) = match input {
+        Input::Ndjson => ("", "${MESSAGE}"),
+        Input::Cri => (
+            r#"parser { csv-parser(columns("CRI.TIME", "CRI.STREAM", "CRI.FLAG", "CRI.MSG") delimiters(" ") flags(greedy)); };"#,
+            "${CRI.MSG}",
+        ),
+    };
     format!(
         r#"@version: 3.38
 options {{ stats-freq(0); log-fifo-size(100000); keep-hostname(yes); }};
@@ -266,14 +346,14 @@ destination d_sink {{
     url("http://{addr}/syslog-ng")
     method("POST")
     headers("Content-Type: application/x-ndjson")
-    body("${{MESSAGE}}")
+    body("{body}")
     batch-lines(2000)
     batch-bytes(1048576)
     batch-timeout(200)
     workers(2)
   );
 }};
-log {{ source(s_bench); destination(d_sink); flags(flow-control); }};
+log {{ source(s_bench); {parser} destination(d_sink); flags(flow-control); }};
 "#,
         file = file.display(),
         addr = sink.addr,
@@ -305,17 +385,18 @@ async fn run_baseline(
     name: &str,
     program: &Path,
     file: &Path,
+    input: Input,
     lines: u64,
     timeout: Duration,
 ) -> anyhow::Result<Run> {
     let sink = Sink::start().await?;
-    let dir = ctx.work.join(name);
+    let dir = ctx.work.join(format!("{}-{name}", input.prefix()));
     std::fs::create_dir_all(&dir)?;
     let conf = dir.join(format!("{name}.conf"));
     let mut command = Command::new(program);
     match name {
         "syslog-ng" => {
-            std::fs::write(&conf, syslog_ng_conf(&sink, file))?;
+            std::fs::write(&conf, syslog_ng_conf(&sink, file, input))?;
             command
                 .arg("-F")
                 .arg("--no-caps")
@@ -346,7 +427,7 @@ const BASELINES: [(&str, &str, &str); 2] = [
     ("rsyslog", "rsyslogd", "rsyslog"),
 ];
 
-/// Runs figure 1.
+/// Runs figure 1: NDJSON beside syslog-ng and rsyslog, then CRI beside syslog-ng.
 pub async fn figures(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     let file = ctx.work.join("agent.ndjson");
     let bytes = ctx.sizes.agent_mib * 1024 * 1024;
@@ -362,52 +443,103 @@ pub async fn figures(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         written.bytes as f64 / 1e6,
         ctx.agent.describe()
     ));
+    let records = written.records;
+    let mut figures = shipper_figures(
+        ctx,
+        &file,
+        Input::Ndjson,
+        (records, records),
+        written.bytes,
+        &BASELINES,
+    )
+    .await?;
+    let cri = ctx.work.join("agent.cri.log");
+    let (cri_bytes, cri_lines) = {
+        let (file, cri) = (file.clone(), cri.clone());
+        tokio::task::spawn_blocking(move || write_cri(&file, &cri)).await??
+    };
+    let _ = std::fs::remove_file(&file);
+    ctx.progress(&format!(
+        "agent: the same records in CRI envelopes, {:.0} MB",
+        cri_bytes as f64 / 1e6
+    ));
+    // syslog-ng ships the P chunks as lines of their own: it is done at the file's line count.
+    figures.extend(
+        shipper_figures(
+            ctx,
+            &cri,
+            Input::Cri,
+            (records, cri_lines),
+            cri_bytes,
+            &BASELINES[..1],
+        )
+        .await?,
+    );
+    let _ = std::fs::remove_file(&cri);
+    Ok(figures)
+}
+
+/// Owl and each baseline shipping `file` (`bytes` bytes of `records` records): Owl is done when
+/// the sink has `records`, a baseline when it has `baseline_lines`.
+async fn shipper_figures(
+    ctx: &Ctx,
+    file: &Path,
+    input: Input,
+    (records, baseline_lines): (u64, u64),
+    bytes: u64,
+    baselines: &[(&str, &str, &str)],
+) -> anyhow::Result<Vec<Figure>> {
     let timeout = Duration::from_secs(if ctx.smoke { 60 } else { 900 });
-    let owl = run_owl(ctx, &file, written.records, timeout)
+    let owl = run_owl(ctx, file, input, records, timeout)
         .await
-        .context("owl-agent")?;
-    let mb = written.bytes as f64 / 1e6;
+        .with_context(|| format!("owl-agent on {input:?}"))?;
+    let mb = bytes as f64 / 1e6;
     let values = |run: &Run| {
         [
             mb / run.wall_s,
-            written.records as f64 / run.wall_s,
-            run.cpu_s / (written.bytes as f64 / 1e9),
+            records as f64 / run.wall_s,
+            run.cpu_s / (bytes as f64 / 1e9),
             mb / run.cpu_s.max(0.01),
             run.peak_rss_mib,
         ]
     };
     let owl_values = values(&owl);
     let mut figures = Vec::new();
-    for (label, program, package) in BASELINES {
+    for &(label, program, package) in baselines {
         let baseline = match find_program(program) {
             None => Err(format!(
                 "{label} is not installed: `scripts/install-baselines.sh {package}` installs it"
             )),
             Some(path) => {
-                ctx.progress(&format!("agent: baseline {label} ({})", path.display()));
-                run_baseline(ctx, label, &path, &file, written.records, timeout)
+                ctx.progress(&format!(
+                    "{}: baseline {label} ({})",
+                    input.prefix(),
+                    path.display()
+                ));
+                run_baseline(ctx, label, &path, file, input, baseline_lines, timeout)
                     .await
                     .map(|run| values(&run))
                     .map_err(|e| format!("{label} failed: {e:#}"))
             }
         };
         let names = [
-            ("agent_mb_per_s", "MB/s", Better::Higher),
-            ("agent_lines_per_s", "lines/s", Better::Higher),
-            ("agent_cpu_s_per_gb", "CPU s/GB", Better::Lower),
-            ("agent_mb_per_cpu_s", "MB/CPU s", Better::Higher),
-            ("agent_peak_rss_mib", "MiB", Better::Lower),
+            ("mb_per_s", "MB/s", Better::Higher),
+            ("lines_per_s", "lines/s", Better::Higher),
+            ("cpu_s_per_gb", "CPU s/GB", Better::Lower),
+            ("mb_per_cpu_s", "MB/CPU s", Better::Higher),
+            ("peak_rss_mib", "MiB", Better::Lower),
         ];
         for (i, (name, unit, better)) in names.into_iter().enumerate() {
+            let name = format!("{}_{name}", input.prefix());
             let base = baseline.as_ref().ok().map(|v| v[i]);
-            let mut figure = Figure::compared(name, unit, better, Some(owl_values[i]), label, base);
+            let mut figure = Figure::compared(&name, unit, better, Some(owl_values[i]), label, base);
             if let Err(reason) = &baseline {
                 figure = figure.baseline_skipped(reason.clone());
                 figure.failed = reason.contains("failed");
             }
-            figure = match name {
-                "agent_mb_per_cpu_s" => figure.target(Target::RatioAtLeast(1.5)),
-                "agent_peak_rss_mib" => figure.target(Target::OwlAtMost(32.0)),
+            figure = match name.trim_start_matches(input.prefix()) {
+                "_mb_per_cpu_s" => figure.target(Target::RatioAtLeast(1.5)),
+                "_peak_rss_mib" => figure.target(Target::OwlAtMost(32.0)),
                 _ => figure,
             };
             if ctx.agent == AgentRunner::InProcess || matches!(ctx.agent, AgentRunner::SelfExec(_)) {
@@ -416,7 +548,6 @@ pub async fn figures(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             figures.push(figure);
         }
     }
-    let _ = std::fs::remove_file(&file);
     Ok(figures)
 }
 
@@ -433,12 +564,54 @@ mod tests {
         assert!(proc_peak_rss_mib(std::process::id()).unwrap() > 1.0);
     }
 
+    #[test]
+    fn cri_envelopes_hold_the_same_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let ndjson = dir.path().join("f.ndjson");
+        let lines: Vec<String> = (0..200)
+            .map(|n| format!("{{\"msg\":\"record {n} é\"}}"))
+            .collect();
+        std::fs::write(&ndjson, lines.join("\n") + "\n").unwrap();
+        let cri = dir.path().join("f.log");
+        let (bytes, written) = write_cri(&ndjson, &cri).unwrap();
+        let text = std::fs::read_to_string(&cri).unwrap();
+        assert_eq!((bytes, written), (text.len() as u64, 202));
+        let mut joined = Vec::new();
+        let mut partial = String::new();
+        for line in text.lines() {
+            let parsed =
+                owl_parse::runtime::unwrap(owl_parse::runtime::Envelope::Cri, line.as_bytes()).unwrap();
+            partial.push_str(std::str::from_utf8(&parsed.content).unwrap());
+            if !parsed.partial {
+                joined.push(std::mem::take(&mut partial));
+            }
+        }
+        assert_eq!(joined, lines);
+        assert_eq!(text.lines().count(), 202, "two records were split in two chunks");
+        assert!(text.contains(" stderr F "));
+    }
+
     #[tokio::test]
     async fn the_agent_config_loads() {
         let dir = tempfile::tempdir().unwrap();
         let sink = Sink::start().await.unwrap();
-        let config = agent_config(&sink, &dir.path().join("f.ndjson"), &dir.path().join("state")).unwrap();
+        let config = agent_config(
+            &sink,
+            &dir.path().join("f.ndjson"),
+            &dir.path().join("state"),
+            Input::Ndjson,
+        )
+        .unwrap();
         assert_eq!(config.agent.inputs.len(), 1);
+        let cri = agent_config(
+            &sink,
+            &dir.path().join("f.log"),
+            &dir.path().join("cri"),
+            Input::Cri,
+        )
+        .unwrap();
+        assert_eq!(cri.agent.inputs[0].parser, owl_config::ParserKind::Cri);
+        assert_eq!(cri.agent.inputs[0].inner_parser, owl_config::ParserKind::Json);
         assert!(!config.agent.inputs[0].multiline.enabled);
         assert_eq!(config.agent.host_metrics_interval_s, 0);
     }

@@ -5,7 +5,7 @@
 //!
 //! | section | what | baseline |
 //! | --- | --- | --- |
-//! | `agent` | owl-agent shipping a large NDJSON file to an acknowledge-and-discard sink: MB/s, lines/s, CPU s per GB, MB per CPU s, peak RSS | syslog-ng, rsyslog (whichever is installed) |
+//! | `agent` | owl-agent shipping a large NDJSON file to an acknowledge-and-discard sink: MB/s, lines/s, CPU s per GB, MB per CPU s, peak RSS; the same records in CRI envelopes (`agent_cri_*`) | syslog-ng, rsyslog (whichever is installed); syslog-ng for CRI |
 //! | `collector` | HTTP ingest to durable and searchable: records/s, MB/s, index bytes per raw byte | the index alone (tantivy with Owl's schema) |
 //! | `freshness` | p50/p99 from ingest acknowledgement to visible through the query API, under steady load | target only |
 //! | `query` | p50/p99 of trace lookup, filtered top-50, keyword (Latin, Chinese), stats | ripgrep (or grep) over the NDJSON, SQLite FTS5 |
@@ -83,6 +83,11 @@ impl Section {
                 "agent_cpu_s_per_gb",
                 "agent_mb_per_cpu_s",
                 "agent_peak_rss_mib",
+                "agent_cri_mb_per_s",
+                "agent_cri_lines_per_s",
+                "agent_cri_cpu_s_per_gb",
+                "agent_cri_mb_per_cpu_s",
+                "agent_cri_peak_rss_mib",
             ],
             Section::Collector => &[
                 "collector_records_per_s",

@@ -62,6 +62,13 @@ async fn smoke_mode_reports_every_figure() {
         .filter(|f| f.name == "agent_mb_per_cpu_s")
         .collect();
     assert_eq!(agent.len(), 2, "syslog-ng and rsyslog entries");
+    let cri: Vec<_> = report
+        .figures
+        .iter()
+        .filter(|f| f.name == "agent_cri_mb_per_cpu_s")
+        .collect();
+    assert_eq!(cri.len(), 1, "a syslog-ng entry on the CRI file");
+    assert!(cri[0].owl.is_some_and(|v| v > 0.0));
     let trace: Vec<_> = report
         .figures
         .iter()

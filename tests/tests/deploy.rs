@@ -39,7 +39,10 @@ fn the_manifests_are_valid_kubernetes_resources() {
     let (ok, text) = validate(&python, &files);
     assert!(ok, "{text}");
     assert!(text.contains("daemonset/owl-agent"), "{text}");
-    assert!(text.contains("clusterrole/owl-agent"), "the read-only role of the API option: {text}");
+    assert!(
+        text.contains("clusterrole/owl-agent"),
+        "the read-only role of the API option: {text}"
+    );
 
     // The check can fail: a misspelt field of the same DaemonSet is refused.
     let broken = tempfile::tempdir().unwrap();
