@@ -625,6 +625,6 @@ patterns = ["("]
                 seen += 1;
             }
         }
-        assert!(seen >= 3, "expected the three documented examples, found {seen}");
+        assert!(seen >= 4, "expected the documented examples, found {seen}");
     }
 }
