@@ -317,11 +317,10 @@ async fn ten_thousand_tcp_messages_arrive_exactly_once_through_an_agent_restart(
     collector
         .settle(WAIT, |r| common::count(r, "seq ") as u64 >= TOTAL)
         .await;
-    // Anything late or doubled would show in a moment more.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_exactly_once(&collector.received(), "seq ", TOTAL);
+    // A stopped agent has shipped all it had: anything doubled would be there by now.
     shutdown.cancel();
     agent.wait().await.unwrap();
+    assert_exactly_once(&collector.received(), "seq ", TOTAL);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,23 +353,14 @@ async fn a_full_buffer_back_pressures_tcp_senders_and_nothing_is_dropped() {
             }
         })
     };
-    // The sender stalls: the agent stopped reading at the full buffer.
-    let mut last = 0;
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = sent.load(Ordering::Relaxed);
-        if now == last {
-            break;
-        }
-        assert!(
-            now < TOTAL,
-            "every message was taken although the buffer holds a twentieth of them"
-        );
-        last = now;
-    }
+    // The agent stops reading at the full buffer; the sender is held back, far from done.
+    common::wait_until(WAIT, "the reader waiting for room in the buffer", || {
+        agent.metrics().snapshot()["buffer_full_waits_total"] > 0
+    })
+    .await;
     assert!(
-        agent.metrics().snapshot()["buffer_full_waits_total"] > 0,
-        "the reader waited for room in the buffer"
+        sent.load(Ordering::Relaxed) < TOTAL,
+        "every message was taken although the buffer holds a twentieth of them"
     );
     collector.set_mode(Mode::Up);
     tokio::task::spawn_blocking(move || sender.join().unwrap())
@@ -379,9 +369,9 @@ async fn a_full_buffer_back_pressures_tcp_senders_and_nothing_is_dropped() {
     collector
         .settle(WAIT, |r| common::count(r, "held ") as u64 >= TOTAL)
         .await;
-    assert_exactly_once(&collector.received(), "held ", TOTAL);
     shutdown.cancel();
     agent.wait().await.unwrap();
+    assert_exactly_once(&collector.received(), "held ", TOTAL);
 }
 
 /// syslog-ng, from Debian's package: installed by `scripts/install-test-peers.sh` when missing
@@ -431,8 +421,15 @@ async fn syslog_ng_forwards_rfc5424_and_rfc3164_to_the_agent() {
     let (_, tcp_port) = host_port(&agent.syslog_addresses()[0]);
     let (_, udp_port) = host_port(&agent.syslog_addresses()[1]);
 
+    // Written before syslog-ng starts: a file it has no position for is read from its start.
+    const TOTAL: u64 = 1000;
     let input = dir.path().join("app.log");
-    std::fs::write(&input, "").unwrap();
+    {
+        let mut file = std::fs::File::create(&input).unwrap();
+        for n in 0..TOTAL {
+            writeln!(file, "forwarded {n} checkout completed").unwrap();
+        }
+    }
     let conf = dir.path().join("syslog-ng.conf");
     std::fs::write(
         &conf,
@@ -461,20 +458,13 @@ log {{ source(s_app); destination(d_5424); destination(d_3164); }};
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // syslog-ng reads new files from their end: write once it has started.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    const TOTAL: u64 = 1000;
-    {
-        let mut file = std::fs::OpenOptions::new().append(true).open(&input).unwrap();
-        for n in 0..TOTAL {
-            writeln!(file, "forwarded {n} checkout completed").unwrap();
-        }
-    }
     collector
         .settle(WAIT, |r| common::count(r, "forwarded ") as u64 >= 2 * TOTAL)
         .await;
     let _ = daemon.kill();
     let output = daemon.wait_with_output().unwrap();
+    shutdown.cancel();
+    agent.wait().await.unwrap();
     {
         let received = collector.received();
         assert_eq!(
@@ -500,6 +490,4 @@ log {{ source(s_app); destination(d_5424); destination(d_3164); }};
         );
         assert_eq!(counts.len() as u64, TOTAL);
     }
-    shutdown.cancel();
-    agent.wait().await.unwrap();
 }
