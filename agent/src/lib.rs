@@ -131,6 +131,11 @@ impl RunningAgent {
         &self.metrics
     }
 
+    /// The agent's counters and gauges, readable after it stopped.
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Waits until the agent has stopped (after its shutdown token was cancelled).
     pub async fn wait(self) -> Result<(), AgentError> {
         match self.task.await {

@@ -3,8 +3,9 @@
 //! aborted and restarted) and one property checked at the end: every line written arrives exactly
 //! once. The same runs in the container runtime's CRI format, with lines split into `P` chunks.
 //!
-//! A failing seed is replayed with `OWL_TEST_SEED=<seed> cargo test -p owl-agent --test
-//! random_actions replay` (add `OWL_TEST_FORMAT=cri` for the CRI runs).
+//! CI runs the seeds below (100 actions each). A failing seed is replayed with
+//! `OWL_TEST_SEED=<seed> cargo test -p owl-agent --test random_actions replay` (add
+//! `OWL_TEST_FORMAT=cri` for the CRI runs); `OWL_TEST_SEEDS=100-5000` runs a range of seeds.
 
 mod common;
 
@@ -18,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
-const STEPS: usize = 60;
+const STEPS: usize = 100;
 
 /// The node under test: the files, the writer, the agent and the collector.
 struct Node {
@@ -128,11 +129,13 @@ impl Node {
         }
     }
 
-    async fn stop_agent(&mut self) {
-        if let Some((agent, shutdown)) = self.agent.take() {
-            shutdown.cancel();
-            agent.wait().await.unwrap();
-        }
+    /// Stops the agent; its counters as it left them.
+    async fn stop_agent(&mut self) -> Option<std::sync::Arc<owl_agent::Metrics>> {
+        let (agent, shutdown) = self.agent.take()?;
+        let metrics = agent.metrics_handle();
+        shutdown.cancel();
+        agent.wait().await.unwrap();
+        Some(metrics)
     }
 
     async fn abort_agent(&mut self) {
@@ -140,10 +143,6 @@ impl Node {
             agent.abort().await;
         }
     }
-}
-
-async fn run(seed: u64) {
-    run_format(seed, false).await;
 }
 
 async fn run_format(seed: u64, cri: bool) {
@@ -226,14 +225,22 @@ async fn run_format(seed: u64, cri: bool) {
     }
     node.finish_partial();
     node.collector.set_mode(Mode::Up);
+    // The last agent ships everything it has before it stops.
+    node.stop_agent().await;
+    node.cfg.agent.shutdown_timeout_ms = 30_000;
     node.start_agent().await;
     let total = node.next;
     let journal = node.journal.join(", ");
     node.collector
         .settle(WAIT, |r| count(r, "line ") >= total as usize)
         .await;
-    // A late duplicate gets its chance to show before judging.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Judged once the agent has stopped with an empty buffer: nothing is left to arrive late.
+    let metrics = node.stop_agent().await.expect("the last agent runs");
+    assert_eq!(
+        metrics.snapshot()["buffer_entries"],
+        0,
+        "seed {seed}: the buffer was drained"
+    );
     let outcome = {
         // The lock is released before the next await.
         let received = node.collector.received();
@@ -245,42 +252,61 @@ async fn run_format(seed: u64, cri: bool) {
         eprintln!("seed {seed} (cri: {cri}), {total} lines; actions: {journal}");
         std::panic::resume_unwind(panic);
     }
-    node.stop_agent().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_actions_seed_1() {
-    run(1).await;
+/// Seeds run in CI, a test each so a failure names its seed.
+macro_rules! seeds {
+    ($($name:ident: $seed:literal, $cri:literal;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                run_format($seed, $cri).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_actions_seed_2() {
-    run(2).await;
+seeds! {
+    random_actions_seed_1: 1, false;
+    random_actions_seed_2: 2, false;
+    random_actions_seed_3: 3, false;
+    random_actions_seed_5: 5, false;
+    random_actions_seed_6: 6, false;
+    random_actions_seed_7: 7, false;
+    random_actions_seed_8: 8, false;
+    random_actions_seed_9: 9, false;
+    random_actions_seed_10: 10, false;
+    random_actions_seed_11: 11, false;
+    random_actions_seed_12: 12, false;
+    random_actions_cri_seed_1: 1, true;
+    random_actions_cri_seed_2: 2, true;
+    random_actions_cri_seed_3: 3, true;
+    random_actions_cri_seed_4: 4, true;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_actions_seed_3() {
-    run(3).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_actions_cri_seed_1() {
-    run_format(1, true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_actions_cri_seed_2() {
-    run_format(2, true).await;
-}
-
-/// Seed 4, or the seed in `OWL_TEST_SEED` (to replay a failure, or to explore more seeds), in
-/// the format of `OWL_TEST_FORMAT` (`cri`, else plain lines).
+/// Seed 4, or the seed in `OWL_TEST_SEED` (to replay a failure), or every seed of
+/// `OWL_TEST_SEEDS=FIRST-LAST` one after the other (to explore thousands), in the format of
+/// `OWL_TEST_FORMAT` (`cri`, else plain lines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay() {
-    let seed = std::env::var("OWL_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
     let cri = std::env::var("OWL_TEST_FORMAT").is_ok_and(|f| f == "cri");
-    run_format(seed, cri).await;
+    let seeds = match std::env::var("OWL_TEST_SEEDS") {
+        Ok(range) => {
+            let (first, last) = range
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
+                .expect("OWL_TEST_SEEDS is FIRST-LAST, such as 100-5000");
+            first..=last
+        }
+        Err(_) => {
+            let seed = std::env::var("OWL_TEST_SEED")
+                .ok()
+                .map(|s| s.parse().expect("OWL_TEST_SEED is a number"))
+                .unwrap_or(4);
+            seed..=seed
+        }
+    };
+    for seed in seeds {
+        run_format(seed, cri).await;
+    }
 }
