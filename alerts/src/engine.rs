@@ -30,7 +30,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertStatus, AlertType, Channel};
-use crate::clock::{Clock, format_ms};
 use crate::incidents::{Incident, Incidents, NoticeKind, Observed, notice_due};
 use crate::metrics::*;
 use crate::notice::Notice;
@@ -38,6 +37,7 @@ use crate::notify::{Notifier, NotifierError, NotifierOptions};
 use crate::rules::{RequestFacts, Rules, Signal};
 use crate::settings::AlertSettings;
 use crate::store::{AlertStore, BlockedIp, DeliveryOutcome, StoreError};
+use owl_model::clock::{Clock, format_millis};
 
 /// Resolved alerts are kept this long (well past 003's 30-day history limit).
 pub const ALERT_RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -388,7 +388,7 @@ impl Runner {
     /// Where a notice would go now, or why it goes nowhere.
     fn route(&self, alert_type: AlertType, now: i64) -> Result<Vec<Channel>, String> {
         if let Some(until) = self.muted_until(alert_type, now) {
-            return Err(format!("{alert_type} 已静默至 {}", format_ms(until)));
+            return Err(format!("{alert_type} 已静默至 {}", format_millis(until)));
         }
         let channels = self.settings.enabled_channels();
         if channels.is_empty() {
@@ -634,8 +634,8 @@ impl Runner {
             }
             let held = json!({
                 "reason": "opened while no channel could take it (none enabled, or muted)",
-                "openedAt": format_ms(incident.created_at),
-                "deliveredAt": format_ms(now),
+                "openedAt": format_millis(incident.created_at),
+                "deliveredAt": format_millis(now),
             });
             self.incidents.note_held(alert_type, &incident.latest.key, held);
             tracing::info!(alert = %incident.id, r#type = %alert_type, "held alert delivered now that a channel takes it");

@@ -27,7 +27,6 @@
 //! and [`Notifier::deliver`] (channel tests); the collector feeds an [`AlertEngine`].
 
 mod alert;
-mod clock;
 mod engine;
 mod incidents;
 pub mod metrics;
@@ -39,13 +38,13 @@ mod settings;
 mod store;
 
 pub use alert::{Alert, AlertSeverity, AlertState, AlertStatus, AlertType, Channel, UnknownValue};
-pub use clock::{Clock, format_ms};
 pub use engine::{ALERT_RETENTION_MS, AlertEngine, EngineError, EngineOptions};
 pub use incidents::{MAX_OPEN_INCIDENTS, NoticeKind};
 pub use notice::{Notice, link_base};
 pub use notify::{
     DeliveryError, Notifier, NotifierError, NotifierOptions, TargetPolicy, TargetRefused, feishu_sign,
 };
+pub use owl_model::clock::{Clock, format_millis};
 pub use rules::{MAX_IPS, MAX_RECORD_AGE_MS, MAX_SERVICES, RequestFacts};
 pub use secrets::{CipherError, SECRET_KEY_FILE, SecretCipher};
 pub use settings::{

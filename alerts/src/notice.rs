@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::alert::{Alert, AlertType};
-use crate::clock::format_ms;
 use crate::incidents::NoticeKind;
+use owl_model::clock::format_millis;
 
 /// One notice, ready for any channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,12 +95,12 @@ impl Notice {
         if alert.occurrences > 1 {
             lines.push(("次数".to_string(), alert.occurrences.to_string()));
         }
-        lines.push(("首次".to_string(), format_ms(alert.created_at)));
+        lines.push(("首次".to_string(), format_millis(alert.created_at)));
         if alert.last_seen_at != alert.created_at {
-            lines.push(("最近".to_string(), format_ms(alert.last_seen_at)));
+            lines.push(("最近".to_string(), format_millis(alert.last_seen_at)));
         }
         if let Some(resolved_at) = alert.resolved_at {
-            lines.push(("恢复".to_string(), format_ms(resolved_at)));
+            lines.push(("恢复".to_string(), format_millis(resolved_at)));
         }
         lines.push(("告警 ID".to_string(), alert.id.to_string()));
         let link = match alert.context.get("traceId").and_then(Value::as_str) {
@@ -131,7 +131,7 @@ impl Notice {
             kind: NoticeKind::Test,
             alert_id: None,
             title: format!("[测试] {message}"),
-            lines: vec![("时间".to_string(), format_ms(now_ms))],
+            lines: vec![("时间".to_string(), format_millis(now_ms))],
             link: format!("{link_base}/api/v1/logs/alerts/config"),
         }
     }

@@ -514,7 +514,10 @@ impl Rules {
         context.insert("blocked".into(), json!(blocks));
         if blocks {
             context.insert("blockDurationMinutes".into(), json!(rule.block_duration_minutes));
-            context.insert("blockedUntil".into(), json!(crate::clock::format_ms(until_ms)));
+            context.insert(
+                "blockedUntil".into(),
+                json!(owl_model::clock::format_millis(until_ms)),
+            );
         }
         context.insert("service".into(), json!(request.service));
         if let Some(url) = &request.url {
@@ -748,7 +751,7 @@ mod tests {
     fn sample(cpu: f64, memory: f64, disk: f64) -> MetricSample {
         MetricSample {
             host: "web-1".into(),
-            timestamp: crate::clock::to_utc(NOW),
+            timestamp: owl_model::clock::millis_to_utc(NOW),
             cpu_percent: cpu,
             memory_percent: memory,
             disks: vec![DiskUsage {

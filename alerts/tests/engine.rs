@@ -12,7 +12,7 @@ use common::*;
 use hmac::{Hmac, Mac};
 use owl_alerts::{
     Alert, AlertSettings, AlertSeverity, AlertState, AlertStatus, AlertStore, AlertType, Clock, Mute,
-    format_ms,
+    format_millis,
 };
 use owl_model::{DiskUsage, LoadAverage, MetricSample};
 use serde_json::json;
@@ -90,7 +90,7 @@ async fn slow_request_fires_folds_renotifies_after_cooldown_and_resolves() {
          traceId: CN-1733580000000-a1b2c3d4\nurl: /api/v1/forms/submit?draft=1\nmethod: POST\nduration: 5234ms\n\
          threshold: 2000ms\nservice: Form\nhost: web-1\nstatusCode: 200\n首次: {}\n告警 ID: {}\n\
          <https://owl.example.com/api/v1/logs/trace/CN-1733580000000-a1b2c3d4|在 Owl 中查看>",
-        format_ms(t0),
+        format_millis(t0),
         alert.id
     );
     assert_eq!(fired.body, json!({ "text": expected }));

@@ -7,11 +7,13 @@
 //! - [`Masker`]: the masking rules both the agent and the collector apply before storing.
 #![warn(missing_docs)]
 
+pub mod clock;
 mod ingest;
 mod mask;
 mod metric;
 mod record;
 
+pub use clock::Clock;
 pub use ingest::{AGENT_ID_HEADER, BATCH_SEQ_HEADER, IngestItem, TYPE_KEY};
 pub use mask::{
     MaskError, Masker, MaskingRules, REDACTED, default_sensitive_keys, is_card_number, is_chinese_id,

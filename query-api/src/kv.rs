@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::clock::Clock;
+use owl_model::clock::Clock;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]

@@ -36,7 +36,6 @@
 
 pub mod admin;
 mod auth;
-mod clock;
 pub mod crm;
 mod csv_out;
 mod db;
@@ -58,13 +57,13 @@ pub use admin::{AdminAccount, AdminError, Bootstrap, CreateUser, bootstrap};
 pub use auth::{
     Auth, AuthError, Claims, PRINCIPAL_TTL, Principal, TokenError, TokenPair, TokenService, TokenType,
 };
-pub use clock::Clock;
 pub use db::{
     AuditEntry, AuditFilter, Backend, Database, DbError, NewAuditEntry, Organization, PermissionRow, Role,
     UserRecord,
 };
 pub use http::{AuthUser, RouteSpec, Routes};
 pub use kv::{KvError, KvStore, MemoryKv, RedisKv, Swap};
+pub use owl_model::Clock;
 pub use permissions::{
     ADMIN_ROLE, Access, BUILTIN_ROLES, CATALOGUE, Permission, PermissionInfo, SUPER_ADMIN_LEVEL,
 };

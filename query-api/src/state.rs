@@ -7,9 +7,9 @@ use owl_config::Config;
 use owl_model::Masker;
 
 use crate::auth::{Auth, load_or_create_secret};
-use crate::clock::Clock;
 use crate::db::Database;
 use crate::kv::{KvStore, MemoryKv, RedisKv};
+use owl_model::clock::Clock;
 
 /// A part of this process that `/health/detailed` reports on besides its own stores (in `owl up`,
 /// the collector's receivers).

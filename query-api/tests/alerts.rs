@@ -335,7 +335,7 @@ async fn history_active_and_acknowledge(variant: Variant) {
     );
     assert_eq!(first["channels"], json!(["slack", "feishu"]));
     assert_eq!(first["status"], "SENT");
-    assert_eq!(first["sentAt"], owl_alerts::format_ms(slow.created_at + 5000));
+    assert_eq!(first["sentAt"], owl_alerts::format_millis(slow.created_at + 5000));
 
     let reply = env
         .call(
@@ -374,7 +374,7 @@ async fn history_active_and_acknowledge(variant: Variant) {
         ),
         (json!(true), json!(true))
     );
-    let start = owl_alerts::format_ms(now - 12 * 86_400_000);
+    let start = owl_alerts::format_millis(now - 12 * 86_400_000);
     let reply = env
         .call(
             "GET",
@@ -388,8 +388,8 @@ async fn history_active_and_acknowledge(variant: Variant) {
         reply.body["data"]["total"], 4,
         "an explicit range reaches older alerts"
     );
-    let end = owl_alerts::format_ms(now);
-    let far = owl_alerts::format_ms(now - 31 * 86_400_000);
+    let end = owl_alerts::format_millis(now);
+    let far = owl_alerts::format_millis(now - 31 * 86_400_000);
     let reply = env
         .call(
             "GET",
@@ -672,9 +672,9 @@ async fn mutes_are_set_listed_lifted_and_audited() {
     assert_eq!(reply.body["message"], "告警已静默");
     assert_eq!(
         reply.body["data"]["until"],
-        owl_alerts::format_ms(env.clock.now_ms() + 30 * 60_000)
+        owl_alerts::format_millis(env.clock.now_ms() + 30 * 60_000)
     );
-    let until = owl_alerts::format_ms(env.clock.now_ms() + 3_600_000);
+    let until = owl_alerts::format_millis(env.clock.now_ms() + 3_600_000);
     env.call(
         "POST",
         "/api/v1/logs/alerts/mutes",
@@ -695,7 +695,7 @@ async fn mutes_are_set_listed_lifted_and_audited() {
         .collect();
     assert_eq!(types, ["CPU_HIGH", "SLOW_REQUEST"]);
     assert_eq!(reply.body["data"]["items"][1]["createdBy"], "admin");
-    let past = owl_alerts::format_ms(env.clock.now_ms() - 1000);
+    let past = owl_alerts::format_millis(env.clock.now_ms() - 1000);
     let reply = env
         .call(
             "POST",

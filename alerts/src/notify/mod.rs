@@ -31,13 +31,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Channel;
-use crate::clock::Clock;
 use crate::metrics::{
     DELIVERIES_TOTAL, DELIVERY_DURATION_SECONDS, DELIVERY_RETRIES_TOTAL, STORE_ERRORS_TOTAL,
 };
 use crate::notice::Notice;
 use crate::settings::AlertSettings;
 use crate::store::{AlertStore, DeliveryOutcome};
+use owl_model::clock::Clock;
 
 pub use feishu::sign as feishu_sign;
 pub(crate) use target::is_local_host as is_local_url;

@@ -39,7 +39,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::Principal;
-use crate::clock::Clock;
+use owl_model::clock::Clock;
 
 /// The longest a cached principal is trusted without a reload.
 pub const PRINCIPAL_TTL: Duration = Duration::from_secs(5);

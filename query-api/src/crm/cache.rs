@@ -24,10 +24,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::OrgScope;
-use crate::clock::Clock;
 use crate::envelope::Failure;
 use crate::kv::KvStore;
 use crate::state::AppState;
+use owl_model::clock::Clock;
 
 const FORMAT: &str = "v1";
 

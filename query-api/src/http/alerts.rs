@@ -45,7 +45,7 @@ use axum::response::Response;
 use owl_alerts::{
     Alert, AlertFilter, AlertSettings, AlertSettingsPatch, AlertState, AlertStatus, AlertStore, AlertType,
     Channel, EffectiveSettings, Mute, Notice, Notifier, NotifierOptions, SettingsProblem, TargetPolicy,
-    format_ms,
+    format_millis,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -142,7 +142,7 @@ fn store_failure(error: owl_alerts::StoreError) -> Failure {
 }
 
 fn time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |ms| json!(format_ms(ms)))
+    ms.map_or(Value::Null, |ms| json!(format_millis(ms)))
 }
 
 /// 003's AlertItem with the incident's facts.
@@ -161,8 +161,8 @@ fn item(alert: &Alert) -> Value {
         "service": alert.service,
         "host": alert.host,
         "region": alert.region,
-        "createdAt": format_ms(alert.created_at),
-        "lastSeenAt": format_ms(alert.last_seen_at),
+        "createdAt": format_millis(alert.created_at),
+        "lastSeenAt": format_millis(alert.last_seen_at),
         "resolvedAt": time(alert.resolved_at),
         "acknowledgedAt": time(alert.acknowledged_at),
         "acknowledgedBy": alert.acknowledged_by,
@@ -369,7 +369,7 @@ async fn test_channel(
     let notifier = Notifier::direct(NotifierOptions::default(), policy).map_err(Failure::internal)?;
     match notifier.deliver(channel, &effective.settings, &notice).await {
         Ok(()) => Ok(LogOk::with_message(
-            json!({ "channel": channel.as_str(), "status": "SUCCESS", "sentAt": format_ms(state.clock.now_ms()) }),
+            json!({ "channel": channel.as_str(), "status": "SUCCESS", "sentAt": format_millis(state.clock.now_ms()) }),
             "测试告警已发送",
         )),
         Err(error) if error.refused => {
@@ -399,10 +399,10 @@ async fn test_channel(
 fn mute_json(mute: &Mute) -> Value {
     json!({
         "type": mute.alert_type.as_str(),
-        "until": format_ms(mute.until_ms),
+        "until": format_millis(mute.until_ms),
         "reason": mute.reason,
         "createdBy": mute.created_by,
-        "createdAt": format_ms(mute.created_at),
+        "createdAt": format_millis(mute.created_at),
     })
 }
 
@@ -492,7 +492,7 @@ async fn mute(
     };
     store(&state).mute(&mute).await.map_err(store_failure)?;
     engine_reload(&state).await;
-    tracing::info!(by = %user.user_code, r#type = %alert_type, until = %format_ms(until_ms), "alert type muted");
+    tracing::info!(by = %user.user_code, r#type = %alert_type, until = %format_millis(until_ms), "alert type muted");
     Ok(LogOk::with_message(mute_json(&mute), "告警已静默"))
 }
 
@@ -526,10 +526,10 @@ async fn list_blocked(State(state): State<AppState>) -> Result<LogOk<Value>, Log
         .map(|b| {
             json!({
                 "ip": b.ip,
-                "until": format_ms(b.until_ms),
+                "until": format_millis(b.until_ms),
                 "reason": b.reason,
                 "alertId": b.alert_id,
-                "createdAt": format_ms(b.created_at),
+                "createdAt": format_millis(b.created_at),
             })
         })
         .collect();
@@ -555,11 +555,11 @@ fn active_item(alert: &Alert) -> Value {
         "type": alert.alert_type.crm_name(),
         "severity": alert.severity.crm_name(),
         "message": alert.message,
-        "created_at": format_ms(alert.created_at),
+        "created_at": format_millis(alert.created_at),
         "acknowledged": alert.is_acknowledged(),
         "status": alert.status.as_str(),
         "occurrences": alert.occurrences,
-        "last_seen_at": format_ms(alert.last_seen_at),
+        "last_seen_at": format_millis(alert.last_seen_at),
         "context": alert.context,
     })
 }
@@ -618,7 +618,7 @@ type BlockedUntil = Arc<HashMap<String, i64>>;
 /// The IPs IP_ANOMALY blocked, cached for [`BLOCKLIST_REFRESH`].
 pub(crate) struct Blocklist {
     store: AlertStore,
-    clock: crate::clock::Clock,
+    clock: owl_model::clock::Clock,
     /// `alerts.ip_anomaly.enforce_at_query_api`.
     enforce: bool,
     /// Never refused, whatever the list says: `never_block` and the trusted proxies (loopback
@@ -717,7 +717,10 @@ pub(crate) async fn refuse_blocked(
         let retry_after_s = u64::try_from((until - list.clock.now_ms()).div_euclid(1000) + 1).unwrap_or(1);
         tracing::debug!(%ip, path, "request from a blocked IP refused");
         let failure = Failure::too_many_requests(
-            format!("IP {ip} 因请求异常已被临时封禁，请于 {} 后重试", format_ms(until)),
+            format!(
+                "IP {ip} 因请求异常已被临时封禁，请于 {} 后重试",
+                format_millis(until)
+            ),
             retry_after_s,
         );
         let family = Family::for_path(path);

@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 use super::extract::{Json, Path, Query};
 use super::validate::{Page, Validator};
 use super::{AuditPolicy, Routes};
-use crate::clock::format_millis;
 use crate::csv_out::CsvLine;
 use crate::db::{AuditEntry, AuditFilter, Database};
 use crate::envelope::{CrmError, CrmOk, Failure, Family};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
+use owl_model::clock::format_millis;
 
 /// Rows read per page while exporting.
 pub const EXPORT_PAGE_ROWS: i64 = 500;

@@ -80,8 +80,8 @@ fn in_scope(scope: &Option<BTreeSet<String>>, org_code: &str) -> bool {
 
 fn org_json(org: &Organization) -> Value {
     let mut value = serde_json::to_value(org).expect("organizations serialise");
-    value["created_at"] = json!(crate::clock::format_millis(org.created_at));
-    value["updated_at"] = json!(crate::clock::format_millis(org.updated_at));
+    value["created_at"] = json!(owl_model::clock::format_millis(org.created_at));
+    value["updated_at"] = json!(owl_model::clock::format_millis(org.updated_at));
     value
 }
 

@@ -25,11 +25,11 @@ use super::organizations::org_scope;
 use super::validate::{Page, Validator};
 use super::{AuditNote, AuditPolicy, Routes};
 use crate::auth::{Principal, check_policy, hash_password};
-use crate::clock::format_millis;
 use crate::db::{NewUser, Role, UserFilter, UserRecord, UserUpdate};
 use crate::envelope::{DataAskError, Failure, Family, StatusOk, Success, WhalefallError};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
+use owl_model::clock::format_millis;
 
 /// Role level that may manage users (002).
 const MANAGE_LEVEL: i64 = 2;

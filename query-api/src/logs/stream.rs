@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::render::log_item;
-use crate::clock::Clock;
+use owl_model::clock::Clock;
 
 /// How often the index is asked for new records.
 pub(crate) const POLL: Duration = Duration::from_millis(500);

@@ -1,5 +1,6 @@
-//! The query API's time source: the system clock in production, a clock that only moves when told
-//! in tests (token expiry, lockout windows) so no test sleeps.
+//! Owl's time source: the system clock in production, a clock that only moves when told in tests
+//! (token expiry, lockout windows, alert cooldowns and windows) so no test sleeps. The query API
+//! and the alert engine share it: one manual clock moves both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -54,13 +55,13 @@ impl Clock {
 }
 
 /// Epoch milliseconds as a UTC time (the epoch itself for values chrono cannot represent).
-pub(crate) fn millis_to_utc(ms: i64) -> DateTime<Utc> {
+pub fn millis_to_utc(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
 /// Epoch milliseconds as RFC 3339 with milliseconds and a `Z` (003's time format).
-pub(crate) fn format_millis(ms: i64) -> String {
-    owl_model::format_timestamp(&millis_to_utc(ms))
+pub fn format_millis(ms: i64) -> String {
+    crate::format_timestamp(&millis_to_utc(ms))
 }
 
 #[cfg(test)]
