@@ -479,15 +479,7 @@ impl AgentConfig {
                 );
             }
             if input.content_parser() == ParserKind::Regex {
-                match regex::Regex::new(&input.regex) {
-                    Ok(re) if re.capture_names().flatten().next().is_none() => p.push(
-                        &key("regex"),
-                        &input.regex,
-                        "needs named captures such as (?P<message>.*)",
-                    ),
-                    Ok(_) => {}
-                    Err(e) => p.push(&key("regex"), &input.regex, &format!("is not a valid regex: {e}")),
-                }
+                check_capture_regex(p, &key("regex"), &input.regex);
             }
             if !input.multiline.start_pattern.is_empty()
                 && let Err(e) = regex::Regex::new(&input.multiline.start_pattern)
@@ -527,19 +519,7 @@ impl AgentConfig {
                 );
             }
             if listener.inner_parser == ParserKind::Regex {
-                match regex::Regex::new(&listener.regex) {
-                    Ok(re) if re.capture_names().flatten().next().is_none() => p.push(
-                        &key("regex"),
-                        &listener.regex,
-                        "needs named captures such as (?P<message>.*)",
-                    ),
-                    Ok(_) => {}
-                    Err(e) => p.push(
-                        &key("regex"),
-                        &listener.regex,
-                        &format!("is not a valid regex: {e}"),
-                    ),
-                }
+                check_capture_regex(p, &key("regex"), &listener.regex);
             }
             p.range(
                 &key("max_message_bytes"),
@@ -562,5 +542,16 @@ impl AgentConfig {
         if self.kubernetes.api && !self.kubernetes.api_url.is_empty() {
             p.url("agent.kubernetes.api_url", &self.kubernetes.api_url);
         }
+    }
+}
+
+/// A parser regex must compile and name at least one capture.
+fn check_capture_regex(p: &mut Problems, key: &str, pattern: &str) {
+    match regex::Regex::new(pattern) {
+        Ok(re) if re.capture_names().flatten().next().is_none() => {
+            p.push(key, pattern, "needs named captures such as (?P<message>.*)")
+        }
+        Ok(_) => {}
+        Err(e) => p.push(key, pattern, &format!("is not a valid regex: {e}")),
     }
 }
