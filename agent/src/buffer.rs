@@ -429,8 +429,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let metrics = Arc::new(Metrics::default());
+        // As the agent opens its state: a reopen waits for the previous handle's flusher to let
+        // go of the lock.
+        let open = || crate::state::open_db(dir.path(), 1 << 20, std::time::Duration::from_secs(10)).unwrap();
         let first = {
-            let db = sled::open(dir.path()).unwrap();
+            let db = open();
             let buffer = Buffer::open(&db, 1 << 20, WhenFull::Block, metrics.clone()).unwrap();
             let Pushed::Stored(a) = buffer.push(&value(b"a"), &stop).unwrap() else {
                 panic!()
@@ -444,7 +447,7 @@ mod tests {
             assert!(buffer.is_empty());
             b
         };
-        let db = sled::open(dir.path()).unwrap();
+        let db = open();
         let buffer = Buffer::open(&db, 1 << 20, WhenFull::Block, metrics).unwrap();
         let Pushed::Stored(c) = buffer.push(&value(b"c"), &stop).unwrap() else {
             panic!()
