@@ -104,17 +104,7 @@ impl RequestFacts {
 
     /// The path of the URL, without query or fragment.
     pub fn path(&self) -> &str {
-        let url = self.url.as_deref().unwrap_or("");
-        // An absolute URL: skip scheme and authority.
-        let url = match url.find("://") {
-            Some(at) => {
-                let rest = &url[at + 3..];
-                rest.find('/').map_or("/", |slash| &rest[slash..])
-            }
-            None => url,
-        };
-        let end = url.find(['?', '#']).unwrap_or(url.len());
-        &url[..end]
+        owl_model::url_path(self.url.as_deref().unwrap_or(""))
     }
 }
 

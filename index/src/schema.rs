@@ -173,12 +173,6 @@ pub(crate) fn micros(ts: &chrono::DateTime<chrono::Utc>) -> i64 {
     ts.timestamp_micros()
 }
 
-/// The url's path: everything before `?` or `#`.
-pub(crate) fn url_path(url: &str) -> &str {
-    let end = url.find(['?', '#']).unwrap_or(url.len());
-    &url[..end]
-}
-
 fn non_empty(value: Option<&str>) -> Option<&str> {
     value.filter(|v| !v.is_empty())
 }
@@ -243,7 +237,7 @@ impl<'a> RecordView<'a> {
             error_type: non_empty(error.and_then(|e| e.error_type.as_deref())),
             error_code: non_empty(error.and_then(|e| e.code.as_deref())),
             url,
-            path: non_empty(url.map(url_path)),
+            path: non_empty(url.map(owl_model::url_path)),
             message: non_empty(Some(record.message.as_str())),
             error_message: non_empty(error.and_then(|e| e.message.as_deref())),
             user_name: non_empty(record.user.as_ref().and_then(|u| u.name.as_deref())),
@@ -300,13 +294,6 @@ impl<'a> RecordView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_path_drops_query_and_fragment() {
-        assert_eq!(url_path("/api/v1/forms?page=2"), "/api/v1/forms");
-        assert_eq!(url_path("/a#top"), "/a");
-        assert_eq!(url_path("/plain"), "/plain");
-    }
 
     #[test]
     fn empty_strings_are_absent() {

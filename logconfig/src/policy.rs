@@ -144,16 +144,7 @@ impl SamplingPolicy {
 
 /// The path of a record's request URL, without scheme, host, query or fragment.
 pub fn request_path(record: &LogRecord) -> Option<&str> {
-    let url = record.http.as_ref()?.url.as_deref()?;
-    let without_scheme = match url.find("://") {
-        Some(at) => {
-            let rest = &url[at + 3..];
-            rest.find('/').map_or("/", |slash| &rest[slash..])
-        }
-        None => url,
-    };
-    let end = without_scheme.find(['?', '#']).unwrap_or(without_scheme.len());
-    Some(&without_scheme[..end])
+    Some(owl_model::url_path(record.http.as_ref()?.url.as_deref()?))
 }
 
 /// A uniform draw in `[0, 1)` fixed by the record's trace id, or its id.

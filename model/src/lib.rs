@@ -21,5 +21,5 @@ pub use mask::{
 pub use metric::{DiskUsage, Heartbeat, LoadAverage, MetricSample};
 pub use record::{
     Client, ErrorInfo, Http, Kind, Level, LogRecord, MAX_ID_LEN, RecordError, Service, SpanEvent, SpanFacts,
-    Trace, UnknownName, User, format_timestamp, parse_timestamp, timestamp_from_epoch,
+    Trace, UnknownName, User, format_timestamp, parse_timestamp, timestamp_from_epoch, url_path,
 };

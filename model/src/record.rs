@@ -764,9 +764,45 @@ impl Serialize for LogRecord {
     }
 }
 
+/// The path of a request URL, the one reading every part of Owl uses (path rules of the log config,
+/// the slow-request rule's exclusions, the index's path field): an absolute URL loses its scheme and
+/// authority (`https://form.example.com/a?b` is `/a`, a bare host is `/`), and the query string and
+/// fragment go.
+pub fn url_path(url: &str) -> &str {
+    let without_query = |s: &'_ str| -> usize { s.find(['?', '#']).unwrap_or(s.len()) };
+    match url.find("://") {
+        Some(at) => {
+            let rest = &url[at + 3..];
+            let rest = &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..];
+            match &rest[..without_query(rest)] {
+                "" => "/",
+                path => path,
+            }
+        }
+        None => &url[..without_query(url)],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_path_drops_scheme_authority_query_and_fragment() {
+        for (url, path) in [
+            ("/api/v1/forms?page=2", "/api/v1/forms"),
+            ("/a#top", "/a"),
+            ("/plain", "/plain"),
+            ("https://form.example.com/api/v1/forms?x=1", "/api/v1/forms"),
+            ("http://form.example.com:8080/api/v1/forms#top", "/api/v1/forms"),
+            ("https://form.example.com", "/"),
+            ("https://form.example.com?x=1", "/"),
+            ("", ""),
+            ("forms/list?x", "forms/list"),
+        ] {
+            assert_eq!(url_path(url), path, "{url}");
+        }
+    }
 
     fn now() -> DateTime<Utc> {
         parse_timestamp("2025-12-07T10:35:00Z").unwrap()

@@ -950,7 +950,7 @@ fn check_stats(
     let mut paths: BTreeMap<String, (u64, Vec<f64>)> = BTreeMap::new();
     for r in &matching {
         if let Some(u) = url(r) {
-            let path = u.split(['?', '#']).next().unwrap().to_string();
+            let path = owl_model::url_path(u).to_string();
             let entry = paths.entry(path).or_default();
             entry.0 += 1;
             entry.1.extend(duration(r));
@@ -1599,4 +1599,42 @@ fn the_index_is_shareable_across_threads() {
     }
     writer.join().unwrap();
     assert_eq!(index.count(&LogFilter::default()).unwrap(), 50);
+}
+
+#[test]
+fn stats_group_absolute_and_relative_urls_by_their_path() {
+    let urls = [
+        "/api/v1/forms?page=2",
+        "https://form.example.com/api/v1/forms",
+        "http://form.example.com:8080/api/v1/forms#top",
+        "https://form.example.com",
+    ];
+    let records: Vec<LogRecord> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| LogRecord {
+            kind: Kind::Http,
+            http: Some(Http {
+                url: Some(url.to_string()),
+                ..Http::default()
+            }),
+            ..record(&format!("url-{i}"), "2025-12-07T10:00:00Z", "GET")
+        })
+        .collect();
+    for mode in MODES {
+        let (_dir, index) = loaded(mode, &records);
+        let stats = index
+            .stats(&StatsRequest {
+                filter: LogFilter::default(),
+                slow_threshold_ms: 3000.0,
+                top_paths: 10,
+            })
+            .unwrap();
+        let paths: Vec<(&str, u64)> = stats
+            .top_paths
+            .iter()
+            .map(|p| (p.path.as_str(), p.count))
+            .collect();
+        assert_eq!(paths, [("/api/v1/forms", 3), ("/", 1)], "{mode:?}");
+    }
 }
