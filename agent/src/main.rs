@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use owl_config::{Config, InputConfig, LogFormat, ParserKind, Secret};
+use owl_config::{Config, InputConfig, ParserKind, Secret};
 use tokio_util::sync::CancellationToken;
 
 /// Tails log files, samples the host, and ships both to an Owl collector.
@@ -128,19 +128,6 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 async fn shutdown_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -158,7 +145,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = (|| -> anyhow::Result<()> {
         let config = load(&args).context("while loading the configuration")?;
-        init_tracing(&config);
+        owl_logging::init(&config.log);
         let _ = rustls::crypto::ring::default_provider().install_default();
         // Two workers: one core for the reader thread's neighbours, one for the shipper.
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -231,6 +231,13 @@ fn is_json_object(line: &[u8]) -> bool {
         && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
 }
 
+impl ParsedBatch {
+    /// How many items (records, samples, heartbeats) the parser kept.
+    pub(crate) fn item_count(&self) -> usize {
+        self.items.len()
+    }
+}
+
 /// Builds a [`ParsedBatch`] item by item: whatever the wire format, every record gets the same
 /// completion (region of a per-agent token, id, masking, the ingest filter) before the WAL sees it.
 pub(crate) struct BatchBuilder<'a> {

@@ -9,7 +9,8 @@
 //! Environment overrides: `OWL_<SECTION>__<KEY>[__<SUBKEY>]` sets `section.key.subkey`
 //! (`OWL_COLLECTOR__LISTEN=0.0.0.0:4318`, `OWL_AGENT__BATCH__MAX_BYTES=524288`), and a few
 //! shortcuts cover the common cases: `OWL_DATA_DIR`, `OWL_AGENT_TOKEN`, `OWL_ADMIN_PASSWORD`,
-//! `OWL_DATABASE_URL`, `OWL_CRM_DATABASE_URL`, `OWL_REDIS_URL`, `OWL_JWT_SECRET`, `OWL_LOG`.
+//! `OWL_DATABASE_URL`, `OWL_CRM_DATABASE_URL`, `OWL_REDIS_URL`, `OWL_JWT_SECRET`, `OWL_LOG`,
+//! `OWL_LOG_FORMAT`.
 #![warn(missing_docs)]
 
 mod agent;
@@ -231,6 +232,7 @@ const SHORTCUTS: &[(&str, &[&str])] = &[
     ("OWL_JWT_SECRET", &["auth.jwt_secret"]),
     ("OWL_SECRET_KEY", &["storage.secret_key"]),
     ("OWL_LOG", &["log.level"]),
+    ("OWL_LOG_FORMAT", &["log.format"]),
 ];
 
 impl Config {
@@ -502,6 +504,23 @@ mod tests {
             config.alerts.slow_request.exclude_paths,
             vec!["/upload/*".to_string()]
         );
+    }
+
+    #[test]
+    fn owl_log_format_picks_the_log_format() {
+        let config = Config::from_toml("", "owl.toml", &env(&[("OWL_LOG_FORMAT", "json")])).unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(
+            Config::from_toml("", "owl.toml", &BTreeMap::new())
+                .unwrap()
+                .log
+                .format,
+            LogFormat::Text
+        );
+        let text = Config::from_toml("", "owl.toml", &env(&[("OWL_LOG_FORMAT", "yaml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("OWL_LOG_FORMAT") && text.contains("yaml"), "{text}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! What every Owl HTTP server shares: the Data Plane trace headers ([`TraceLayer`]), the basic
-//! health body, and serving a router with the settings Owl always wants (header and body timeouts,
-//! `nosniff`, TCP_NODELAY, graceful shutdown on a [`CancellationToken`]).
+//! What every Owl HTTP server shares: the Data Plane trace headers and the request span
+//! ([`TraceLayer`]), the basic health body, and serving a router with the settings Owl always
+//! wants (header and body timeouts, `nosniff`, TCP_NODELAY, graceful shutdown on a
+//! [`CancellationToken`]).
 #![warn(missing_docs)]
 
 mod trace;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use trace::{
     REQUEST_ID, RESPONSE_TIME, SPAN_ID, TRACE_ID, TRACEPARENT, TraceContext, TraceFuture, TraceLayer,
-    TraceService, new_request_id, new_span_id, new_trace_id, parse_traceparent, trace_layer,
+    TraceService, new_request_id, new_span_id, new_trace_id, parse_traceparent, record_user, trace_layer,
 };
 
 /// The body of `/health` and `/api/health` (the health check shape of the Whalefall API, 004).

@@ -5,8 +5,10 @@
 //! id of `traceparent`) becomes the parent span of this request. Outbound, every response carries
 //! `X-Request-Id` (`{epoch ms}-{random6}`), `X-Trace-Id` and `X-Response-Time` (`123ms`).
 //!
-//! The resolved [`TraceContext`] is put in the request extensions so that handlers, the audit log
-//! and Owl's own log lines can carry the same ids.
+//! The resolved [`TraceContext`] is put in the request extensions so that handlers and the audit
+//! log can carry the same ids, and the request runs inside a `request` span (`method`, `route`,
+//! `request_id`, `trace_id`, and `user` once [`record_user`] names it), so every line Owl logs
+//! while serving it carries them too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,9 +16,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use axum::extract::MatchedPath;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use rand::Rng;
 use tower::{Layer, Service};
+use tracing::Span;
 
 /// `X-Trace-Id`.
 pub const TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
@@ -142,6 +146,11 @@ impl TraceContext {
     }
 }
 
+/// Names the signed-in user on the current request's span (a no-op outside one).
+pub fn record_user(user: &str) {
+    Span::current().record("user", user);
+}
+
 /// The layer: `TraceLayer::new("CN", "owl")`.
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
@@ -198,9 +207,25 @@ where
             HeaderValue::from_str(&context.request_id).ok(),
             HeaderValue::from_str(&context.trace_id).ok(),
         );
+        // The route template, not the path, so that lines group by endpoint; a path no route
+        // knows is named as sent.
+        let route = match request.extensions().get::<MatchedPath>() {
+            Some(path) => path.as_str().to_string(),
+            None => request.uri().path().to_string(),
+        };
+        let span = tracing::info_span!(
+            "request",
+            method = %request.method(),
+            route = %route,
+            request_id = %context.request_id,
+            trace_id = %context.trace_id,
+            user = tracing::field::Empty,
+        );
         request.extensions_mut().insert(context);
+        let inner = span.in_scope(|| self.inner.call(request));
         TraceFuture {
-            inner: self.inner.call(request),
+            inner,
+            span,
             started: Instant::now(),
             ids: Some(ids),
         }
@@ -212,6 +237,7 @@ pin_project_lite::pin_project! {
     pub struct TraceFuture<F> {
         #[pin]
         inner: F,
+        span: Span,
         started: Instant,
         ids: Option<(Option<HeaderValue>, Option<HeaderValue>)>,
     }
@@ -225,12 +251,20 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.span.enter();
         let mut response = match this.inner.poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(response)) => response,
         };
         let elapsed = this.started.elapsed().as_millis();
+        // A server error was logged where it happened, with its cause; this line is the access
+        // log, for those who ask for it.
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = elapsed as u64,
+            "request answered"
+        );
         let headers = response.headers_mut();
         if let Some((request_id, trace_id)) = this.ids.take() {
             if let Some(v) = request_id {
@@ -350,6 +384,46 @@ mod tests {
             .unwrap();
         let response = app().oneshot(request).await.unwrap();
         assert!(is_trace_id(response.headers()[TRACE_ID].to_str().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn every_line_of_a_request_carries_its_ids_route_and_user() {
+        let lines = owl_logging::Captured::default();
+        let _guard = tracing::subscriber::set_default(lines.subscriber("debug", owl_config::LogFormat::Json));
+        let app = Router::new()
+            .route(
+                "/users/{id}",
+                get(|| async {
+                    record_user("alice");
+                    // The handler awaits before it logs: the span must follow the future.
+                    tokio::task::yield_now().await;
+                    tracing::info!("handling");
+                    "ok"
+                }),
+            )
+            .layer(TraceLayer::new("CN", "owl"));
+        let request = Request::builder()
+            .uri("/users/42")
+            .header("X-Trace-Id", "CN-1733580000000-a1b2c3d4")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let request_id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+
+        let text = lines.text();
+        let parsed = lines.json_lines();
+        let handling = parsed.iter().find(|l| l["message"] == "handling").expect(&text);
+        assert_eq!(handling["trace_id"], "CN-1733580000000-a1b2c3d4");
+        assert_eq!(handling["request_id"], request_id);
+        assert_eq!(handling["route"], "/users/{id}");
+        assert_eq!(handling["method"], "GET");
+        assert_eq!(handling["user"], "alice");
+        let answered = parsed
+            .iter()
+            .find(|l| l["message"] == "request answered")
+            .expect(&text);
+        assert_eq!(answered["status"], 200);
+        assert_eq!(answered["trace_id"], "CN-1733580000000-a1b2c3d4");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use owl_config::{Config, LogFormat};
+use owl_config::Config;
 use tokio_util::sync::CancellationToken;
 
 /// Owl: log and host-metric pipeline with search, traces, stats and alerts.
@@ -163,18 +163,6 @@ fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn install_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 /// Cancels the token on Ctrl-C or SIGTERM.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -314,7 +302,7 @@ fn toml_string(config: &Config) -> anyhow::Result<String> {
 
 async fn role(args: RoleArgs, which: up::Role) -> anyhow::Result<()> {
     let mut config = load_config(&args.common)?;
-    install_tracing(&config);
+    owl_logging::init(&config.log);
     if let Some(listen) = args.listen {
         match which {
             up::Role::Collector => config.collector.listen = listen,
@@ -349,7 +337,7 @@ fn main() -> ExitCode {
                     config.collector.listen = listen.clone();
                 }
                 config.validate()?;
-                install_tracing(&config);
+                owl_logging::init(&config.log);
                 let shutdown = shutdown_on_signal();
                 up::run_all(
                     config,

@@ -721,6 +721,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_server_error_is_logged_once_with_its_cause_inside_the_request_span() {
+        use tower::ServiceExt;
+        let lines = owl_logging::Captured::default();
+        let _guard = tracing::subscriber::set_default(lines.subscriber("info", owl_config::LogFormat::Json));
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/logs/query",
+                axum::routing::get(|| async {
+                    Failure::internal(anyhow::anyhow!("disk /var/lib/owl on fire")).into_response()
+                }),
+            )
+            .layer(owl_http::TraceLayer::new("CN", "owl"));
+        let request = axum::http::Request::builder()
+            .uri("/api/v1/logs/query")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let trace_id = response.headers()["x-trace-id"].to_str().unwrap().to_string();
+        let answer = body(response).await.to_string();
+        assert!(
+            !answer.contains("on fire"),
+            "the cause stays in the log: {answer}"
+        );
+
+        let text = lines.text();
+        let errors: Vec<Value> = lines
+            .json_lines()
+            .into_iter()
+            .filter(|l| l["level"] == "ERROR")
+            .collect();
+        assert_eq!(errors.len(), 1, "{text}");
+        assert_eq!(errors[0]["trace_id"], trace_id.as_str());
+        assert_eq!(errors[0]["route"], "/api/v1/logs/query");
+        assert!(errors[0]["error"].as_str().unwrap().contains("on fire"), "{text}");
+    }
+
+    #[tokio::test]
     async fn log_family_error_has_003_shape_with_path_and_method() {
         let context = RequestContext {
             family: Family::Log,

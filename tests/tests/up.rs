@@ -79,25 +79,14 @@ async fn owl_up_serves_health_and_a_tailed_line_becomes_searchable() {
     append(&node.logs.path().join("app.log"), &line.to_string());
     let index = owl_index::Index::open_reader(&node.data_dir.path().join("index")).unwrap();
     let found = wait_for("the tailed line in the index", Duration::from_secs(30), || {
-        let index = index.clone();
-        let marker = marker.clone();
-        async move {
-            let now = chrono::Utc::now();
-            let filter = owl_index::LogFilter {
-                keyword: Some(marker),
-                ..owl_index::LogFilter::between(
-                    now - chrono::Duration::hours(1),
-                    now + chrono::Duration::hours(1),
-                )
-            };
-            let request = owl_index::SearchRequest {
-                filter,
-                limit: 10,
-                ..owl_index::SearchRequest::default()
-            };
-            let response = index.search(&request).ok()?;
-            (response.total > 0).then_some(response)
-        }
+        let found = search_recent(
+            &index,
+            owl_index::LogFilter {
+                keyword: Some(marker.clone()),
+                ..owl_index::LogFilter::default()
+            },
+        );
+        async move { found }
     })
     .await;
     assert_eq!(found.total, 1, "the line is stored exactly once");

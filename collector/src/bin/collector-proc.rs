@@ -35,10 +35,7 @@ fn try_main() -> anyhow::Result<()> {
     }
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let config = Config::load(config_path.as_deref(), &env).context("while loading the config")?;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log.level))
-        .with_writer(std::io::stderr)
-        .init();
+    owl_logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,6 +4,7 @@
 //! `X-Elastic-Product: Elasticsearch`, which elasticsearch-py and the Elastic agents check.
 
 use std::time::Instant;
+use tracing::Instrument;
 
 use axum::Json;
 use axum::body::Body;
@@ -252,8 +253,11 @@ fn bulk_media_type(headers: &HeaderMap) -> bool {
 async fn bulk(state: CollectorState, headers: HeaderMap, index: Option<String>, body: Body) -> Response {
     let started = Instant::now();
     let mut sizes = Sizes::default();
+    let span = super::ingest::batch_span("elasticsearch");
     let result = if bulk_media_type(&headers) {
-        handle(&state, &headers, index, body, &mut sizes).await
+        handle(&state, &headers, index, body, &mut sizes)
+            .instrument(span.clone())
+            .await
     } else {
         Err(IngestError::UnsupportedMediaType("send `application/x-ndjson`"))
     };
@@ -261,6 +265,7 @@ async fn bulk(state: CollectorState, headers: HeaderMap, index: Option<String>, 
         Ok(_) => StatusCode::OK,
         Err(error) => super::error::ApiError::status(error).0,
     };
+    let _entered = span.enter();
     answered(
         &state,
         "elasticsearch",

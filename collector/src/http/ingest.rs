@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use tracing::{Instrument, Span};
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -42,11 +44,15 @@ async fn ingest(
 ) -> Response {
     let started = Instant::now();
     let mut sizes = Sizes::default();
-    let result = handle(&state, &headers, body, &mut sizes).await;
+    let span = batch_span("owl");
+    let result = handle(&state, &headers, body, &mut sizes)
+        .instrument(span.clone())
+        .await;
     let status = match &result {
         Ok(_) => StatusCode::OK,
         Err(error) => ApiError::status(error).0,
     };
+    let _entered = span.enter();
     answered(&state, "owl", status, started, &sizes, result.as_ref().ok());
     match result {
         Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),
@@ -59,6 +65,19 @@ async fn ingest(
     }
 }
 
+/// The span of one ingest batch, inside its request's span: `protocol`, then `agent`,
+/// `batch_key` and `records` as they become known, so every line logged while the batch is
+/// received, stored and answered names it.
+pub(super) fn batch_span(protocol: &'static str) -> Span {
+    tracing::info_span!(
+        "ingest_batch",
+        protocol,
+        agent = tracing::field::Empty,
+        batch_key = tracing::field::Empty,
+        records = tracing::field::Empty,
+    )
+}
+
 async fn handle(
     state: &CollectorState,
     headers: &HeaderMap,
@@ -67,6 +86,11 @@ async fn handle(
 ) -> Result<IngestOutcome, IngestError> {
     let admitted = admit(state, headers).await?;
     let key = batch_key(headers)?.map(|key| namespaced(key, &admitted.identity));
+    if let Some(key) = &key {
+        let span = Span::current();
+        span.record("agent", key.agent.as_str());
+        span.record("batch_key", format!("{}:{}", key.agent, key.seq));
+    }
     let (wire, encoding) = read(state, headers, body, sizes).await?;
     if let Some(key) = &key
         && let Some(outcome) = state.ingestor.known_batch(key).await?
@@ -154,6 +178,9 @@ pub(super) async fn admit(state: &CollectorState, headers: &HeaderMap) -> Result
         .identify_header(authorization)
         .await
         .ok_or(IngestError::Unauthorized)?;
+    if let Some(name) = &identity.name {
+        Span::current().record("agent", name.as_str());
+    }
     state.ingestor.check_backlog()?;
     Ok(Admitted {
         _slot: slot,
@@ -203,6 +230,7 @@ pub(super) async fn parse_and_store<T: Send + 'static>(
     .await
     .map_err(|e| IngestError::Internal(format!("ingest task failed: {e}")))??;
     sizes.decoded = decoded;
+    Span::current().record("records", parsed.item_count() as u64);
     let outcome = state.ingestor.store(key, parsed).await?;
     drop(admitted);
     Ok((outcome, extra))

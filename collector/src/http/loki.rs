@@ -5,6 +5,7 @@
 //! Alloy and Vector retry.
 
 use std::time::Instant;
+use tracing::Instrument;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -56,8 +57,13 @@ fn format_of(headers: &HeaderMap) -> Option<Format> {
 async fn push(State(state): State<CollectorState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let mut sizes = Sizes::default();
+    let span = super::ingest::batch_span("loki");
     let result = match format_of(&headers) {
-        Some(format) => handle(&state, &headers, body, &mut sizes, format).await,
+        Some(format) => {
+            handle(&state, &headers, body, &mut sizes, format)
+                .instrument(span.clone())
+                .await
+        }
         None => Err(IngestError::UnsupportedMediaType(
             "send `application/x-protobuf` (snappy) or `application/json`",
         )),
@@ -66,6 +72,7 @@ async fn push(State(state): State<CollectorState>, headers: HeaderMap, body: Bod
         Ok(_) => StatusCode::NO_CONTENT,
         Err(error) => ApiError::status(error).0,
     };
+    let _entered = span.enter();
     answered(&state, "loki", status, started, &sizes, result.as_ref().ok());
     match result {
         Ok(outcome) if outcome.rejected_count() > 0 => {

@@ -6,6 +6,7 @@
 //! retry 429).
 
 use std::time::Instant;
+use tracing::Instrument;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -149,8 +150,13 @@ async fn export(state: CollectorState, headers: HeaderMap, body: Body, signal: S
     let started = Instant::now();
     let mut sizes = Sizes::default();
     let format = Format::of(&headers);
+    let span = super::ingest::batch_span(signal.protocol());
     let result = match format {
-        Some(format) => handle(&state, &headers, body, &mut sizes, format, signal).await,
+        Some(format) => {
+            handle(&state, &headers, body, &mut sizes, format, signal)
+                .instrument(span.clone())
+                .await
+        }
         None => Err(IngestError::UnsupportedMediaType(
             "send `application/x-protobuf` or `application/json`",
         )),
@@ -159,6 +165,7 @@ async fn export(state: CollectorState, headers: HeaderMap, body: Body, signal: S
         Ok(_) => StatusCode::OK,
         Err(error) => otlp_status(error).0,
     };
+    let _entered = span.enter();
     answered(
         &state,
         signal.protocol(),

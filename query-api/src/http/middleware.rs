@@ -55,6 +55,9 @@ async fn check_token(state: &AppState, mut request: Request, next: Next) -> Resp
             }
         }
     };
+    if let Authn::User(principal) = &authn {
+        owl_http::record_user(&principal.user_code);
+    }
     let actor = match &authn {
         Authn::User(principal) => Some(Actor {
             user_id: principal.user_id,

@@ -14,7 +14,8 @@
 //!
 //! # Layers, outermost first
 //!
-//! 1. `owl_http::TraceLayer`: `X-Trace-Id`, `X-Request-Id`, `X-Response-Time`.
+//! 1. `owl_http::TraceLayer`: `X-Trace-Id`, `X-Request-Id`, `X-Response-Time`, and the `request`
+//!    span every line logged for the request carries (authentication adds the `user`).
 //! 2. Audit ([`middleware::audit`]): buffers the body of mutating requests (bounded by
 //!    `query_api.max_body_bytes`), and after the handler records the request if its route is audited.
 //! 3. Authentication ([`middleware::authenticate`]): checks a bearer token if one is presented and

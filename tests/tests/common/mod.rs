@@ -109,6 +109,25 @@ pub fn append(path: &Path, line: &str) {
     writeln!(file, "{line}").unwrap();
 }
 
+/// The first hits of `filter` within an hour of now, once there are any.
+pub fn search_recent(
+    index: &owl_index::Index,
+    filter: owl_index::LogFilter,
+) -> Option<owl_index::SearchResponse> {
+    let now = chrono::Utc::now();
+    let request = owl_index::SearchRequest {
+        filter: owl_index::LogFilter {
+            start: Some(now - chrono::Duration::hours(1)),
+            end: Some(now + chrono::Duration::hours(1)),
+            ..filter
+        },
+        limit: 10,
+        ..owl_index::SearchRequest::default()
+    };
+    let response = index.search(&request).ok()?;
+    (response.total > 0).then_some(response)
+}
+
 /// Logs in as the first admin.
 pub async fn admin_token(http: &reqwest::Client, node: &Node) -> String {
     let login: Value = wait_for("the query API to sign in", Duration::from_secs(60), || async {
