@@ -92,6 +92,9 @@ pub struct SharedState {
     pub queries: Arc<crate::limits::UserSlots>,
     /// More components for `/health/detailed` (see [`Options::components`]).
     pub components: Vec<Arc<dyn ComponentHealth>>,
+    /// The CRM store, opened on first use ([`crate::crm::CrmStore::of`]), so that a CRM database
+    /// that is down delays only the CRM endpoints.
+    pub(crate) crm: tokio::sync::OnceCell<crate::crm::CrmStore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -150,6 +153,7 @@ impl AppState {
             clock: options.clock,
             audit_masker: Arc::new(audit_masker),
             started_at: Instant::now(),
+            crm: tokio::sync::OnceCell::new(),
         };
         Ok(AppState {
             shared: Arc::new(shared),

@@ -42,8 +42,8 @@ pub mod period;
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use owl_config::Config;
@@ -127,11 +127,6 @@ struct Inner {
     slow_queries: AtomicU64,
 }
 
-/// Stores opened per application state: the state's `Arc<Config>` identifies it, and entries of
-/// states that are gone are dropped (closing their pools) at the next lookup.
-type Slot = Arc<tokio::sync::OnceCell<CrmStore>>;
-static STORES: Mutex<Vec<(Weak<Config>, Slot)>> = Mutex::new(Vec::new());
-
 impl CrmStore {
     /// A store over a CRM database URL. The pool connects lazily: an unreachable database makes
     /// each query fail, not the construction.
@@ -167,21 +162,14 @@ impl CrmStore {
 
     /// The store of an application state, opened on first use: over Owl's own pool (migrating the
     /// CRM tables into it) when `storage.crm_database_url` is empty, else over the CRM URL.
+    /// A store that failed to open is tried again by the next request; the pool closes with the
+    /// state.
     pub async fn of(state: &AppState) -> Result<CrmStore, CrmStoreError> {
-        let slot = {
-            let mut stores = STORES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            stores.retain(|(config, _)| config.strong_count() > 0);
-            let config = Arc::as_ptr(&state.config);
-            match stores.iter().find(|(known, _)| known.as_ptr() == config) {
-                Some((_, slot)) => slot.clone(),
-                None => {
-                    let slot = Slot::default();
-                    stores.push((Arc::downgrade(&state.config), slot.clone()));
-                    slot
-                }
-            }
-        };
-        slot.get_or_try_init(|| CrmStore::open_for(state)).await.cloned()
+        state
+            .crm
+            .get_or_try_init(|| CrmStore::open_for(state))
+            .await
+            .cloned()
     }
 
     async fn open_for(state: &AppState) -> Result<CrmStore, CrmStoreError> {
