@@ -198,7 +198,7 @@ async fn prepare(config: &Config) -> Result<Prepared, AgentError> {
         return Err(AgentError::CollectorUrl(agent.collector_url.clone()));
     }
     let host = if agent.host.is_empty() {
-        sysinfo::System::host_name().unwrap_or_else(|_| "localhost".to_string())
+        owl_host::host_name()
     } else {
         agent.host.clone()
     };

@@ -370,60 +370,23 @@ pub fn own_host(config: &owl_config::Config) -> String {
     if !config.agent.host.trim().is_empty() {
         return config.agent.host.trim().to_string();
     }
-    sysinfo::System::host_name().unwrap_or_else(|_| "localhost".to_string())
+    owl_host::host_name()
 }
 
-/// File systems that are not disks.
-const PSEUDO_FS: &[&str] = &[
-    "tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "devfs", "autofs", "nsfs",
-];
-
-struct LocalSampler {
-    system: sysinfo::System,
-    disks: sysinfo::Disks,
-    cpu_refreshed: Instant,
-}
-
-static LOCAL: Mutex<Option<LocalSampler>> = Mutex::new(None);
+static LOCAL: Mutex<Option<owl_host::Sampler>> = Mutex::new(None);
 
 /// Samples this host (blocking: the first call waits sysinfo's minimum CPU interval, 200 ms, to
 /// measure CPU usage; later calls report usage since the previous one).
 pub fn sample_local_host(host: &str, now: DateTime<Utc>) -> Result<SystemFigures, sysinfo::Error> {
     let mut guard = LOCAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if guard.is_none() {
-        let mut system = sysinfo::System::new()?;
-        system.refresh_cpu_usage();
-        *guard = Some(LocalSampler {
-            system,
-            disks: sysinfo::Disks::new()?,
-            cpu_refreshed: Instant::now(),
-        });
+        *guard = Some(owl_host::Sampler::new()?);
     }
-    let sampler = guard.as_mut().expect("initialised above");
-    let since = sampler.cpu_refreshed.elapsed();
-    if since < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
-        std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL - since);
-    }
-    sampler.system.refresh_cpu_usage();
-    sampler.cpu_refreshed = Instant::now();
-    sampler.system.refresh_memory();
-    let total = sampler.system.total_memory();
-    let memory_percent = if total == 0 {
-        0.0
-    } else {
-        100.0 * total.saturating_sub(sampler.system.available_memory()) as f64 / total as f64
-    };
-    sampler.disks.refresh(true);
-    let disk_percent = sampler
-        .disks
-        .iter()
-        .filter(|d| d.total_space() > 0 && !PSEUDO_FS.contains(&d.file_system().to_string_lossy().as_ref()))
-        .map(|d| 100.0 * d.total_space().saturating_sub(d.available_space()) as f64 / d.total_space() as f64)
-        .fold(0.0, f64::max);
+    let sample = guard.as_mut().expect("initialised above").sample(host, None);
     Ok(SystemFigures {
-        cpu_percent: round2(f64::from(sampler.system.global_cpu_usage())),
-        memory_percent: round2(memory_percent),
-        disk_percent: round2(disk_percent),
+        cpu_percent: sample.cpu_percent,
+        memory_percent: sample.memory_percent,
+        disk_percent: sample.max_disk_percent(),
         timestamp: format_time(now),
         host: host.to_string(),
         source: "local",
