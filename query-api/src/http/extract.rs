@@ -275,7 +275,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-/// Query parameters, deserialised with the parameter at fault in errors.
+/// Query parameters, deserialised with the parameter at fault in errors. A parameter the type
+/// does not take is refused by name (`unknown`), as the log endpoints refuse theirs: a misspelt
+/// filter must not silently widen an answer.
 #[derive(Debug, Clone)]
 pub struct Query<T>(pub T);
 
@@ -285,13 +287,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Failure> {
         let query = parts.uri.query().unwrap_or_default();
         let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(deserializer)
-            .map(Query)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                let message = error.inner().to_string();
-                Failure::invalid(vec![field_error(&path, &message, "query")])
-            })
+        let mut unknown: Vec<String> = Vec::new();
+        let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let ignoring = serde_ignored::Deserializer::new(deserializer, &mut note);
+        let value = serde_path_to_error::deserialize(ignoring).map_err(|error| {
+            let path = error.path().to_string();
+            let message = error.inner().to_string();
+            Failure::invalid(vec![field_error(&path, &message, "query")])
+        })?;
+        if unknown.is_empty() {
+            return Ok(Query(value));
+        }
+        let errors = unknown
+            .iter()
+            .map(|name| FieldError::new(name.as_str(), "unknown", format!("不支持的参数 {name}")))
+            .collect();
+        Err(Failure::invalid(errors))
     }
 }
 
@@ -421,5 +432,40 @@ mod tests {
         assert_eq!(bearer_token(&headers), None);
         headers.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
         assert_eq!(bearer_token(&headers), None);
+    }
+
+    async fn query_of<T: DeserializeOwned>(uri: &str) -> Result<T, Failure> {
+        let request = axum::http::Request::builder().uri(uri).body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        Query::<T>::from_request_parts(&mut parts, &())
+            .await
+            .map(|Query(value)| value)
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Paging {
+        page: Option<u32>,
+        #[allow(dead_code)]
+        keyword: Option<String>,
+    }
+
+    #[tokio::test]
+    async fn unknown_query_parameters_are_refused_by_name() {
+        let paging: Paging = query_of("/api/users?page=2&keyword=a").await.unwrap();
+        assert_eq!(paging.page, Some(2));
+        let failure = query_of::<Paging>("/api/users?page=2&pgae=3&bogus=")
+            .await
+            .unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Invalid);
+        let fields: Vec<(&str, &str)> = failure
+            .errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.constraint.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(fields, [("pgae", "unknown"), ("bogus", "unknown")]);
+        assert!(failure.errors[0].message.contains("pgae"), "{:?}", failure.errors);
+        // A wrong type is still reported as such.
+        let failure = query_of::<Paging>("/api/users?page=x").await.unwrap_err();
+        assert_eq!(failure.errors[0].field, "page");
     }
 }
