@@ -325,10 +325,10 @@ impl Failure {
                     code = self.code(),
                     "request failed"
                 ),
-                None => tracing::error!(message = %self.message, code = self.code(), "request failed"),
+                None => tracing::error!(reason = %self.message, code = self.code(), "request failed"),
             }
         } else {
-            tracing::debug!(status = status.as_u16(), code = self.code(), message = %self.message, "request refused");
+            tracing::debug!(status = status.as_u16(), code = self.code(), reason = %self.message, "request refused");
         }
         let errors =
             (!self.errors.is_empty()).then(|| serde_json::to_value(&self.errors).unwrap_or(Value::Null));

@@ -64,6 +64,7 @@ async fn a_request_is_found_in_owl_by_the_ids_it_was_answered() {
         .unwrap_or_else(|| panic!("no refusal among {:?}", by_trace.hits));
     assert_eq!(refused.trace_id(), Some(trace_id.as_str()));
     assert_eq!(refused.level, owl_model::Level::Debug);
+    assert_eq!(refused.message, "request refused");
     let http = refused.http.as_ref().unwrap();
     assert_eq!(http.request_id.as_deref(), Some(request_id.as_str()));
     assert_eq!(http.method.as_deref(), Some("GET"));
