@@ -210,13 +210,13 @@ where
         // The route template, not the path, so that lines group by endpoint; a path no route
         // knows is named as sent.
         let route = match request.extensions().get::<MatchedPath>() {
-            Some(path) => path.as_str().to_string(),
-            None => request.uri().path().to_string(),
+            Some(path) => path.as_str(),
+            None => request.uri().path(),
         };
         let span = tracing::info_span!(
             "request",
             method = %request.method(),
-            route = %route,
+            route,
             request_id = %context.request_id,
             trace_id = %context.trace_id,
             user = tracing::field::Empty,

@@ -769,18 +769,18 @@ impl Serialize for LogRecord {
 /// authority (`https://form.example.com/a?b` is `/a`, a bare host is `/`), and the query string and
 /// fragment go.
 pub fn url_path(url: &str) -> &str {
-    let without_query = |s: &'_ str| -> usize { s.find(['?', '#']).unwrap_or(s.len()) };
-    match url.find("://") {
+    let (rest, absolute) = match url.find("://") {
         Some(at) => {
-            let rest = &url[at + 3..];
-            let rest = &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..];
-            match &rest[..without_query(rest)] {
-                "" => "/",
-                path => path,
-            }
+            let authority_and_rest = &url[at + 3..];
+            let end = authority_and_rest
+                .find(['/', '?', '#'])
+                .unwrap_or(authority_and_rest.len());
+            (&authority_and_rest[end..], true)
         }
-        None => &url[..without_query(url)],
-    }
+        None => (url, false),
+    };
+    let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    if absolute && path.is_empty() { "/" } else { path }
 }
 
 #[cfg(test)]
