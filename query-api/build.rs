@@ -1,4 +1,4 @@
-// The store embeds the SQL migrations with `sqlx::migrate!`; rebuild when a step is added.
+// The CRM store embeds its SQL migrations with `sqlx::migrate!`; rebuild when a step is added.
 fn main() {
-    println!("cargo:rerun-if-changed=../migrations");
+    println!("cargo:rerun-if-changed=../migrations/crm");
 }

@@ -98,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
     config.alerts.error_rate.enabled = false;
     config.notifications.slack.enabled = true;
     config.notifications.slack.webhook_url = owl_config::Secret::new(sink_url);
-    let store = AlertStore::connect(&config.database_url(), 4, owl_alerts::SecretCipher::random()).await?;
+    let db = owl_sql::open(&config.database_url(), 4).await?;
+    let store = AlertStore::new(db, Arc::new(owl_alerts::SecretCipher::random()));
     let stop = CancellationToken::new();
     let (engine, engine_task) =
         AlertEngine::start(&config, store, EngineOptions::default(), stop.clone()).await?;

@@ -49,7 +49,7 @@ pub use rules::{MAX_IPS, MAX_RECORD_AGE_MS, MAX_SERVICES, RequestFacts};
 pub use secrets::{CipherError, SECRET_KEY_FILE, SecretCipher};
 pub use settings::{
     AlertSettings, AlertSettingsPatch, ChannelSettings, DiskSpaceSettings, EmailSettings, ErrorRateSettings,
-    FeishuSettings, IpAnomalySettings, SettingsProblem, SlackSettings, SlowRequestSettings,
+    FeishuSettings, IpAnomalySettings, MAX_THRESHOLD_MS, SettingsProblem, SlackSettings, SlowRequestSettings,
     ThresholdSettings,
 };
 pub use store::{

@@ -408,11 +408,23 @@ impl AlertSettings {
         next
     }
 
+    /// The settings with `patch` applied, or every problem of the result: what both the alert
+    /// configuration endpoint and the log configuration's `alerts` section store.
+    pub fn patched(&self, patch: AlertSettingsPatch) -> Result<AlertSettings, Vec<SettingsProblem>> {
+        let next = self.apply(patch);
+        let problems = next.validate();
+        if problems.is_empty() {
+            Ok(next)
+        } else {
+            Err(problems)
+        }
+    }
+
     /// Every problem of the settings, each with the camelCase path of its field.
     pub fn validate(&self) -> Vec<SettingsProblem> {
         let mut p = Problems::default();
         let s = &self.slow_request;
-        p.range("slowRequest.thresholdMs", s.threshold_ms, 1, 3_600_000);
+        p.range("slowRequest.thresholdMs", s.threshold_ms, 1, MAX_THRESHOLD_MS);
         p.check(
             s.exclude_paths.len() <= MAX_EXCLUDE_PATHS,
             "slowRequest.excludePaths",
@@ -601,6 +613,8 @@ impl Default for ThresholdSettings {
     }
 }
 
+/// Largest slow-request threshold, in milliseconds (one hour).
+pub const MAX_THRESHOLD_MS: u64 = 3_600_000;
 /// Most exclude globs of the slow request rule.
 pub const MAX_EXCLUDE_PATHS: usize = 100;
 /// Most email recipients.

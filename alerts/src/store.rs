@@ -1,9 +1,8 @@
 //! The alert store: alerts, the live alert configuration, mutes and blocked IPs, in SQL.
 //!
-//! The same portable approach as the query API's control-plane store (see its `db` module): sqlx's
-//! `Any` driver with runtime queries, `$n` placeholders, integer epoch milliseconds, JSON text for
-//! lists and objects, and DDL per backend in `migrations/sqlite` and `migrations/postgres` (step
-//! `0201_alerts`). Upserts use `INSERT ... ON CONFLICT ... DO UPDATE` and updates that must report
+//! Portable SQL through `owl-sql` (its rules: runtime statements, integer epoch milliseconds, JSON
+//! text for lists and objects); the tables are step `0201_alerts` of Owl's schema, which the binary
+//! applies before any store opens. Upserts use `INSERT ... ON CONFLICT ... DO UPDATE` and updates that must report
 //! back use `RETURNING`, which SQLite (3.35+) and PostgreSQL both accept. The engine (collector
 //! process) writes alerts and blocks; the query API reads them and writes acknowledgements,
 //! configuration and mutes, so several processes share one store safely:
@@ -16,29 +15,20 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use owl_sql::{Backend, Db, Sql};
 use serde_json::{Map, Value};
-use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Arguments, Encode, Row, Type};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
 use crate::alert::{Alert, AlertSeverity, AlertState, AlertStatus, AlertType, Channel};
 use crate::secrets::SecretCipher;
 use crate::settings::AlertSettings;
 
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
-
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The URL names neither SQLite nor PostgreSQL.
-    #[error("unsupported database url scheme `{scheme}`: use sqlite: or postgres://")]
-    UnsupportedUrl {
-        /// The scheme found.
-        scheme: String,
-    },
     /// A stored value could not be read back.
     #[error("corrupt {what} in alert store row {id}: {message}")]
     Corrupt {
@@ -55,9 +45,9 @@ pub enum StoreError {
         /// Attempts made.
         attempts: u32,
     },
-    /// Applying the migrations failed.
-    #[error("alert store migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Connecting failed.
+    #[error("alert store: {0}")]
+    Sql(#[from] owl_sql::SqlError),
     /// The database refused or could not be reached.
     #[error("alert store database error: {0}")]
     Sqlx(#[from] sqlx::Error),
@@ -65,7 +55,7 @@ pub enum StoreError {
 
 impl StoreError {
     fn is_unique_violation(&self) -> bool {
-        matches!(self, StoreError::Sqlx(sqlx::Error::Database(db)) if db.is_unique_violation())
+        matches!(self, StoreError::Sqlx(error) if owl_sql::is_unique_violation(error))
     }
 }
 
@@ -172,27 +162,9 @@ pub enum DeliveryOutcome {
 /// The alert store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AlertStore {
-    pool: AnyPool,
+    db: Db,
     cipher: Arc<SecretCipher>,
 }
-
-/// Which database a URL names: `true` for PostgreSQL, `false` for SQLite.
-fn is_postgres(url: &str) -> Result<bool, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(false)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(true)
-    } else {
-        Err(StoreError::UnsupportedUrl {
-            scheme: url.split(':').next().unwrap_or_default().to_string(),
-        })
-    }
-}
-
-/// How often migrating is retried when another process migrates the same SQLite file at the same
-/// moment (SQLite has no migration lock; the loser's `CREATE TABLE` fails and a retry finds the
-/// step applied).
-const MIGRATE_ATTEMPTS: u32 = 5;
 
 const ALERT_COLUMNS: &str = "id, alert_type, alert_key, severity, state, status, message, context, service, host, \
      region, channels, occurrences, notices, last_error, created_at, last_seen_at, notified_at, sent_at, \
@@ -215,63 +187,23 @@ fn pointer(field: &str) -> String {
 }
 
 impl AlertStore {
-    /// Connects a pool of at most `max_connections` and applies the migrations (the same embedded
-    /// steps the query API applies; whichever process starts first applies them).
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        cipher: SecretCipher,
-    ) -> Result<AlertStore, StoreError> {
-        sqlx::any::install_default_drivers();
-        let postgres = is_postgres(url)?;
-        if !postgres {
-            create_sqlite_parent_dir(url);
-        }
-        let options = AnyConnectOptions::from_str(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        if !postgres {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-        }
-        let migrator = if postgres {
-            &POSTGRES_MIGRATOR
-        } else {
-            &SQLITE_MIGRATOR
-        };
-        let mut attempt = 1;
-        loop {
-            match migrator.run(&pool).await {
-                Ok(()) => break,
-                Err(error) if attempt < MIGRATE_ATTEMPTS => {
-                    tracing::debug!(%error, attempt, "alert store migration raced another process; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Ok(AlertStore {
-            pool,
-            cipher: Arc::new(cipher),
-        })
-    }
-
-    /// A store over an existing, already migrated pool (the query API's).
-    pub fn from_pool(pool: AnyPool, cipher: Arc<SecretCipher>) -> AlertStore {
-        AlertStore { pool, cipher }
+    /// A store over Owl's database, already migrated ([`owl_sql::migrate`]).
+    pub fn new(db: Db, cipher: Arc<SecretCipher>) -> AlertStore {
+        AlertStore { db, cipher }
     }
 
     /// The pool.
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        self.db.pool()
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
+    }
+
+    fn sql(&self, text: &str) -> Sql {
+        self.db.sql(text)
     }
 
     // ----- alerts -----
@@ -279,7 +211,7 @@ impl AlertStore {
     /// Inserts a new open alert. `Ok(false)` when another open alert of the same type and key
     /// exists (raised by another process): the caller adopts that one.
     pub async fn insert_alert(&self, alert: &Alert) -> Result<bool, StoreError> {
-        let mut sql = Sql::new(&format!("INSERT INTO alerts ({ALERT_COLUMNS}) VALUES "));
+        let mut sql = self.sql(&format!("INSERT INTO alerts ({ALERT_COLUMNS}) VALUES "));
         sql.push("(");
         sql.bind(alert.id.to_string()).push(", ");
         sql.bind(alert.alert_type.as_str().to_string()).push(", ");
@@ -304,7 +236,12 @@ impl AlertStore {
         sql.bind(alert.resolved_at).push(", ");
         sql.bind(alert.acknowledged_at).push(", ");
         sql.bind(alert.acknowledged_by.clone()).push(")");
-        match sql.query().execute(&self.pool).await.map_err(StoreError::from) {
+        match sql
+            .query()
+            .execute(self.db.pool())
+            .await
+            .map_err(StoreError::from)
+        {
             Ok(_) => Ok(true),
             Err(error) if error.is_unique_violation() => Ok(false),
             Err(error) => Err(error),
@@ -313,29 +250,29 @@ impl AlertStore {
 
     /// The open alert of a type and key, if any.
     pub async fn open_alert(&self, alert_type: AlertType, key: &str) -> Result<Option<Alert>, StoreError> {
-        let mut sql = Sql::new(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_type = "));
+        let mut sql = self.sql(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_type = "));
         sql.bind(alert_type.as_str().to_string())
             .push(" AND alert_key = ")
             .bind(key.to_string())
             .push(" AND state = 'OPEN'");
-        let row = sql.query().fetch_optional(&self.pool).await?;
+        let row = sql.query().fetch_optional(self.db.pool()).await?;
         row.as_ref().map(alert_from_row).transpose()
     }
 
     /// Every open alert, oldest first.
     pub async fn open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
-        let sql = Sql::new(&format!(
+        let sql = self.sql(&format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'OPEN' ORDER BY created_at, id"
         ));
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
         rows.iter().map(alert_from_row).collect()
     }
 
     /// One alert.
     pub async fn get_alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError> {
-        let mut sql = Sql::new(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = "));
+        let mut sql = self.sql(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = "));
         sql.bind(id.to_string());
-        let row = sql.query().fetch_optional(&self.pool).await?;
+        let row = sql.query().fetch_optional(self.db.pool()).await?;
         row.as_ref().map(alert_from_row).transpose()
     }
 
@@ -351,7 +288,7 @@ impl AlertStore {
         occurrences: i64,
         last_seen_at: i64,
     ) -> Result<Option<AlertStatus>, StoreError> {
-        let mut sql = Sql::new("UPDATE alerts SET severity = ");
+        let mut sql = self.sql("UPDATE alerts SET severity = ");
         sql.bind(severity.as_str().to_string())
             .push(", message = ")
             .bind(message.to_string());
@@ -364,7 +301,7 @@ impl AlertStore {
         sql.push(" WHERE id = ")
             .bind(id.to_string())
             .push(" RETURNING status");
-        let status: Option<String> = sql.query_scalar().fetch_optional(&self.pool).await?;
+        let status: Option<String> = sql.query_scalar().fetch_optional(self.db.pool()).await?;
         status
             .map(|s| parse_column::<AlertStatus>(&s, "status", id))
             .transpose()
@@ -385,7 +322,7 @@ impl AlertStore {
             AlertStatus::Pending
         };
         let mut sql =
-            Sql::new("UPDATE alerts SET status = CASE WHEN status = 'ACKNOWLEDGED' THEN status ELSE ");
+            self.sql("UPDATE alerts SET status = CASE WHEN status = 'ACKNOWLEDGED' THEN status ELSE ");
         sql.bind(status.as_str().to_string())
             .push(" END, last_error = ")
             .bind(suppressed_reason.map(str::to_string));
@@ -396,7 +333,7 @@ impl AlertStore {
         }
         sql.push(", channels = ").bind(channels_json(channels));
         sql.push(" WHERE id = ").bind(id.to_string());
-        sql.query().execute(&self.pool).await?;
+        sql.query().execute(self.db.pool()).await?;
         Ok(())
     }
 
@@ -405,45 +342,44 @@ impl AlertStore {
     pub async fn record_delivery(&self, id: Uuid, outcome: &DeliveryOutcome) -> Result<(), StoreError> {
         let mut sql = match outcome {
             DeliveryOutcome::Sent(at) => {
-                let mut sql = Sql::new("UPDATE alerts SET sent_at = ");
+                let mut sql = self.sql("UPDATE alerts SET sent_at = ");
                 sql.bind(*at)
                     .push(", status = CASE WHEN status = 'PENDING' THEN 'SENT' ELSE status END");
                 sql
             }
             DeliveryOutcome::Failed(reason) => {
-                let mut sql = Sql::new("UPDATE alerts SET last_error = ");
+                let mut sql = self.sql("UPDATE alerts SET last_error = ");
                 sql.bind(reason.clone());
                 sql.push(", status = CASE WHEN status IN ('PENDING', 'SENT') THEN 'FAILED' ELSE status END");
                 sql
             }
         };
         sql.push(" WHERE id = ").bind(id.to_string());
-        sql.query().execute(&self.pool).await?;
+        sql.query().execute(self.db.pool()).await?;
         Ok(())
     }
 
     /// Resolves an open alert.
     pub async fn resolve(&self, id: Uuid, resolved_at: i64) -> Result<(), StoreError> {
-        let mut sql = Sql::new("UPDATE alerts SET state = 'RESOLVED', resolved_at = ");
+        let mut sql = self.sql("UPDATE alerts SET state = 'RESOLVED', resolved_at = ");
         sql.bind(resolved_at)
             .push(" WHERE id = ")
             .bind(id.to_string())
             .push(" AND state = 'OPEN'");
-        sql.query().execute(&self.pool).await?;
+        sql.query().execute(self.db.pool()).await?;
         Ok(())
     }
 
     /// Acknowledges an alert (idempotent: the first acknowledgement's time and user stay). `None`
     /// for an unknown id.
     pub async fn acknowledge(&self, id: Uuid, by: &str, now_ms: i64) -> Result<Option<Alert>, StoreError> {
-        let mut sql = Sql::new(
-            "UPDATE alerts SET status = 'ACKNOWLEDGED', acknowledged_at = COALESCE(acknowledged_at, ",
-        );
+        let mut sql = self
+            .sql("UPDATE alerts SET status = 'ACKNOWLEDGED', acknowledged_at = COALESCE(acknowledged_at, ");
         sql.bind(now_ms)
             .push("), acknowledged_by = COALESCE(acknowledged_by, ")
             .bind(by.to_string());
         sql.push(") WHERE id = ").bind(id.to_string());
-        let done = sql.query().execute(&self.pool).await?;
+        let done = sql.query().execute(self.db.pool()).await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
@@ -457,25 +393,25 @@ impl AlertStore {
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<Alert>, i64), StoreError> {
-        let mut count = Sql::new("SELECT COUNT(*) FROM alerts WHERE 1 = 1");
+        let mut count = self.sql("SELECT COUNT(*) FROM alerts WHERE 1 = 1");
         where_clause(&mut count, filter);
-        let total: i64 = count.query_scalar().fetch_one(&self.pool).await?;
-        let mut sql = Sql::new(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE 1 = 1"));
+        let total: i64 = count.query_scalar().fetch_one(self.db.pool()).await?;
+        let mut sql = self.sql(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE 1 = 1"));
         where_clause(&mut sql, filter);
         let order = if filter.ascending { "ASC" } else { "DESC" };
         sql.push(&format!(" ORDER BY created_at {order}, id {order} LIMIT "));
         sql.bind(limit.max(0)).push(" OFFSET ").bind(offset.max(0));
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
         let alerts = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok((alerts, total))
     }
 
     /// Counts by type and status of the alerts matching `filter`.
     pub async fn summary(&self, filter: &AlertFilter) -> Result<Summary, StoreError> {
-        let mut sql = Sql::new("SELECT alert_type, status, COUNT(*) FROM alerts WHERE 1 = 1");
+        let mut sql = self.sql("SELECT alert_type, status, COUNT(*) FROM alerts WHERE 1 = 1");
         where_clause(&mut sql, filter);
         sql.push(" GROUP BY alert_type, status");
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
         let mut summary = Summary::default();
         for row in rows {
             let alert_type: String = row.try_get(0)?;
@@ -496,9 +432,9 @@ impl AlertStore {
 
     /// Deletes resolved alerts raised before `before_ms`; returns how many.
     pub async fn purge_resolved(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let mut sql = Sql::new("DELETE FROM alerts WHERE state = 'RESOLVED' AND created_at < ");
+        let mut sql = self.sql("DELETE FROM alerts WHERE state = 'RESOLVED' AND created_at < ");
         sql.bind(before_ms);
-        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+        Ok(sql.query().execute(self.db.pool()).await?.rows_affected())
     }
 
     // ----- configuration -----
@@ -506,9 +442,18 @@ impl AlertStore {
     /// The stored configuration over `base` (the config file's), if it was ever changed through
     /// the API.
     pub async fn load_settings(&self, base: &AlertSettings) -> Result<Option<StoredSettings>, StoreError> {
+        let mut conn = self.db.pool().acquire().await?;
+        self.load_settings_on(&mut conn, base).await
+    }
+
+    async fn load_settings_on(
+        &self,
+        conn: &mut AnyConnection,
+        base: &AlertSettings,
+    ) -> Result<Option<StoredSettings>, StoreError> {
         let row =
             sqlx::query("SELECT settings, version, updated_at, updated_by FROM alert_config WHERE id = 1")
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
         let Some(row) = row else { return Ok(None) };
         let text: String = row.try_get(0)?;
@@ -540,7 +485,7 @@ impl AlertStore {
     pub async fn settings_version(&self) -> Result<Option<i64>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT version FROM alert_config WHERE id = 1")
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await?,
         )
     }
@@ -549,6 +494,24 @@ impl AlertStore {
     /// Returns the new version, or `None` when someone else changed it meanwhile.
     pub async fn save_settings(
         &self,
+        settings: &AlertSettings,
+        expected: Option<i64>,
+        updated_by: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let saved = self
+            .save_settings_on(&mut conn, settings, expected, updated_by, now_ms)
+            .await?;
+        if saved.is_some() {
+            self.announce_change().await;
+        }
+        Ok(saved)
+    }
+
+    async fn save_settings_on(
+        &self,
+        conn: &mut AnyConnection,
         settings: &AlertSettings,
         expected: Option<i64>,
         updated_by: &str,
@@ -563,7 +526,7 @@ impl AlertStore {
         let text = document.to_string();
         let done = match expected {
             None => {
-                let mut sql = Sql::new(
+                let mut sql = self.sql(
                     "INSERT INTO alert_config (id, settings, version, updated_at, updated_by) VALUES (1, ",
                 );
                 sql.bind(text)
@@ -572,22 +535,21 @@ impl AlertStore {
                     .push(", ")
                     .bind(updated_by.to_string());
                 sql.push(") ON CONFLICT (id) DO NOTHING");
-                sql.query().execute(&self.pool).await?
+                sql.query().execute(&mut *conn).await?
             }
             Some(version) => {
-                let mut sql = Sql::new("UPDATE alert_config SET settings = ");
+                let mut sql = self.sql("UPDATE alert_config SET settings = ");
                 sql.bind(text)
                     .push(", version = version + 1, updated_at = ")
                     .bind(now_ms);
                 sql.push(", updated_by = ").bind(updated_by.to_string());
                 sql.push(" WHERE id = 1 AND version = ").bind(version);
-                sql.query().execute(&self.pool).await?
+                sql.query().execute(&mut *conn).await?
             }
         };
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        self.announce_change().await;
         Ok(Some(expected.map_or(1, |v| v + 1)))
     }
 
@@ -602,7 +564,7 @@ impl AlertStore {
         }
         let notified = sqlx::query("SELECT pg_notify($1, '')")
             .bind(CHANGES_CHANNEL)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await;
         if let Err(error) = notified {
             tracing::warn!(%error, "could not announce an alert configuration change");
@@ -611,11 +573,7 @@ impl AlertStore {
 
     /// Whether the store is on PostgreSQL.
     pub fn is_postgres(&self) -> bool {
-        self.pool
-            .connect_options()
-            .database_url
-            .scheme()
-            .starts_with("postgres")
+        self.db.backend() == Backend::Postgres
     }
 
     /// The configuration in force: the stored one, else `config`'s `[alerts]` and `[notifications]`.
@@ -623,8 +581,18 @@ impl AlertStore {
         &self,
         config: &owl_config::Config,
     ) -> Result<EffectiveSettings, StoreError> {
+        let mut conn = self.db.pool().acquire().await?;
+        self.effective_settings_on(&mut conn, config).await
+    }
+
+    /// [`AlertStore::effective_settings`] on a connection of the caller's (inside its transaction).
+    pub async fn effective_settings_on(
+        &self,
+        conn: &mut AnyConnection,
+        config: &owl_config::Config,
+    ) -> Result<EffectiveSettings, StoreError> {
         let base = AlertSettings::from_config(&config.alerts, &config.notifications);
-        Ok(match self.load_settings(&base).await? {
+        Ok(match self.load_settings_on(conn, &base).await? {
             Some(stored) => EffectiveSettings {
                 settings: stored.settings,
                 version: Some(stored.version),
@@ -650,42 +618,62 @@ impl AlertStore {
         now_ms: i64,
         mut change: impl FnMut(&AlertSettings) -> Result<AlertSettings, E>,
     ) -> Result<Result<EffectiveSettings, E>, StoreError> {
-        let mut attempt = 1;
-        loop {
-            let current = self.effective_settings(config).await?;
-            let next = match change(&current.settings) {
-                Ok(next) => next,
-                Err(refused) => return Ok(Err(refused)),
-            };
-            match self
-                .save_settings(&next, current.version, updated_by, now_ms)
-                .await?
-            {
-                Some(version) => {
-                    return Ok(Ok(EffectiveSettings {
-                        settings: next,
-                        version: Some(version),
-                        updated_at: Some(now_ms),
-                        updated_by: Some(updated_by.to_string()),
-                    }));
+        for _ in 0..SAVE_ATTEMPTS {
+            let mut conn = self.db.pool().acquire().await?;
+            let outcome = self
+                .update_settings_on(&mut conn, config, updated_by, now_ms, &mut change)
+                .await?;
+            drop(conn);
+            match outcome {
+                Some(Ok(saved)) => {
+                    self.announce_change().await;
+                    return Ok(Ok(saved));
                 }
-                None if attempt < SAVE_ATTEMPTS => attempt += 1,
-                None => {
-                    return Err(StoreError::Contended {
-                        attempts: SAVE_ATTEMPTS,
-                    });
-                }
+                Some(Err(refused)) => return Ok(Err(refused)),
+                None => continue,
             }
         }
+        Err(StoreError::Contended {
+            attempts: SAVE_ATTEMPTS,
+        })
+    }
+
+    /// One attempt of [`AlertStore::update_settings`] on a connection of the caller's, so that the
+    /// change commits or rolls back with the caller's transaction: `None` when another edit landed
+    /// since the configuration was read (start over in a new transaction). The caller announces
+    /// the change ([`AlertStore::announce_change`]) once it committed.
+    pub async fn update_settings_on<E>(
+        &self,
+        conn: &mut AnyConnection,
+        config: &owl_config::Config,
+        updated_by: &str,
+        now_ms: i64,
+        change: &mut impl FnMut(&AlertSettings) -> Result<AlertSettings, E>,
+    ) -> Result<Option<Result<EffectiveSettings, E>>, StoreError> {
+        let current = self.effective_settings_on(conn, config).await?;
+        let next = match change(&current.settings) {
+            Ok(next) => next,
+            Err(refused) => return Ok(Some(Err(refused))),
+        };
+        let saved = self
+            .save_settings_on(conn, &next, current.version, updated_by, now_ms)
+            .await?;
+        Ok(saved.map(|version| {
+            Ok(EffectiveSettings {
+                settings: next,
+                version: Some(version),
+                updated_at: Some(now_ms),
+                updated_by: Some(updated_by.to_string()),
+            })
+        }))
     }
 
     // ----- mutes -----
 
     /// Mutes a type until `until_ms` (replacing an earlier mute of the type).
     pub async fn mute(&self, mute: &Mute) -> Result<(), StoreError> {
-        let mut sql = Sql::new(
-            "INSERT INTO alert_mutes (alert_type, until_at, reason, created_by, created_at) VALUES (",
-        );
+        let mut sql = self
+            .sql("INSERT INTO alert_mutes (alert_type, until_at, reason, created_by, created_at) VALUES (");
         sql.bind(mute.alert_type.as_str().to_string())
             .push(", ")
             .bind(mute.until_ms)
@@ -700,32 +688,32 @@ impl AlertStore {
             " ON CONFLICT (alert_type) DO UPDATE SET until_at = excluded.until_at, reason = excluded.reason, \
              created_by = excluded.created_by, created_at = excluded.created_at",
         );
-        sql.query().execute(&self.pool).await?;
+        sql.query().execute(self.db.pool()).await?;
         self.announce_change().await;
         Ok(())
     }
 
     /// Lifts the mute of a type; whether one was in force.
     pub async fn unmute(&self, alert_type: AlertType, now_ms: i64) -> Result<bool, StoreError> {
-        let mut sql = Sql::new("DELETE FROM alert_mutes WHERE alert_type = ");
+        let mut sql = self.sql("DELETE FROM alert_mutes WHERE alert_type = ");
         sql.bind(alert_type.as_str().to_string())
             .push(" AND until_at > ")
             .bind(now_ms);
-        let lifted = sql.query().execute(&self.pool).await?.rows_affected() > 0;
-        let mut expired = Sql::new("DELETE FROM alert_mutes WHERE alert_type = ");
+        let lifted = sql.query().execute(self.db.pool()).await?.rows_affected() > 0;
+        let mut expired = self.sql("DELETE FROM alert_mutes WHERE alert_type = ");
         expired.bind(alert_type.as_str().to_string());
-        expired.query().execute(&self.pool).await?;
+        expired.query().execute(self.db.pool()).await?;
         self.announce_change().await;
         Ok(lifted)
     }
 
     /// Mutes in force at `now_ms`.
     pub async fn mutes(&self, now_ms: i64) -> Result<Vec<Mute>, StoreError> {
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "SELECT alert_type, until_at, reason, created_by, created_at FROM alert_mutes WHERE until_at > ",
         );
         sql.bind(now_ms).push(" ORDER BY alert_type");
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
         let mut mutes = Vec::with_capacity(rows.len());
         for row in rows {
             let alert_type: String = row.try_get(0)?;
@@ -749,7 +737,7 @@ impl AlertStore {
     /// Blocks an IP until `until_ms`, or extends its block; never shortens one.
     pub async fn block_ip(&self, block: &BlockedIp) -> Result<(), StoreError> {
         let mut sql =
-            Sql::new("INSERT INTO blocked_ips (ip, until_at, reason, alert_id, created_at) VALUES (");
+            self.sql("INSERT INTO blocked_ips (ip, until_at, reason, alert_id, created_at) VALUES (");
         sql.bind(block.ip.clone())
             .push(", ")
             .bind(block.until_ms)
@@ -764,16 +752,16 @@ impl AlertStore {
             " ON CONFLICT (ip) DO UPDATE SET until_at = CASE WHEN excluded.until_at > blocked_ips.until_at \
              THEN excluded.until_at ELSE blocked_ips.until_at END, reason = excluded.reason, alert_id = excluded.alert_id",
         );
-        sql.query().execute(&self.pool).await?;
+        sql.query().execute(self.db.pool()).await?;
         Ok(())
     }
 
     /// IPs blocked at `now_ms`.
     pub async fn blocked_ips(&self, now_ms: i64) -> Result<Vec<BlockedIp>, StoreError> {
         let mut sql =
-            Sql::new("SELECT ip, until_at, reason, alert_id, created_at FROM blocked_ips WHERE until_at > ");
+            self.sql("SELECT ip, until_at, reason, alert_id, created_at FROM blocked_ips WHERE until_at > ");
         sql.bind(now_ms).push(" ORDER BY ip");
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
         rows.iter()
             .map(|row| {
                 let ip: String = row.try_get(0)?;
@@ -800,23 +788,23 @@ impl AlertStore {
 
     /// Lifts the block of an IP; whether one was in force.
     pub async fn unblock_ip(&self, ip: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let mut sql = Sql::new("DELETE FROM blocked_ips WHERE ip = ");
+        let mut sql = self.sql("DELETE FROM blocked_ips WHERE ip = ");
         sql.bind(ip.to_string()).push(" AND until_at > ").bind(now_ms);
-        let lifted = sql.query().execute(&self.pool).await?.rows_affected() > 0;
-        let mut expired = Sql::new("DELETE FROM blocked_ips WHERE ip = ");
+        let lifted = sql.query().execute(self.db.pool()).await?.rows_affected() > 0;
+        let mut expired = self.sql("DELETE FROM blocked_ips WHERE ip = ");
         expired.bind(ip.to_string());
-        expired.query().execute(&self.pool).await?;
+        expired.query().execute(self.db.pool()).await?;
         Ok(lifted)
     }
 
     /// Deletes expired blocks and mutes.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<(), StoreError> {
-        let mut blocks = Sql::new("DELETE FROM blocked_ips WHERE until_at <= ");
+        let mut blocks = self.sql("DELETE FROM blocked_ips WHERE until_at <= ");
         blocks.bind(now_ms);
-        blocks.query().execute(&self.pool).await?;
-        let mut mutes = Sql::new("DELETE FROM alert_mutes WHERE until_at <= ");
+        blocks.query().execute(self.db.pool()).await?;
+        let mut mutes = self.sql("DELETE FROM alert_mutes WHERE until_at <= ");
         mutes.bind(now_ms);
-        mutes.query().execute(&self.pool).await?;
+        mutes.query().execute(self.db.pool()).await?;
         Ok(())
     }
 }
@@ -841,11 +829,7 @@ fn where_clause(sql: &mut Sql, filter: &AlertFilter) {
         sql.push(" AND service = ").bind(service.clone());
     }
     if let Some(regions) = &filter.regions {
-        if regions.is_empty() {
-            sql.push(" AND 1 = 0");
-        } else {
-            sql.push(" AND region IN ").bind_list(regions.iter().cloned());
-        }
+        sql.push(" AND region IN ").bind_list(regions.iter().cloned());
     }
 }
 
@@ -914,80 +898,4 @@ fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
         acknowledged_at: row.try_get("acknowledged_at")?,
         acknowledged_by: row.try_get("acknowledged_by")?,
     })
-}
-
-fn create_sqlite_parent_dir(url: &str) {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return;
-    }
-    if let Some(parent) = std::path::Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        // A failure shows up as the connect error right after, with the path in it.
-        let _ = std::fs::create_dir_all(parent);
-    }
-}
-
-/// A statement built at run time with `$n` placeholders and its arguments.
-struct Sql {
-    text: String,
-    args: AnyArguments,
-    count: usize,
-}
-
-impl Sql {
-    fn new(text: &str) -> Sql {
-        Sql {
-            text: text.to_string(),
-            args: AnyArguments::default(),
-            count: 0,
-        }
-    }
-
-    fn push(&mut self, text: &str) -> &mut Sql {
-        self.text.push_str(text);
-        self
-    }
-
-    fn bind<T>(&mut self, value: T) -> &mut Sql
-    where
-        T: for<'q> Encode<'q, Any> + Type<Any>,
-    {
-        self.count += 1;
-        self.text.push('$');
-        self.text.push_str(&self.count.to_string());
-        // Encoding into the Any buffer only copies the value; it cannot fail for integers and text.
-        self.args
-            .add(value)
-            .expect("Any arguments accept integers and text");
-        self
-    }
-
-    fn bind_list<T>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Sql
-    where
-        T: for<'q> Encode<'q, Any> + Type<Any>,
-    {
-        self.text.push('(');
-        for (i, value) in values.into_iter().enumerate() {
-            if i > 0 {
-                self.text.push_str(", ");
-            }
-            self.bind(value);
-        }
-        self.text.push(')');
-        self
-    }
-
-    fn query(self) -> sqlx::query::Query<'static, Any, AnyArguments> {
-        sqlx::query_with(sqlx::AssertSqlSafe(self.text), self.args)
-    }
-
-    fn query_scalar<O>(self) -> sqlx::query::QueryScalar<'static, Any, O, AnyArguments>
-    where
-        (O,): for<'r> sqlx::FromRow<'r, AnyRow>,
-    {
-        sqlx::query_scalar_with(sqlx::AssertSqlSafe(self.text), self.args)
-    }
 }

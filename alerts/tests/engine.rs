@@ -906,9 +906,7 @@ async fn another_process_change_reaches_the_engine_through_postgres_without_a_po
     let database = PgDatabase::create().await;
     let mut config = config_with(None, None);
     config.storage.database_url = owl_config::Secret::new(database.url());
-    let store = AlertStore::connect(&database.url(), 2, owl_alerts::SecretCipher::random())
-        .await
-        .unwrap();
+    let store = store_at(&database.url(), 2, owl_alerts::SecretCipher::random()).await;
     let stop = tokio_util::sync::CancellationToken::new();
     let options = owl_alerts::EngineOptions {
         // A poll an hour apart: only the announcement can bring the change in time.
@@ -923,9 +921,7 @@ async fn another_process_change_reaches_the_engine_through_postgres_without_a_po
     // nothing about the announcement.
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Another process: its own pool.
-    let other = AlertStore::connect(&database.url(), 2, owl_alerts::SecretCipher::random())
-        .await
-        .unwrap();
+    let other = store_at(&database.url(), 2, owl_alerts::SecretCipher::random()).await;
     let t0 = start_ms();
     other
         .update_settings(&config, "admin", t0, |current: &AlertSettings| {

@@ -359,28 +359,9 @@ async fn store_on_postgres() {
         return;
     }
     let database = PgDatabase::create().await;
-    let store = AlertStore::connect(&database.url(), 4, SecretCipher::random())
-        .await
-        .unwrap();
+    let store = store_at(&database.url(), 4, SecretCipher::random()).await;
     exercise(store.clone()).await;
     store.close().await;
-}
-
-#[tokio::test]
-async fn two_processes_migrating_one_sqlite_file_at_once_both_succeed() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("owl.db").display());
-    let (a, b) = tokio::join!(
-        AlertStore::connect(&url, 2, SecretCipher::random()),
-        AlertStore::connect(&url, 2, SecretCipher::random())
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert!(
-        a.insert_alert(&alert(AlertType::IpAnomaly, "1.2.3.4", T0, None))
-            .await
-            .unwrap()
-    );
-    assert_eq!(b.open_alerts().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -388,9 +369,7 @@ async fn channel_secrets_are_encrypted_at_rest() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("owl.db").display());
     let key = [7u8; 32];
-    let store = AlertStore::connect(&url, 2, SecretCipher::new(key))
-        .await
-        .unwrap();
+    let store = store_at(&url, 2, SecretCipher::new(key)).await;
     let mut settings = AlertSettings::default();
     settings.notifications.slack.webhook_url = "https://hooks.slack.com/services/T/B/SLACKSECRET".into();
     settings.notifications.feishu.webhook_url =
@@ -418,7 +397,10 @@ async fn channel_secrets_are_encrypted_at_rest() {
         .settings;
     assert_eq!(loaded.notifications, settings.notifications);
     // Another key cannot read them, and says so rather than sending garbage.
-    let other = AlertStore::from_pool(store.pool().clone(), std::sync::Arc::new(SecretCipher::random()));
+    let other = AlertStore::new(
+        owl_sql::Db::from_pool(store.pool().clone(), owl_sql::Backend::Sqlite),
+        std::sync::Arc::new(SecretCipher::random()),
+    );
     let error = other.load_settings(&AlertSettings::default()).await.unwrap_err();
     assert!(error.to_string().contains("secret key"), "{error}");
     // A value stored in clear before encryption existed is read, and sealed by the next save.

@@ -91,9 +91,10 @@ pub async fn figures(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     config.notifications.allowed_networks =
         owl_config::Networks::parse(&["127.0.0.0/8"]).expect("static networks");
     config.notifications.slack.webhook_url = Secret::new(format!("http://{sink_addr}/slack"));
-    let store = AlertStore::connect(&config.database_url(), 2, owl_alerts::SecretCipher::random())
+    let db = owl_sql::open(&config.database_url(), 2)
         .await
         .context("while opening the alert store")?;
+    let store = AlertStore::new(db, std::sync::Arc::new(owl_alerts::SecretCipher::random()));
     let shutdown = CancellationToken::new();
     let (engine, task): (AlertEngine, _) =
         AlertEngine::start(&config, store.clone(), EngineOptions::default(), shutdown.clone()).await?;

@@ -8,15 +8,12 @@
 //! every [`REFRESH`] otherwise, so a new token works on its first request and a revoked one stops
 //! within [`REFRESH`]. The shared `collector.agent_tokens` keep working beside them.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
-use sqlx::AnyPool;
 use sqlx::Row;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
 /// How stale the collector's copy of the table may get.
 pub const REFRESH: Duration = Duration::from_secs(5);
@@ -33,6 +30,9 @@ pub enum AgentTokenError {
     /// A token of that name exists.
     #[error("an agent token named `{0}` exists already; revoke it first or choose another name")]
     Exists(String),
+    /// The database URL names no backend Owl speaks.
+    #[error("agent token store: {0}")]
+    Sql(#[from] owl_sql::SqlError),
     /// The database refused.
     #[error("agent token store: {0}")]
     Sqlx(#[from] sqlx::Error),
@@ -78,19 +78,14 @@ pub(crate) fn digest(token: &str) -> [u8; 32] {
 /// The `agent_tokens` table.
 #[derive(Debug, Clone)]
 pub struct AgentTokenStore {
-    pool: AnyPool,
+    db: owl_sql::Db,
 }
 
 impl AgentTokenStore {
     /// A store over `url` that connects on first use (the schema comes from the migrations).
     pub fn connect_lazy(url: &str) -> Result<AgentTokenStore, AgentTokenError> {
-        sqlx::any::install_default_drivers();
-        let options = AnyConnectOptions::from_str(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options);
-        Ok(AgentTokenStore { pool })
+        let db = owl_sql::Db::connect_lazy(url, 2, Duration::from_secs(10))?;
+        Ok(AgentTokenStore { db })
     }
 
     /// Creates a token for `name` and returns it; only its digest is stored.
@@ -114,7 +109,7 @@ impl AgentTokenStore {
         }
         let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agent_tokens WHERE name = $1")
             .bind(name.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await?;
         if exists > 0 {
             return Err(AgentTokenError::Exists(name.to_string()));
@@ -130,7 +125,7 @@ impl AgentTokenStore {
             .bind(region)
             .bind(hex::encode(digest(&token)))
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(token)
     }
@@ -138,7 +133,7 @@ impl AgentTokenStore {
     /// Every token, revoked ones included, by name.
     pub async fn list(&self) -> Result<Vec<IssuedToken>, AgentTokenError> {
         let rows = sqlx::query("SELECT name, region, created_at, revoked_at FROM agent_tokens ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         rows.iter()
             .map(|row| {
@@ -158,7 +153,7 @@ impl AgentTokenStore {
             sqlx::query("UPDATE agent_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
                 .bind(now_ms)
                 .bind(name.to_string())
-                .execute(&self.pool)
+                .execute(self.db.pool())
                 .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -166,7 +161,7 @@ impl AgentTokenStore {
     /// The tokens in force: digest, name and region.
     pub(crate) async fn in_force(&self) -> Result<Vec<([u8; 32], AgentIdentity)>, AgentTokenError> {
         let rows = sqlx::query("SELECT digest, name, region FROM agent_tokens WHERE revoked_at IS NULL")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -188,6 +183,6 @@ impl AgentTokenStore {
 
     /// Closes the pool.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 }

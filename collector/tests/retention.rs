@@ -38,11 +38,10 @@ async fn a_live_retention_change_applies_at_the_next_scheduled_run() {
     let file_days = config.storage.retention.application_days;
     assert!(file_days > 10, "the file's retention keeps both partitions");
 
-    let store = LogConfigStore::connect_lazy(&config.database_url(), LogConfig::defaults(&config)).unwrap();
-    sqlx::raw_sql(include_str!("../../migrations/sqlite/0101_log_config.sql"))
-        .execute(store.pool())
+    let db = owl_sql::open(&config.database_url(), 2)
         .await
-        .expect("create the log config tables");
+        .expect("Owl's schema applies");
+    let store = LogConfigStore::new(db, LogConfig::defaults(&config));
     let settings_stop = CancellationToken::new();
     let runtime = LogConfigRuntime::start_with(
         store.clone(),

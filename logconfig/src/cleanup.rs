@@ -318,7 +318,7 @@ impl LogConfigStore {
         .await;
         match inserted {
             Ok(id) => Ok(id),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            Err(error) if owl_sql::is_unique_violation(&error) => {
                 let job_id = self.active_cleanup().await.ok().flatten().map(|j| j.id);
                 Err(CleanupError::InProgress { job_id })
             }
@@ -347,16 +347,13 @@ impl LogConfigStore {
 
     /// Takes the oldest pending job for this worker, if any.
     pub async fn claim_cleanup(&self, now_ms: i64) -> Result<Option<CleanupJob>, StoreError> {
-        let pending: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+        let pending: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM log_cleanup_jobs WHERE status = 'pending' AND active = 1 ORDER BY id LIMIT 1",
         )
         .fetch_optional(self.pool())
-        .await;
-        let id = match pending {
-            Ok(Some(id)) => id,
-            Ok(None) => return Ok(None),
-            Err(error) if crate::store::is_missing_table(&error) => return Ok(None),
-            Err(error) => return Err(error.into()),
+        .await?;
+        let Some(id) = pending else {
+            return Ok(None);
         };
         let claimed = sqlx::query("UPDATE log_cleanup_jobs SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'pending'")
             .bind(now_ms)

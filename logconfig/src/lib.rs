@@ -63,16 +63,17 @@ pub struct LogConfigRuntime {
 }
 
 impl LogConfigRuntime {
-    /// Connects to the configured database, loads the settings (the defaults when none are stored
-    /// or the database is not reachable yet) and polls for changes every [`POLL_INTERVAL`] until
-    /// `shutdown`. With the index writer (`index`), also runs the cleanups the query API queues.
+    /// Loads the settings from Owl's database (the defaults when none are stored or the database
+    /// cannot be read yet) and polls for changes every [`POLL_INTERVAL`] until `shutdown`. With the
+    /// index writer (`index`), also runs the cleanups the query API queues.
     pub async fn start(
         config: &owl_config::Config,
+        db: owl_sql::Db,
         index: Option<Index>,
         shutdown: CancellationToken,
-    ) -> Result<LogConfigRuntime, StoreError> {
-        let store = LogConfigStore::connect_lazy(&config.database_url(), LogConfig::defaults(config))?;
-        Ok(LogConfigRuntime::start_with(store, index, POLL_INTERVAL, shutdown).await)
+    ) -> LogConfigRuntime {
+        let store = LogConfigStore::new(db, LogConfig::defaults(config));
+        LogConfigRuntime::start_with(store, index, POLL_INTERVAL, shutdown).await
     }
 
     /// [`LogConfigRuntime::start`] over a prepared store, polling every `interval`.

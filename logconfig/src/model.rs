@@ -12,11 +12,11 @@ pub const MAX_PATH_PATTERN_CHARS: usize = 256;
 pub const MAX_PATH_PATTERNS: usize = 100;
 /// Longest retention accepted, in days (ten years).
 pub const MAX_RETENTION_DAYS: u32 = 3650;
-/// Largest slow-request threshold accepted, in milliseconds (one hour).
-pub const MAX_THRESHOLD_MS: u64 = 3_600_000;
 
-/// The log settings: what the collector stores (`level`, `sampling`), how long it keeps it
-/// (`retention`) and the alert thresholds shown beside them (`alerts`).
+/// The log settings: what the collector stores (`level`, `sampling`) and how long it keeps it
+/// (`retention`). 003 shows the alert rules beside them (`alerts`): those belong to the alert
+/// store (`owl-alerts`), and the query API answers and changes them there, in the same
+/// transaction as these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogConfig {
@@ -26,8 +26,6 @@ pub struct LogConfig {
     pub sampling: Sampling,
     /// Days each kind of record is kept.
     pub retention: Retention,
-    /// Alert thresholds (003 lists them in the log config too).
-    pub alerts: AlertRules,
     /// When the settings last changed; `None` while the built-in defaults apply.
     #[serde(default, with = "optional_timestamp")]
     pub updated_at: Option<DateTime<Utc>>,
@@ -105,64 +103,14 @@ pub struct Retention {
     pub error: u32,
 }
 
-/// 003's `alerts` inside the log config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertRules {
-    /// Slow requests.
-    pub slow_request: SlowRequestAlert,
-    /// Error rate.
-    pub error_rate: ErrorRateAlert,
-    /// Disk space.
-    pub disk_space: DiskSpaceAlert,
-}
-
-/// `alerts.slowRequest`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SlowRequestAlert {
-    /// Whether the rule runs.
-    pub enabled: bool,
-    /// Requests slower than this many milliseconds alert.
-    pub threshold_ms: u64,
-    /// Path globs never alerted on.
-    pub exclude_paths: Vec<String>,
-}
-
-/// `alerts.errorRate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorRateAlert {
-    /// Whether the rule runs.
-    pub enabled: bool,
-    /// Percentage of failed requests that alerts.
-    pub threshold_percent: f64,
-    /// Sliding window in minutes.
-    pub window_minutes: u64,
-}
-
-/// `alerts.diskSpace`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DiskSpaceAlert {
-    /// Whether the rule runs.
-    pub enabled: bool,
-    /// Usage percentage of a warning.
-    pub warning_percent: f64,
-    /// Usage percentage of a critical alert.
-    pub critical_percent: f64,
-}
-
 impl LogConfig {
     /// The settings before anyone changed them: store everything (`DEBUG`, sampling off, with
-    /// 003's example rules ready to be switched on), the retention and alert thresholds of the
-    /// configuration file.
+    /// 003's example rules ready to be switched on) and the retention of the configuration file.
     ///
     /// Storing everything by default is deliberate: a fresh install that silently dropped DEBUG
     /// lines would look broken; ops raise the level with `PUT /api/v1/logs/config`.
     pub fn defaults(config: &owl_config::Config) -> LogConfig {
         let retention = &config.storage.retention;
-        let alerts = &config.alerts;
         LogConfig {
             level: Level::Debug,
             sampling: Sampling {
@@ -190,23 +138,6 @@ impl LogConfig {
                 http: retention.http_days,
                 application: retention.application_days,
                 error: retention.error_days,
-            },
-            alerts: AlertRules {
-                slow_request: SlowRequestAlert {
-                    enabled: alerts.slow_request.enabled,
-                    threshold_ms: alerts.slow_request.threshold_ms,
-                    exclude_paths: alerts.slow_request.exclude_paths.clone(),
-                },
-                error_rate: ErrorRateAlert {
-                    enabled: alerts.error_rate.enabled,
-                    threshold_percent: alerts.error_rate.threshold_percent,
-                    window_minutes: alerts.error_rate.window_minutes,
-                },
-                disk_space: DiskSpaceAlert {
-                    enabled: alerts.disk_space.enabled,
-                    warning_percent: alerts.disk_space.warning_percent,
-                    critical_percent: alerts.disk_space.critical_percent,
-                },
             },
             updated_at: None,
             updated_by: system(),
@@ -283,44 +214,6 @@ impl LogConfig {
                 next.retention.error = v;
             }
         }
-        if let Some(alerts) = &update.alerts {
-            if let Some(slow) = &alerts.slow_request {
-                let target = &mut next.alerts.slow_request;
-                if let Some(v) = slow.enabled {
-                    target.enabled = v;
-                }
-                if let Some(v) = slow.threshold_ms {
-                    target.threshold_ms = v;
-                }
-                if let Some(v) = &slow.exclude_paths {
-                    target.exclude_paths = trimmed(v);
-                }
-            }
-            if let Some(rate) = &alerts.error_rate {
-                let target = &mut next.alerts.error_rate;
-                if let Some(v) = rate.enabled {
-                    target.enabled = v;
-                }
-                if let Some(v) = rate.threshold_percent {
-                    target.threshold_percent = v;
-                }
-                if let Some(v) = rate.window_minutes {
-                    target.window_minutes = v;
-                }
-            }
-            if let Some(disk) = &alerts.disk_space {
-                let target = &mut next.alerts.disk_space;
-                if let Some(v) = disk.enabled {
-                    target.enabled = v;
-                }
-                if let Some(v) = disk.warning_percent {
-                    target.warning_percent = v;
-                }
-                if let Some(v) = disk.critical_percent {
-                    target.critical_percent = v;
-                }
-            }
-        }
         problems.extend(next.validate());
         if problems.is_empty() {
             Ok(next)
@@ -342,11 +235,6 @@ impl LogConfig {
             &mut problems,
             "sampling.rules.neverLog.paths",
             &rules.never_log.paths,
-        );
-        check_paths(
-            &mut problems,
-            "alerts.slowRequest.excludePaths",
-            &self.alerts.slow_request.exclude_paths,
         );
         let dynamic = &rules.dynamic;
         if dynamic.qps_threshold == 0 {
@@ -393,58 +281,6 @@ impl LogConfig {
                     format!("{field} 需在 1 到 {MAX_RETENTION_DAYS} 天之间"),
                 ));
             }
-        }
-        let slow = &self.alerts.slow_request;
-        if !(1..=MAX_THRESHOLD_MS).contains(&slow.threshold_ms) {
-            problems.push(Problem::new(
-                "alerts.slowRequest.thresholdMs",
-                "range",
-                format!("thresholdMs 需在 1 到 {MAX_THRESHOLD_MS} 之间"),
-            ));
-        }
-        let rate = &self.alerts.error_rate;
-        if !(rate.threshold_percent.is_finite()
-            && rate.threshold_percent > 0.0
-            && rate.threshold_percent <= 100.0)
-        {
-            problems.push(Problem::new(
-                "alerts.errorRate.thresholdPercent",
-                "range",
-                "thresholdPercent 需在 (0, 100] 之间",
-            ));
-        }
-        if !(1..=1440).contains(&rate.window_minutes) {
-            problems.push(Problem::new(
-                "alerts.errorRate.windowMinutes",
-                "range",
-                "windowMinutes 需在 1 到 1440 之间",
-            ));
-        }
-        let disk = &self.alerts.disk_space;
-        let percent_ok = |p: f64| p.is_finite() && p > 0.0 && p <= 100.0;
-        if !percent_ok(disk.warning_percent) {
-            problems.push(Problem::new(
-                "alerts.diskSpace.warningPercent",
-                "range",
-                "warningPercent 需在 (0, 100] 之间",
-            ));
-        }
-        if !percent_ok(disk.critical_percent) {
-            problems.push(Problem::new(
-                "alerts.diskSpace.criticalPercent",
-                "range",
-                "criticalPercent 需在 (0, 100] 之间",
-            ));
-        }
-        if percent_ok(disk.warning_percent)
-            && percent_ok(disk.critical_percent)
-            && disk.warning_percent >= disk.critical_percent
-        {
-            problems.push(Problem::new(
-                "alerts.diskSpace.warningPercent",
-                "order",
-                "warningPercent 需小于 criticalPercent",
-            ));
         }
         problems
     }
@@ -535,8 +371,6 @@ pub struct LogConfigUpdate {
     pub sampling: Option<SamplingUpdate>,
     /// Retention changes.
     pub retention: Option<RetentionUpdate>,
-    /// Alert threshold changes.
-    pub alerts: Option<AlertRulesUpdate>,
 }
 
 /// Changes to `sampling`.
@@ -603,54 +437,6 @@ pub struct RetentionUpdate {
     pub error: Option<u32>,
 }
 
-/// Changes to `alerts`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AlertRulesUpdate {
-    /// `slowRequest` changes.
-    pub slow_request: Option<SlowRequestUpdate>,
-    /// `errorRate` changes.
-    pub error_rate: Option<ErrorRateUpdate>,
-    /// `diskSpace` changes.
-    pub disk_space: Option<DiskSpaceUpdate>,
-}
-
-/// Changes to `alerts.slowRequest`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SlowRequestUpdate {
-    /// On or off.
-    pub enabled: Option<bool>,
-    /// Threshold in milliseconds.
-    pub threshold_ms: Option<u64>,
-    /// Excluded path globs (replaced whole).
-    pub exclude_paths: Option<Vec<String>>,
-}
-
-/// Changes to `alerts.errorRate`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ErrorRateUpdate {
-    /// On or off.
-    pub enabled: Option<bool>,
-    /// Threshold percentage.
-    pub threshold_percent: Option<f64>,
-    /// Window in minutes.
-    pub window_minutes: Option<u64>,
-}
-
-/// Changes to `alerts.diskSpace`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DiskSpaceUpdate {
-    /// On or off.
-    pub enabled: Option<bool>,
-    /// Warning percentage.
-    pub warning_percent: Option<f64>,
-    /// Critical percentage.
-    pub critical_percent: Option<f64>,
-}
-
 mod optional_timestamp {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
@@ -688,12 +474,10 @@ mod tests {
     fn defaults_store_everything_and_follow_the_config_file() {
         let mut config = owl_config::Config::default();
         config.storage.retention.http_days = 7;
-        config.alerts.slow_request.threshold_ms = 3000;
         let defaults = LogConfig::defaults(&config);
         assert_eq!(defaults.level, Level::Debug);
         assert!(!defaults.sampling.enabled);
         assert_eq!(defaults.retention.http, 7);
-        assert_eq!(defaults.alerts.slow_request.threshold_ms, 3000);
         assert!(defaults.validate().is_empty(), "{:?}", defaults.validate());
     }
 
@@ -711,10 +495,17 @@ mod tests {
         );
         assert_eq!(value["sampling"]["rules"]["dynamic"]["qpsThreshold"], 1000);
         assert_eq!(value["retention"]["http"], 14);
-        assert_eq!(value["alerts"]["slowRequest"]["thresholdMs"], 2000);
-        assert_eq!(value["alerts"]["diskSpace"]["criticalPercent"], 90.0);
         assert_eq!(value["updatedAt"], serde_json::Value::Null);
         assert_eq!(value["updatedBy"], "system");
+        let back: LogConfig = serde_json::from_value(value).unwrap();
+        assert_eq!(back, LogConfig::default());
+    }
+
+    #[test]
+    fn a_document_stored_with_alert_rules_still_reads() {
+        // Documents written before the rules moved to the alert store carry an `alerts` section.
+        let mut value = serde_json::to_value(LogConfig::default()).unwrap();
+        value["alerts"] = json!({"slowRequest": {"thresholdMs": 2000}});
         let back: LogConfig = serde_json::from_value(value).unwrap();
         assert_eq!(back, LogConfig::default());
     }
@@ -728,8 +519,7 @@ mod tests {
         let next = next
             .apply(&update(json!({
                 "level": "error",
-                "sampling": {"enabled": true, "rules": {"dynamic": {"qpsThreshold": 50, "minSampleRate": 0.2}}},
-                "alerts": {"slowRequest": {"thresholdMs": 3000}}
+                "sampling": {"enabled": true, "rules": {"dynamic": {"qpsThreshold": 50, "minSampleRate": 0.2}}}
             })))
             .unwrap();
         assert_eq!(next.level, Level::Error);
@@ -737,9 +527,9 @@ mod tests {
         assert_eq!(next.sampling.rules.dynamic.qps_threshold, 50);
         assert_eq!(next.sampling.rules.dynamic.min_sample_rate, 0.2);
         assert_eq!(next.sampling.rules.dynamic.max_sample_rate, 1.0);
-        assert_eq!(next.alerts.slow_request.threshold_ms, 3000);
-        assert!(
-            next.alerts.slow_request.enabled,
+        assert_eq!(
+            next.retention,
+            LogConfig::default().retention,
             "untouched fields keep their value"
         );
     }
@@ -753,8 +543,7 @@ mod tests {
                     "alwaysLog": {"levels": ["ERROR", "NOPE"], "paths": ["api/no-slash"]},
                     "dynamic": {"qpsThreshold": 0, "minSampleRate": 0.9, "maxSampleRate": 0.5}
                 }},
-                "retention": {"http": 0},
-                "alerts": {"diskSpace": {"warningPercent": 95}}
+                "retention": {"http": 0}
             })))
             .unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
@@ -767,7 +556,6 @@ mod tests {
                 "sampling.rules.dynamic.qpsThreshold",
                 "sampling.rules.dynamic.minSampleRate",
                 "retention.http",
-                "alerts.diskSpace.warningPercent",
             ]
         );
     }
@@ -776,6 +564,9 @@ mod tests {
     fn unknown_update_fields_are_refused() {
         let error = serde_json::from_value::<LogConfigUpdate>(json!({"levle": "DEBUG"})).unwrap_err();
         assert!(error.to_string().contains("levle"), "{error}");
+        // The alert rules are the alert store's, changed there (the query API splits them off).
+        let error = serde_json::from_value::<LogConfigUpdate>(json!({"alerts": {}})).unwrap_err();
+        assert!(error.to_string().contains("alerts"), "{error}");
     }
 
     #[test]

@@ -1,23 +1,19 @@
 //! The SQL home of the log settings (table `log_config`, one row) and of the cleanup queue (table
 //! `log_cleanup_jobs`, see [`crate::cleanup`]).
 //!
-//! Portable SQL through sqlx's `Any` driver, the rules of the query API's `db` module: `$n`
-//! placeholders, epoch milliseconds, JSON text, `ON CONFLICT ... DO NOTHING`. The tables come from
-//! the query API's migrations (`migrations/*/0101_log_config.sql`); a process that starts before
-//! they exist (a collector started before the query API ever ran) reads the defaults and keeps
-//! polling.
+//! Portable SQL through `owl-sql` (its rules: `$n` placeholders on Owl's own database, epoch
+//! milliseconds, JSON text, `ON CONFLICT ... DO NOTHING`). The tables are step `0101_log_config` of
+//! Owl's schema, which the binary applies before any store opens.
 //!
 //! Every change bumps `version`. Readers in other processes poll the version (one indexed read)
 //! and load the document only when it moved; writers update with `WHERE version = $old`, so two
 //! concurrent `PUT`s never lose each other's fields.
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::AnyPool;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use owl_sql::Db;
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::model::{LogConfig, LogConfigUpdate, Problem};
 
@@ -69,44 +65,22 @@ pub struct Stored {
 /// The log settings and cleanup queue in SQL. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LogConfigStore {
-    pool: AnyPool,
+    db: Db,
     defaults: Arc<LogConfig>,
 }
 
-/// Whether a database error says a table does not exist (yet).
-pub(crate) fn is_missing_table(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(db) => {
-            db.code().as_deref() == Some("42P01") || db.message().contains("no such table")
-        }
-        _ => false,
-    }
-}
-
 impl LogConfigStore {
-    /// A store over an existing pool (the query API's).
-    pub fn from_pool(pool: AnyPool, defaults: LogConfig) -> LogConfigStore {
+    /// A store over Owl's database, already migrated ([`owl_sql::migrate`]).
+    pub fn new(db: Db, defaults: LogConfig) -> LogConfigStore {
         LogConfigStore {
-            pool,
+            db,
             defaults: Arc::new(defaults),
         }
     }
 
-    /// A store with a small pool of its own that connects on first use, so a process does not fail
-    /// to start while the database is briefly unreachable.
-    pub fn connect_lazy(url: &str, defaults: LogConfig) -> Result<LogConfigStore, StoreError> {
-        sqlx::any::install_default_drivers();
-        let options = AnyConnectOptions::from_str(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
-        Ok(LogConfigStore::from_pool(pool, defaults))
-    }
-
     /// The pool.
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        self.db.pool()
     }
 
     /// The settings that apply while nothing is stored.
@@ -114,30 +88,25 @@ impl LogConfigStore {
         &self.defaults
     }
 
-    /// The stored version; 0 while nothing is stored (or the table does not exist yet).
+    /// The stored version; 0 while nothing is stored.
     pub async fn version(&self) -> Result<i64, StoreError> {
-        let found: Result<Option<i64>, sqlx::Error> =
-            sqlx::query_scalar("SELECT version FROM log_config WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await;
-        match found {
-            Ok(version) => Ok(version.unwrap_or(0)),
-            Err(error) if is_missing_table(&error) => Ok(0),
-            Err(error) => Err(error.into()),
-        }
+        let found: Option<i64> = sqlx::query_scalar("SELECT version FROM log_config WHERE id = 1")
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(found.unwrap_or(0))
     }
 
     /// The current settings: the stored document, or the defaults at version 0.
     pub async fn load(&self) -> Result<Stored, StoreError> {
-        let found: Result<Option<(i64, String)>, sqlx::Error> =
-            sqlx::query_as("SELECT version, body FROM log_config WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await;
-        let row = match found {
-            Ok(row) => row,
-            Err(error) if is_missing_table(&error) => None,
-            Err(error) => return Err(error.into()),
-        };
+        let mut conn = self.pool().acquire().await?;
+        self.load_on(&mut conn).await
+    }
+
+    /// [`LogConfigStore::load`] on a connection of the caller's (inside its transaction).
+    pub async fn load_on(&self, conn: &mut AnyConnection) -> Result<Stored, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as("SELECT version, body FROM log_config WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?;
         match row {
             None => Ok(Stored {
                 version: 0,
@@ -153,6 +122,45 @@ impl LogConfigStore {
         }
     }
 
+    /// Stores `next` as version `expected + 1` if the stored version is still `expected` (0:
+    /// nothing stored yet), on a connection of the caller's; `false` when another writer got there
+    /// first. `next.updated_by` names the writer.
+    pub async fn save_on(
+        &self,
+        conn: &mut AnyConnection,
+        next: &LogConfig,
+        expected: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(next).expect("the log config serialises");
+        let version = expected + 1;
+        let stored = if expected == 0 {
+            sqlx::query(
+                "INSERT INTO log_config (id, version, body, updated_at, updated_by) VALUES (1, $1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(version)
+            .bind(body)
+            .bind(now.timestamp_millis())
+            .bind(next.updated_by.clone())
+            .execute(&mut *conn)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE log_config SET version = $1, body = $2, updated_at = $3, updated_by = $4 \
+                 WHERE id = 1 AND version = $5",
+            )
+            .bind(version)
+            .bind(body)
+            .bind(now.timestamp_millis())
+            .bind(next.updated_by.clone())
+            .bind(expected)
+            .execute(&mut *conn)
+            .await?
+        };
+        Ok(stored.rows_affected() == 1)
+    }
+
     /// Applies `update` as `by` at `now` and stores the result, retrying when another writer got
     /// there first.
     pub async fn update(
@@ -162,39 +170,13 @@ impl LogConfigStore {
         now: DateTime<Utc>,
     ) -> Result<Stored, UpdateError> {
         for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.load().await?;
+            let mut conn = self.pool().acquire().await.map_err(StoreError::from)?;
+            let current = self.load_on(&mut conn).await?;
             let mut next = current.config.apply(update).map_err(UpdateError::Invalid)?;
             next.updated_at = Some(now);
             next.updated_by = by.to_string();
-            let body = serde_json::to_string(&next).expect("the log config serialises");
-            let version = current.version + 1;
-            let stored = if current.version == 0 {
-                sqlx::query(
-                    "INSERT INTO log_config (id, version, body, updated_at, updated_by) VALUES (1, $1, $2, $3, $4) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(version)
-                .bind(body)
-                .bind(now.timestamp_millis())
-                .bind(by.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::from)?
-            } else {
-                sqlx::query(
-                    "UPDATE log_config SET version = $1, body = $2, updated_at = $3, updated_by = $4 \
-                     WHERE id = 1 AND version = $5",
-                )
-                .bind(version)
-                .bind(body)
-                .bind(now.timestamp_millis())
-                .bind(by.to_string())
-                .bind(current.version)
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::from)?
-            };
-            if stored.rows_affected() == 1 {
+            if self.save_on(&mut conn, &next, current.version, now).await? {
+                let version = current.version + 1;
                 tracing::info!(version, by, level = %next.level, sampling = next.sampling.enabled, "log config updated");
                 return Ok(Stored {
                     version,

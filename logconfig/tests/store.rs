@@ -9,19 +9,13 @@ use owl_logconfig::{
 };
 use serde_json::json;
 
-const MIGRATION: &str = include_str!("../../migrations/sqlite/0101_log_config.sql");
-
 fn url(dir: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", dir.join("owl.db").display())
 }
 
 async fn migrated(dir: &std::path::Path) -> LogConfigStore {
-    let store = LogConfigStore::connect_lazy(&url(dir), LogConfig::default()).unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(MIGRATION))
-        .execute(store.pool())
-        .await
-        .unwrap();
-    store
+    let db = owl_sql::open(&url(dir), 4).await.unwrap();
+    LogConfigStore::new(db, LogConfig::default())
 }
 
 fn update(value: serde_json::Value) -> LogConfigUpdate {
@@ -29,9 +23,9 @@ fn update(value: serde_json::Value) -> LogConfigUpdate {
 }
 
 #[tokio::test]
-async fn without_the_table_the_defaults_apply() {
+async fn while_nothing_is_stored_the_defaults_apply() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LogConfigStore::connect_lazy(&url(dir.path()), LogConfig::default()).unwrap();
+    let store = migrated(dir.path()).await;
     assert_eq!(store.version().await.unwrap(), 0);
     let loaded = store.load().await.unwrap();
     assert_eq!((loaded.version, loaded.config), (0, LogConfig::default()));

@@ -47,17 +47,10 @@ struct Alerts {
 }
 
 impl Alerts {
-    /// Opens the alert store (applying the SQL migrations, before the query API starts and would
-    /// apply them too) and starts the engine.
-    async fn start(config: &Config) -> anyhow::Result<Alerts> {
+    /// Starts the engine over the alert store in Owl's database.
+    async fn start(config: &Config, db: &owl_sql::Db) -> anyhow::Result<Alerts> {
         let cipher = owl_alerts::SecretCipher::from_config(config).context("while loading the secret key")?;
-        let store = owl_alerts::AlertStore::connect(
-            &config.database_url(),
-            config.storage.max_connections.min(4),
-            cipher,
-        )
-        .await
-        .context("while opening the alert store (storage.database_url)")?;
+        let store = owl_alerts::AlertStore::new(db.clone(), Arc::new(cipher));
         let stop = CancellationToken::new();
         let (engine, task) = owl_alerts::AlertEngine::start(config, store, Default::default(), stop.clone())
             .await
@@ -88,12 +81,12 @@ struct LogSettings {
 }
 
 impl LogSettings {
-    async fn start(config: &Config, index: &Index) -> anyhow::Result<LogSettings> {
+    async fn start(config: &Config, db: &owl_sql::Db, index: &Index) -> LogSettings {
         let stop = CancellationToken::new();
-        let runtime = owl_logconfig::LogConfigRuntime::start(config, Some(index.clone()), stop.clone())
-            .await
-            .context("while starting the live log settings (storage.database_url)")?;
-        Ok(LogSettings { runtime, stop })
+        let runtime =
+            owl_logconfig::LogConfigRuntime::start(config, db.clone(), Some(index.clone()), stop.clone())
+                .await;
+        LogSettings { runtime, stop }
     }
 
     /// The collector's hooks: the live settings filter ingest and set the scheduled retention,
@@ -189,6 +182,14 @@ fn adopt_agent_token(config: &mut Config) -> anyhow::Result<owl_config::Secret> 
     Ok(token)
 }
 
+/// Owl's database with its schema brought up to date: the one migration of a start, before any
+/// store opens. The collector's stores share this small pool; the query API opens its own.
+async fn open_database(config: &Config) -> anyhow::Result<owl_sql::Db> {
+    owl_sql::open(&config.database_url(), config.storage.max_connections.min(4))
+        .await
+        .context("while preparing Owl's database (storage.database_url)")
+}
+
 fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
     owl_config::files::private_dir(dir)
         .with_context(|| format!("while creating the data directory {}", dir.display()))
@@ -257,8 +258,9 @@ pub async fn run_all_on(
 
     let index = open_index_off_runtime(&config).await?;
 
-    let alerts = Alerts::start(&config).await?;
-    let log_config = LogSettings::start(&config, &index).await?;
+    let db = open_database(&config).await?;
+    let alerts = Alerts::start(&config, &db).await?;
+    let log_config = LogSettings::start(&config, &db, &index).await;
     let receivers = Arc::new(owl_collector::ReceiverStats::default());
     let collector = spawn_role(
         "collector",
@@ -341,6 +343,7 @@ pub async fn run_all_on(
     }
     alerts.stop().await;
     log_config.stop().await;
+    db.close().await;
     match errors.into_iter().next() {
         Some(error) => Err(error),
         None => {
@@ -358,12 +361,14 @@ pub async fn run_role(mut config: Config, role: Role, shutdown: CancellationToke
             adopt_agent_token(&mut config)?;
             let listener = bind(&config.collector.listen, "collector").await?;
             let index = open_index_off_runtime(&config).await?;
-            let alerts = Alerts::start(&config).await?;
-            let log_config = LogSettings::start(&config, &index).await?;
+            let db = open_database(&config).await?;
+            let alerts = Alerts::start(&config, &db).await?;
+            let log_config = LogSettings::start(&config, &db, &index).await;
             let hooks = log_config.hooks(&alerts, Arc::default());
             let ran = owl_collector::run_with(config, index, listener, shutdown, hooks).await;
             alerts.stop().await;
             log_config.stop().await;
+            db.close().await;
             ran
         }
         Role::QueryApi => {

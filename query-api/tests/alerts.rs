@@ -19,7 +19,7 @@ const FEISHU_SIGNING: &str = "FEISHUSIGNINGSECRET";
 const SMTP_PASSWORD: &str = "SMTPPASSWORDSECRET";
 
 fn store(env: &TestEnv) -> AlertStore {
-    AlertStore::from_pool(env.state.db.pool().clone(), env.state.secrets.clone())
+    AlertStore::new(env.state.db.sql_db().clone(), env.state.secrets.clone())
 }
 
 fn alert(

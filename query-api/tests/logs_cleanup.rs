@@ -287,7 +287,8 @@ async fn beside_a_collector_the_cleanup_is_queued_and_runs_one_at_a_time() {
             .await
         }
     });
-    let store = LogConfigStore::connect_lazy(&config.database_url(), LogConfig::defaults(&config)).unwrap();
+    let db = owl_sql::Db::connect(&config.database_url(), 2).await.unwrap();
+    let store = LogConfigStore::new(db, LogConfig::defaults(&config));
     eventually(10, "the cleanup to be queued", || {
         let store = store.clone();
         async move { store.active_cleanup().await.unwrap().is_some() }

@@ -95,7 +95,7 @@ async fn config_round_trip(variant: Variant) {
     assert_eq!(stored["alerts"]["slowRequest"]["enabled"], true);
 
     // Persisted: another store over the same database reads it.
-    let store = LogConfigStore::from_pool(env.state.db.pool().clone(), LogConfig::default());
+    let store = LogConfigStore::new(env.state.db.sql_db().clone(), LogConfig::default());
     let loaded = store.load().await.unwrap();
     assert_eq!(loaded.version, 2);
     assert_eq!(loaded.config.level, owl_model::Level::Warn);
@@ -175,26 +175,20 @@ async fn config_round_trip(variant: Variant) {
 on_every_backend!(config_round_trip);
 
 /// The alert section of the log config is the alert store's: a change through `/logs/config`
-/// lands in `alert_config` without touching the channels there.
+/// lands in `alert_config` without touching the channels there, whose secrets stay sealed.
 #[tokio::test]
 async fn alert_thresholds_live_in_the_alert_store() {
     let env = TestEnv::start(Variant::Sqlite).await.unwrap();
     let admin = env.admin().await;
-    let has_alert_store = sqlx::query("SELECT COUNT(*) FROM alert_config")
-        .execute(env.state.db.pool())
-        .await
-        .is_ok();
-    if !has_alert_store {
-        eprintln!("no alert_config table in this schema: nothing to check");
-        return;
-    }
-    let settings = json!({ "slowRequest": { "enabled": true, "thresholdMs": 2500, "excludePaths": [] },
-                           "notifications": { "slack": { "enabled": true, "webhookUrl": "https://hooks.example/T0" } } });
-    sqlx::query("INSERT INTO alert_config (id, settings, version, updated_at, updated_by) VALUES (1, $1, 4, 0, 'admin')")
-        .bind(settings.to_string())
-        .execute(env.state.db.pool())
-        .await
-        .unwrap();
+    env.call(
+        "PUT",
+        "/api/v1/logs/alerts/config",
+        Some(&admin),
+        Some(json!({ "slowRequest": { "enabled": true, "thresholdMs": 2500, "excludePaths": [] },
+                     "notifications": { "slack": { "enabled": true, "webhookUrl": "https://hooks.example/T0" } } })),
+    )
+    .await
+    .expect(StatusCode::OK);
     let data = env
         .call("GET", "/api/v1/logs/config", Some(&admin), None)
         .await
@@ -202,6 +196,14 @@ async fn alert_thresholds_live_in_the_alert_store() {
         .body["data"]
         .clone();
     assert_eq!(data["alerts"]["slowRequest"]["thresholdMs"], 2500);
+    assert_eq!(
+        data["alerts"]["notifications"]["slack"]["webhookConfigured"],
+        true
+    );
+    assert!(
+        !data.to_string().contains("hooks.example"),
+        "secrets are write-only: {data}"
+    );
     env.call(
         "PUT",
         "/api/v1/logs/config",
@@ -215,13 +217,96 @@ async fn alert_thresholds_live_in_the_alert_store() {
             .fetch_one(env.state.db.pool())
             .await
             .unwrap();
-    let stored: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(version, 5);
-    assert_eq!(stored["slowRequest"]["thresholdMs"], 3000);
+    assert_eq!(version, 2);
+    assert!(
+        !text.contains("hooks.example"),
+        "the webhook stays sealed at rest: {text}"
+    );
+    let effective = owl_alerts::AlertStore::new(env.state.db.sql_db().clone(), env.state.secrets.clone())
+        .effective_settings(&env.state.config)
+        .await
+        .unwrap();
+    assert_eq!(effective.settings.slow_request.threshold_ms, 3000);
     assert_eq!(
-        stored["notifications"]["slack"]["webhookUrl"],
+        effective.settings.notifications.slack.webhook_url,
         "https://hooks.example/T0"
     );
+}
+
+/// One `PUT` is one transaction: when the alert part is refused, the log part is not stored
+/// either, and every problem of both parts is named.
+#[tokio::test]
+async fn a_refused_alert_section_stores_nothing() {
+    let env = TestEnv::start(Variant::Sqlite).await.unwrap();
+    let admin = env.admin().await;
+    let reply = env
+        .call(
+            "PUT",
+            "/api/v1/logs/config",
+            Some(&admin),
+            Some(json!({
+                "retention": { "http": 0 },
+                "level": "WARN",
+                "alerts": { "slowRequest": { "thresholdMs": 0 } }
+            })),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = reply.body["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["retention.http", "alerts.slowRequest.thresholdMs"]);
+    let reply = env
+        .call(
+            "PUT",
+            "/api/v1/logs/config",
+            Some(&admin),
+            Some(json!({ "level": "WARN", "alerts": { "slowRequest": { "thresholdMs": 0 } } })),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body["error"]["field"], "alerts.slowRequest.thresholdMs");
+    let reply = env
+        .call(
+            "PUT",
+            "/api/v1/logs/config",
+            Some(&admin),
+            Some(json!({ "alerts": { "slowRequest": { "thresholdMS": 10 } } })),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    let field = reply.body["error"]["field"].as_str().unwrap_or_default();
+    assert!(field.starts_with("alerts.slowRequest"), "{}", reply.text);
+    // A valid alert part written inside the transaction rolls back with the refused log part.
+    env.call(
+        "PUT",
+        "/api/v1/logs/config",
+        Some(&admin),
+        Some(json!({ "retention": { "http": 0 }, "alerts": { "slowRequest": { "thresholdMs": 2500 } } })),
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST);
+    let data = env
+        .call("GET", "/api/v1/logs/config", Some(&admin), None)
+        .await
+        .expect(StatusCode::OK)
+        .body["data"]
+        .clone();
+    assert_eq!(data["level"], "DEBUG", "the log part was not stored");
+    assert_eq!(data["alerts"]["slowRequest"]["thresholdMs"], 2000);
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM log_config")
+        .fetch_one(env.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM alert_config")
+        .fetch_one(env.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the alert part rolled back");
 }
 
 struct RunningCollector {
@@ -289,7 +374,8 @@ async fn the_collector_keeps_what_the_config_says_without_a_restart() {
     let admin = env.admin().await;
     // The collector's side: its own connection to the database, polling every 50 ms.
     let config = (*env.state.config).clone();
-    let store = LogConfigStore::connect_lazy(&config.database_url(), LogConfig::defaults(&config)).unwrap();
+    let db = owl_sql::Db::connect(&config.database_url(), 2).await.unwrap();
+    let store = LogConfigStore::new(db, LogConfig::defaults(&config));
     let stop = CancellationToken::new();
     let runtime = LogConfigRuntime::start_with(store, None, Duration::from_millis(50), stop.clone()).await;
     let live = runtime.live();

@@ -314,15 +314,21 @@ impl Drop for PgDatabase {
     }
 }
 
+/// A store on a database `url` names, migrated first as the binary does at start.
+pub async fn store_at(url: &str, max_connections: u32, cipher: owl_alerts::SecretCipher) -> AlertStore {
+    let db = owl_sql::Db::connect(url, max_connections).await.unwrap();
+    owl_sql::migrate(&db).await.unwrap();
+    AlertStore::new(db, Arc::new(cipher))
+}
+
 /// A store on a fresh SQLite file.
 pub async fn sqlite_store(dir: &std::path::Path) -> AlertStore {
-    AlertStore::connect(
+    store_at(
         &format!("sqlite://{}?mode=rwc", dir.join("owl.db").display()),
         4,
         owl_alerts::SecretCipher::random(),
     )
     .await
-    .unwrap()
 }
 
 /// Delivery knobs that keep tests fast: three attempts 10 ms apart, half a second per attempt.

@@ -7,10 +7,10 @@ use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::dialect::DAY_MS;
 use super::{
     CrmStore, CrmStoreError, NewCrmOrganization, NewCrmUser, NewCustomer, NewOrder, NewServiceRecord,
 };
+use owl_sql::DAY_MS;
 
 /// The Owl organizations the demo rows belong to, as `(org_code, org_name, parent_code)`: 002's
 /// example tree. Creating them in Owl lets a user of `050101` see that organization's share.

@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::dialect::{CrmSql, DAY_MS};
 use super::period::{Buckets, Period, Window};
 use super::{CrmStore, CrmStoreError, OrgScope};
+use owl_sql::{DAY_MS, Sql};
 
 /// Days of activity that make a customer active.
 pub const ACTIVE_DAYS: i64 = 30;
@@ -49,7 +49,7 @@ pub const ORG_TYPES: &[&str] = &["internal", "vendor", "agent"];
 const UNKNOWN: &str = "unknown";
 
 /// Appends ` AND <column> IN (...)` for a restricted scope.
-pub(crate) fn push_scope(sql: &mut CrmSql, scope: &OrgScope, column: &str) {
+pub(crate) fn push_scope(sql: &mut Sql, scope: &OrgScope, column: &str) {
     if let Some(codes) = scope {
         sql.push(" AND ")
             .push(column)

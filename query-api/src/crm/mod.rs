@@ -19,9 +19,9 @@
 //!   An external CRM database is never migrated implicitly: it is the CRM's, and it maps its tables
 //!   or views onto the documented schema (`README.md` beside this file). [`migrate`] applies the
 //!   migrations on purpose (demo, tests, a fresh CRM).
-//! - **SQL.** One set of runtime statements through sqlx's `Any` driver for all three backends;
-//!   [`CrmSql`](dialect) renders each backend's placeholders and the two expressions that differ
-//!   (integer division, sums of DECIMAL). Client values are always bound, never spliced into SQL.
+//! - **SQL.** One set of runtime statements for all three backends through `owl-sql`, whose
+//!   [`Sql`] renders each backend's placeholders and whose [`Backend`] the two expressions that
+//!   differ (integer division, sums of DECIMAL). Client values are always bound, never spliced into SQL.
 //!   Time buckets are computed from per-day rows in Rust ([`period`]), identical on every backend.
 //! - **Scope.** Every CRM row carries `org_code`, an organization of Owl's tree: a user who is not a
 //!   super admin reads only rows of their organization and its descendants ([`OrgScope`]).
@@ -34,29 +34,25 @@
 
 pub mod cache;
 mod demo;
-pub(crate) mod dialect;
 pub(crate) mod explore;
 pub(crate) mod figures;
 pub(crate) mod monitoring;
 pub mod period;
 
 use std::collections::BTreeSet;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use owl_config::Config;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use owl_sql::{Backend, Db, Sql};
 use sqlx::{Any, AnyPool};
 
 pub use cache::{AnalyticsCache, CacheStatus};
 pub use demo::{DemoReport, load_demo_data};
-pub use dialect::CrmBackend;
 
 use crate::envelope::Failure;
 use crate::state::AppState;
-use dialect::CrmSql;
 
 /// The organizations whose rows a caller may read: `None` for everything (super admins), else the
 /// codes of their organization and its descendants (empty: nothing).
@@ -72,11 +68,8 @@ const MIGRATIONS_TABLE: &str = "_owl_crm_migrations";
 #[derive(Debug, thiserror::Error)]
 pub enum CrmStoreError {
     /// The URL names no supported database.
-    #[error("unsupported crm database url scheme `{scheme}`: use sqlite:, postgres:// or mysql://")]
-    UnsupportedUrl {
-        /// The scheme found.
-        scheme: String,
-    },
+    #[error("crm database: {0}")]
+    Sql(#[from] owl_sql::SqlError),
     /// Applying the CRM migrations failed.
     #[error("crm migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -119,8 +112,7 @@ pub struct CrmStore {
 
 #[derive(Debug)]
 struct Inner {
-    pool: AnyPool,
-    backend: CrmBackend,
+    db: Db,
     max_connections: u32,
     shares_owl_database: bool,
     queries: AtomicU64,
@@ -131,27 +123,15 @@ impl CrmStore {
     /// A store over a CRM database URL. The pool connects lazily: an unreachable database makes
     /// each query fail, not the construction.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<CrmStore, CrmStoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = CrmBackend::of_url(url)?;
-        let options = AnyConnectOptions::from_str(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
-        Ok(CrmStore::from_pool(pool, backend, max_connections, false))
+        let db = Db::connect_lazy(url, max_connections, Duration::from_secs(5))?;
+        Ok(CrmStore::new(db, max_connections, false))
     }
 
     /// A store over an already open pool.
-    pub fn from_pool(
-        pool: AnyPool,
-        backend: CrmBackend,
-        max_connections: u32,
-        shares_owl_database: bool,
-    ) -> CrmStore {
+    pub fn new(db: Db, max_connections: u32, shares_owl_database: bool) -> CrmStore {
         CrmStore {
             inner: Arc::new(Inner {
-                pool,
-                backend,
+                db,
                 max_connections,
                 shares_owl_database,
                 queries: AtomicU64::new(0),
@@ -175,19 +155,10 @@ impl CrmStore {
     async fn open_for(state: &AppState) -> Result<CrmStore, CrmStoreError> {
         let config = &state.config;
         if config.storage.crm_database_url.is_empty() {
-            let backend = match state.db.backend() {
-                crate::db::Backend::Sqlite => CrmBackend::Sqlite,
-                crate::db::Backend::Postgres => CrmBackend::Postgres,
-            };
-            let store = CrmStore::from_pool(
-                state.db.pool().clone(),
-                backend,
-                config.storage.max_connections,
-                true,
-            );
+            let store = CrmStore::new(state.db.sql_db().clone(), config.storage.max_connections, true);
             store.migrate().await?;
             tracing::info!(
-                backend = backend.name(),
+                backend = store.backend().name(),
                 "crm store shares owl's database; crm tables migrated"
             );
             return Ok(store);
@@ -199,24 +170,23 @@ impl CrmStore {
 
     /// Applies the CRM migrations of this backend (idempotent).
     pub async fn migrate(&self) -> Result<(), CrmStoreError> {
-        let mut migrator = match self.inner.backend {
-            CrmBackend::Sqlite => sqlx::migrate!("../migrations/crm/sqlite"),
-            CrmBackend::Postgres => sqlx::migrate!("../migrations/crm/postgres"),
-            CrmBackend::MySql => sqlx::migrate!("../migrations/crm/mysql"),
+        let mut migrator = match self.backend() {
+            Backend::Sqlite => sqlx::migrate!("../migrations/crm/sqlite"),
+            Backend::Postgres => sqlx::migrate!("../migrations/crm/postgres"),
+            Backend::MySql => sqlx::migrate!("../migrations/crm/mysql"),
         };
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-        migrator.run(&self.inner.pool).await?;
-        Ok(())
+        Ok(owl_sql::run_migrator(&self.inner.db, &migrator).await?)
     }
 
     /// The backend.
-    pub fn backend(&self) -> CrmBackend {
-        self.inner.backend
+    pub fn backend(&self) -> Backend {
+        self.inner.db.backend()
     }
 
     /// The pool.
     pub fn pool(&self) -> &AnyPool {
-        &self.inner.pool
+        self.inner.db.pool()
     }
 
     /// The largest number of connections the pool opens.
@@ -240,12 +210,12 @@ impl CrmStore {
     /// Closes the pool (unless it is Owl's, which its owner closes).
     pub async fn close(&self) {
         if !self.inner.shares_owl_database {
-            self.inner.pool.close().await;
+            self.inner.db.pool().close().await;
         }
     }
 
-    pub(crate) fn sql(&self, text: &str) -> CrmSql {
-        CrmSql::new(self.inner.backend, text)
+    pub(crate) fn sql(&self, text: &str) -> Sql {
+        self.inner.db.sql(text)
     }
 
     /// Runs a statement, counting it and its duration.
@@ -267,8 +237,8 @@ impl CrmStore {
     /// Starts a transaction to write CRM rows (demo data, tests, imports).
     pub async fn batch(&self) -> Result<CrmBatch, CrmStoreError> {
         Ok(CrmBatch {
-            backend: self.inner.backend,
-            tx: self.inner.pool.begin().await?,
+            backend: self.backend(),
+            tx: self.inner.db.pool().begin().await?,
         })
     }
 }
@@ -367,7 +337,7 @@ pub struct NewServiceRecord {
 
 /// Writes CRM rows in one transaction; nothing is visible until [`CrmBatch::commit`].
 pub struct CrmBatch {
-    backend: CrmBackend,
+    backend: Backend,
     tx: sqlx::Transaction<'static, Any>,
 }
 
@@ -383,8 +353,8 @@ impl CrmBatch {
     /// Runs an `INSERT` and returns the new row's id: `RETURNING` where the backend has it (the
     /// `Any` driver reports no last insert id for SQLite), the driver's last insert id on MySQL,
     /// which has no `RETURNING`.
-    async fn insert(&mut self, mut sql: CrmSql) -> Result<i64, CrmStoreError> {
-        if self.backend != CrmBackend::MySql {
+    async fn insert(&mut self, mut sql: Sql) -> Result<i64, CrmStoreError> {
+        if self.backend != Backend::MySql {
             sql.push(" RETURNING id");
             return Ok(sql.query_scalar::<i64>().fetch_one(&mut *self.tx).await?);
         }
@@ -395,7 +365,7 @@ impl CrmBatch {
 
     /// Inserts a CRM organization.
     pub async fn organization(&mut self, org: &NewCrmOrganization) -> Result<i64, CrmStoreError> {
-        let mut sql = CrmSql::new(
+        let mut sql = Sql::new(
             self.backend,
             "INSERT INTO crm_organizations (code, name, org_type, is_active, org_code, created_at) VALUES (",
         );
@@ -410,7 +380,7 @@ impl CrmBatch {
 
     /// Inserts a CRM user.
     pub async fn user(&mut self, user: &NewCrmUser) -> Result<i64, CrmStoreError> {
-        let mut sql = CrmSql::new(
+        let mut sql = Sql::new(
             self.backend,
             "INSERT INTO crm_users (username, is_active, last_login_at, org_code, created_at) VALUES (",
         );
@@ -424,7 +394,7 @@ impl CrmBatch {
 
     /// Inserts a customer.
     pub async fn customer(&mut self, customer: &NewCustomer) -> Result<i64, CrmStoreError> {
-        let mut sql = CrmSql::new(
+        let mut sql = Sql::new(
             self.backend,
             "INSERT INTO customers (name, customer_type, source, org_code, created_at) VALUES (",
         );
@@ -438,7 +408,7 @@ impl CrmBatch {
 
     /// Inserts an order.
     pub async fn order(&mut self, order: &NewOrder) -> Result<i64, CrmStoreError> {
-        let mut sql = CrmSql::new(
+        let mut sql = Sql::new(
             self.backend,
             "INSERT INTO orders (order_no, customer_id, status, amount, currency_code, org_code, created_at, completed_at) VALUES (",
         );
@@ -455,7 +425,7 @@ impl CrmBatch {
 
     /// Inserts a service record.
     pub async fn service_record(&mut self, record: &NewServiceRecord) -> Result<i64, CrmStoreError> {
-        let mut sql = CrmSql::new(
+        let mut sql = Sql::new(
             self.backend,
             "INSERT INTO service_records (customer_id, status, priority, org_code, created_at) VALUES (",
         );
@@ -492,12 +462,12 @@ mod tests {
         let down = CrmStoreError::Sqlx(sqlx::Error::PoolTimedOut);
         assert!(down.is_unreachable());
         assert_eq!(
-            Failure::from(down).kind,
+            crate::envelope::Failure::from(down).kind,
             crate::envelope::FailureKind::Unavailable
         );
         let refused = CrmStoreError::Sqlx(sqlx::Error::RowNotFound);
         assert_eq!(
-            Failure::from(refused).kind,
+            crate::envelope::Failure::from(refused).kind,
             crate::envelope::FailureKind::Internal
         );
     }

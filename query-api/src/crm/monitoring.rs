@@ -30,10 +30,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use owl_model::Heartbeat;
+use owl_sql::Backend;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{CrmBackend, CrmStore, CrmStoreError};
+use super::{CrmStore, CrmStoreError};
 
 /// An agent is live while its latest heartbeat is younger than this many intervals.
 pub const STALE_HEARTBEATS: u32 = 3;
@@ -225,7 +226,7 @@ impl CrmStore {
     /// The server's own counts (see the module docs).
     pub async fn database_counts(&self) -> Result<DatabaseCounts, CrmStoreError> {
         match self.backend() {
-            CrmBackend::Sqlite => {
+            Backend::Sqlite => {
                 let (queries, slow) = self.query_counts();
                 Ok(DatabaseCounts {
                     connection_count: i64::from(self.pool().size()),
@@ -234,8 +235,8 @@ impl CrmStore {
                     source: "owl_counters",
                 })
             }
-            CrmBackend::Postgres => self.postgres_counts().await,
-            CrmBackend::MySql => self.mysql_counts().await,
+            Backend::Postgres => self.postgres_counts().await,
+            Backend::MySql => self.mysql_counts().await,
         }
     }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike, Days, Months, NaiveDate, TimeZone, Utc};
 
-use super::dialect::DAY_MS;
+use owl_sql::DAY_MS;
 
 /// The most points one answer may have, whatever the period.
 pub const MAX_POINTS: usize = 1000;

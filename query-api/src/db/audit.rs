@@ -132,7 +132,7 @@ impl AuditFilter {
 impl Database {
     /// Appends an audit row.
     pub async fn insert_audit(&self, entry: &NewAuditEntry) -> Result<i64, DbError> {
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "INSERT INTO audit_logs (user_id, user_code, action, resource_type, resource_id, method, path, params, \
              ip_address, user_agent, status_code, duration_ms, request_id, created_at) VALUES (",
         );
@@ -150,14 +150,14 @@ impl Database {
         sql.bind(entry.duration_ms).push(", ");
         sql.bind(entry.request_id.clone()).push(", ");
         sql.bind(entry.created_at).push(") RETURNING id");
-        Ok(sql.query_scalar().fetch_one(&self.pool).await?)
+        Ok(sql.query_scalar().fetch_one(self.db.pool()).await?)
     }
 
     /// Deletes audit rows created before `before_ms`; returns how many went.
     pub async fn delete_audit_before(&self, before_ms: i64) -> Result<u64, DbError> {
-        let mut sql = Sql::new("DELETE FROM audit_logs WHERE created_at < ");
+        let mut sql = self.sql("DELETE FROM audit_logs WHERE created_at < ");
         sql.bind(before_ms);
-        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+        Ok(sql.query().execute(self.db.pool()).await?.rows_affected())
     }
 
     /// One page of audit rows, newest first, and the total matching.
@@ -167,14 +167,14 @@ impl Database {
         page: i64,
         page_size: i64,
     ) -> Result<(Vec<AuditEntry>, i64), DbError> {
-        let mut count = Sql::new("SELECT COUNT(*) FROM audit_logs");
+        let mut count = self.sql("SELECT COUNT(*) FROM audit_logs");
         filter.push(&mut count);
-        let total: i64 = count.query_scalar().fetch_one(&self.pool).await?;
-        let mut sql = Sql::new(SELECT_AUDIT);
+        let total: i64 = count.query_scalar().fetch_one(self.db.pool()).await?;
+        let mut sql = self.sql(SELECT_AUDIT);
         filter.push(&mut sql);
         sql.push(" ORDER BY id DESC LIMIT ").bind(page_size);
         sql.push(" OFFSET ").bind((page - 1).max(0) * page_size);
-        Ok((sql.query_as().fetch_all(&self.pool).await?, total))
+        Ok((sql.query_as().fetch_all(self.db.pool()).await?, total))
     }
 
     /// The rows after `after_id` (oldest first), for streaming exports page by page.
@@ -184,17 +184,17 @@ impl Database {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, DbError> {
-        let mut sql = Sql::new(SELECT_AUDIT);
+        let mut sql = self.sql(SELECT_AUDIT);
         filter.push(&mut sql);
         sql.push(" AND id > ").bind(after_id);
         sql.push(" ORDER BY id LIMIT ").bind(limit);
-        Ok(sql.query_as().fetch_all(&self.pool).await?)
+        Ok(sql.query_as().fetch_all(self.db.pool()).await?)
     }
 
     /// One audit row.
     pub async fn find_audit(&self, id: i64) -> Result<Option<AuditEntry>, DbError> {
-        let mut sql = Sql::new(SELECT_AUDIT);
+        let mut sql = self.sql(SELECT_AUDIT);
         sql.push(" WHERE id = ").bind(id);
-        Ok(sql.query_as().fetch_optional(&self.pool).await?)
+        Ok(sql.query_as().fetch_optional(self.db.pool()).await?)
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use super::{Database, DbError, Sql};
+use super::{Database, DbError};
 
 /// The parent code of root organizations (002 shows `"parent_code": "0"`).
 pub const ROOT_PARENT: &str = "0";
@@ -96,28 +96,28 @@ impl Database {
     pub async fn all_organizations(&self) -> Result<Vec<Organization>, DbError> {
         Ok(
             sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ORG} ORDER BY id")))
-                .fetch_all(&self.pool)
+                .fetch_all(self.db.pool())
                 .await?,
         )
     }
 
     /// An organization by id.
     pub async fn find_organization(&self, id: i64) -> Result<Option<Organization>, DbError> {
-        let mut sql = Sql::new(SELECT_ORG);
+        let mut sql = self.sql(SELECT_ORG);
         sql.push(" WHERE id = ").bind(id);
-        Ok(sql.query_as().fetch_optional(&self.pool).await?)
+        Ok(sql.query_as().fetch_optional(self.db.pool()).await?)
     }
 
     /// An organization by code.
     pub async fn find_organization_by_code(&self, code: &str) -> Result<Option<Organization>, DbError> {
-        let mut sql = Sql::new(SELECT_ORG);
+        let mut sql = self.sql(SELECT_ORG);
         sql.push(" WHERE org_code = ").bind(code.to_string());
-        Ok(sql.query_as().fetch_optional(&self.pool).await?)
+        Ok(sql.query_as().fetch_optional(self.db.pool()).await?)
     }
 
     /// Creates an organization; a taken code is [`DbError::Conflict`].
     pub async fn insert_organization(&self, org: &NewOrganization, now_ms: i64) -> Result<i64, DbError> {
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "INSERT INTO organizations (org_code, org_name, parent_code, org_level, description, status, created_at, updated_at) VALUES (",
         );
         sql.bind(org.org_code.clone()).push(", ");
@@ -130,7 +130,7 @@ impl Database {
         sql.bind(now_ms).push(") RETURNING id");
         let id = sql
             .query_scalar::<i64>()
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await
             .map_err(|e| DbError::conflict_on(e, "org_code", &org.org_code))?;
         // A new child widens the scope of everyone in the organizations above it.
@@ -145,7 +145,7 @@ impl Database {
         update: &OrgUpdate,
         now_ms: i64,
     ) -> Result<bool, DbError> {
-        let mut sql = Sql::new("UPDATE organizations SET updated_at = ");
+        let mut sql = self.sql("UPDATE organizations SET updated_at = ");
         sql.bind(now_ms);
         if let Some(name) = &update.org_name {
             sql.push(", org_name = ").bind(name.clone());
@@ -163,7 +163,7 @@ impl Database {
             sql.push(", status = ").bind(status);
         }
         sql.push(" WHERE id = ").bind(id);
-        let found = sql.query().execute(&self.pool).await?.rows_affected() > 0;
+        let found = sql.query().execute(self.db.pool()).await?.rows_affected() > 0;
         self.access_changed();
         Ok(found)
     }

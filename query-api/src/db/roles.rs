@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Database, DbError, Sql, parse_list, render_list};
+use super::{Database, DbError, parse_list, render_list};
 use crate::permissions::{ADMIN_ROLE, CATALOGUE};
 
 /// A role.
@@ -116,17 +116,17 @@ impl Database {
     /// Every role, by id.
     pub async fn list_roles(&self) -> Result<Vec<Role>, DbError> {
         let rows: Vec<RoleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ROLE} ORDER BY id")))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         rows.into_iter().map(Role::try_from).collect()
     }
 
     /// A role by id.
     pub async fn find_role(&self, id: i64) -> Result<Option<Role>, DbError> {
-        let mut sql = Sql::new(SELECT_ROLE);
+        let mut sql = self.sql(SELECT_ROLE);
         sql.push(" WHERE id = ").bind(id);
         sql.query_as::<RoleRow>()
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .map(Role::try_from)
             .transpose()
@@ -134,10 +134,10 @@ impl Database {
 
     /// A role by code.
     pub async fn find_role_by_code(&self, code: &str) -> Result<Option<Role>, DbError> {
-        let mut sql = Sql::new(SELECT_ROLE);
+        let mut sql = self.sql(SELECT_ROLE);
         sql.push(" WHERE role_code = ").bind(code.to_string());
         sql.query_as::<RoleRow>()
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .map(Role::try_from)
             .transpose()
@@ -145,7 +145,7 @@ impl Database {
 
     /// Creates a role; a taken code is [`DbError::Conflict`].
     pub async fn insert_role(&self, role: &NewRole, now_ms: i64) -> Result<i64, DbError> {
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "INSERT INTO roles (role_code, role_name, role_level, description, status, environments, builtin, created_at, updated_at) VALUES (",
         );
         sql.bind(role.role_code.clone()).push(", ");
@@ -157,14 +157,14 @@ impl Database {
         sql.bind(now_ms).push(", ");
         sql.bind(now_ms).push(") RETURNING id");
         sql.query_scalar::<i64>()
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await
             .map_err(|e| DbError::conflict_on(e, "role_code", &role.role_code))
     }
 
     /// Applies an update; returns whether the role exists.
     pub async fn update_role(&self, id: i64, update: &RoleUpdate, now_ms: i64) -> Result<bool, DbError> {
-        let mut sql = Sql::new("UPDATE roles SET updated_at = ");
+        let mut sql = self.sql("UPDATE roles SET updated_at = ");
         sql.bind(now_ms);
         if let Some(name) = &update.role_name {
             sql.push(", role_name = ").bind(name.clone());
@@ -182,7 +182,7 @@ impl Database {
             sql.push(", environments = ").bind(render_list(environments));
         }
         sql.push(" WHERE id = ").bind(id);
-        let found = sql.query().execute(&self.pool).await?.rows_affected() > 0;
+        let found = sql.query().execute(self.db.pool()).await?.rows_affected() > 0;
         self.access_changed();
         Ok(found)
     }
@@ -191,28 +191,28 @@ impl Database {
     pub async fn list_permissions(&self) -> Result<Vec<PermissionRow>, DbError> {
         Ok(
             sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_PERMISSION} ORDER BY p.id")))
-                .fetch_all(&self.pool)
+                .fetch_all(self.db.pool())
                 .await?,
         )
     }
 
     /// The enabled permissions granted to a role.
     pub async fn role_permissions(&self, role_id: i64) -> Result<Vec<PermissionRow>, DbError> {
-        let mut sql = Sql::new(SELECT_PERMISSION);
+        let mut sql = self.sql(SELECT_PERMISSION);
         sql.push(" JOIN role_permissions rp ON rp.permission_id = p.id WHERE p.status = 1 AND rp.role_id = ")
             .bind(role_id)
             .push(" ORDER BY p.id");
-        Ok(sql.query_as().fetch_all(&self.pool).await?)
+        Ok(sql.query_as().fetch_all(self.db.pool()).await?)
     }
 
     /// Replaces the grants of a role, in one transaction.
     pub async fn set_role_permissions(&self, role_id: i64, permission_ids: &[i64]) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
-        let mut delete = Sql::new("DELETE FROM role_permissions WHERE role_id = ");
+        let mut tx = self.db.pool().begin().await?;
+        let mut delete = self.sql("DELETE FROM role_permissions WHERE role_id = ");
         delete.bind(role_id);
         delete.query().execute(&mut *tx).await?;
         for permission_id in permission_ids {
-            let mut insert = Sql::new("INSERT INTO role_permissions (role_id, permission_id) VALUES (");
+            let mut insert = self.sql("INSERT INTO role_permissions (role_id, permission_id) VALUES (");
             insert.bind(role_id).push(", ").bind(*permission_id).push(")");
             insert.query().execute(&mut *tx).await?;
         }
@@ -226,12 +226,12 @@ impl Database {
     /// operator's changes to `ops` or `developer` survive restarts.
     pub async fn sync_permission_catalogue(&self) -> Result<usize, DbError> {
         let existing: Vec<String> = sqlx::query_scalar("SELECT permission_code FROM permissions")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         let mut added = 0;
         for entry in CATALOGUE.iter().filter(|e| !existing.iter().any(|c| c == e.code)) {
-            let mut tx = self.pool.begin().await?;
-            let mut insert = Sql::new(
+            let mut tx = self.db.pool().begin().await?;
+            let mut insert = self.sql(
                 "INSERT INTO permissions (permission_code, permission_name, api_path, api_method, resource_type, description, status) VALUES (",
             );
             insert.bind(entry.code.to_string()).push(", ");
@@ -243,7 +243,7 @@ impl Database {
                 .bind(entry.description.to_string())
                 .push(", 1) RETURNING id");
             let permission_id: i64 = insert.query_scalar().fetch_one(&mut *tx).await?;
-            let mut grant = Sql::new("INSERT INTO role_permissions (role_id, permission_id) SELECT id, ");
+            let mut grant = self.sql("INSERT INTO role_permissions (role_id, permission_id) SELECT id, ");
             grant
                 .bind(permission_id)
                 .push(" FROM roles WHERE builtin = 1 AND role_code IN ");
@@ -252,14 +252,14 @@ impl Database {
             tx.commit().await?;
             added += 1;
         }
-        let mut admin = Sql::new(
+        let mut admin = self.sql(
             "INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id FROM roles r, permissions p \
              WHERE r.role_code = ",
         );
         admin.bind(ADMIN_ROLE.to_string()).push(
             " AND NOT EXISTS (SELECT 1 FROM role_permissions rp WHERE rp.role_id = r.id AND rp.permission_id = p.id)",
         );
-        admin.query().execute(&self.pool).await?;
+        admin.query().execute(self.db.pool()).await?;
         self.access_changed();
         Ok(added)
     }

@@ -208,12 +208,7 @@ pub struct UserStats {
 
 fn push_scope(sql: &mut Sql, scope_orgs: &Option<Vec<String>>, scope_self: Option<i64>) {
     if let Some(orgs) = scope_orgs {
-        sql.push(" AND (");
-        if orgs.is_empty() {
-            sql.push("1 = 0");
-        } else {
-            sql.push("u.org_code IN ").bind_list(orgs.iter().cloned());
-        }
+        sql.push(" AND (u.org_code IN ").bind_list(orgs.iter().cloned());
         if let Some(id) = scope_self {
             sql.push(" OR u.id = ").bind(id);
         }
@@ -224,10 +219,10 @@ fn push_scope(sql: &mut Sql, scope_orgs: &Option<Vec<String>>, scope_self: Optio
 impl Database {
     /// A user by id.
     pub async fn find_user(&self, id: i64) -> Result<Option<UserRecord>, DbError> {
-        let mut sql = Sql::new(SELECT_USER);
+        let mut sql = self.sql(SELECT_USER);
         sql.push(" WHERE u.id = ").bind(id);
         sql.query_as::<UserRow>()
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .map(UserRecord::try_from)
             .transpose()
@@ -235,10 +230,10 @@ impl Database {
 
     /// A user by login name.
     pub async fn find_user_by_code(&self, user_code: &str) -> Result<Option<UserRecord>, DbError> {
-        let mut sql = Sql::new(SELECT_USER);
+        let mut sql = self.sql(SELECT_USER);
         sql.push(" WHERE u.user_code = ").bind(user_code.to_string());
         sql.query_as::<UserRow>()
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .map(UserRecord::try_from)
             .transpose()
@@ -247,13 +242,13 @@ impl Database {
     /// Number of users, any status.
     pub async fn count_users(&self) -> Result<i64, DbError> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await?)
     }
 
     /// Creates a user; a taken `user_code` is [`DbError::Conflict`].
     pub async fn insert_user(&self, user: &NewUser, now_ms: i64) -> Result<i64, DbError> {
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "INSERT INTO users (user_code, username, password_hash, org_code, role_id, phone, address, email, avatar, \
              regions, status, token_version, created_at, updated_at) VALUES (",
         );
@@ -271,14 +266,14 @@ impl Database {
         sql.bind(now_ms).push(", ");
         sql.bind(now_ms).push(") RETURNING id");
         sql.query_scalar::<i64>()
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await
             .map_err(|e| DbError::conflict_on(e, "user_code", &user.user_code))
     }
 
     /// Applies an update; returns whether the user exists.
     pub async fn update_user(&self, id: i64, update: &UserUpdate, now_ms: i64) -> Result<bool, DbError> {
-        let mut sql = Sql::new("UPDATE users SET updated_at = ");
+        let mut sql = self.sql("UPDATE users SET updated_at = ");
         sql.bind(now_ms);
         let mut set = |column: &str, value: Option<String>| {
             if let Some(value) = value {
@@ -303,7 +298,7 @@ impl Database {
             sql.push(", token_version = token_version + 1");
         }
         sql.push(" WHERE id = ").bind(id);
-        let found = sql.query().execute(&self.pool).await?.rows_affected() > 0;
+        let found = sql.query().execute(self.db.pool()).await?.rows_affected() > 0;
         self.access_changed();
         Ok(found)
     }
@@ -330,11 +325,11 @@ impl Database {
         expires_at_ms: i64,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        let mut sql = Sql::new("DELETE FROM revoked_token_families WHERE expires_at < ");
+        let mut sql = self.sql("DELETE FROM revoked_token_families WHERE expires_at < ");
         sql.bind(now_ms);
-        sql.query().execute(&self.pool).await?;
+        sql.query().execute(self.db.pool()).await?;
         let mut sql =
-            Sql::new("INSERT INTO revoked_token_families (family, user_id, expires_at, created_at) VALUES (");
+            self.sql("INSERT INTO revoked_token_families (family, user_id, expires_at, created_at) VALUES (");
         sql.bind(family.to_string())
             .push(", ")
             .bind(user_id)
@@ -343,31 +338,31 @@ impl Database {
             .push(", ")
             .bind(now_ms)
             .push(") ON CONFLICT (family) DO NOTHING");
-        sql.query().execute(&self.pool).await?;
+        sql.query().execute(self.db.pool()).await?;
         Ok(())
     }
 
     /// Whether a token family was revoked (and its revocation has not run out).
     pub async fn is_token_family_revoked(&self, family: &str, now_ms: i64) -> Result<bool, DbError> {
-        let mut sql = Sql::new("SELECT COUNT(*) FROM revoked_token_families WHERE family = ");
+        let mut sql = self.sql("SELECT COUNT(*) FROM revoked_token_families WHERE family = ");
         sql.bind(family.to_string())
             .push(" AND expires_at >= ")
             .bind(now_ms);
-        Ok(sql.query_scalar::<i64>().fetch_one(&self.pool).await? > 0)
+        Ok(sql.query_scalar::<i64>().fetch_one(self.db.pool()).await? > 0)
     }
 
     /// Records a successful login.
     pub async fn set_last_login(&self, id: i64, now_ms: i64) -> Result<(), DbError> {
-        let mut sql = Sql::new("UPDATE users SET last_login_at = ");
+        let mut sql = self.sql("UPDATE users SET last_login_at = ");
         sql.bind(now_ms).push(" WHERE id = ").bind(id);
-        sql.query().execute(&self.pool).await?;
+        sql.query().execute(self.db.pool()).await?;
         Ok(())
     }
 
     /// One page of users and the total matching.
     pub async fn list_users(&self, filter: &UserFilter) -> Result<(Vec<UserRecord>, i64), DbError> {
         let build = |select: &str| {
-            let mut sql = Sql::new(select);
+            let mut sql = self.sql(select);
             sql.push(" WHERE 1 = 1");
             if let Some(status) = filter.status {
                 sql.push(" AND u.status = ").bind(status);
@@ -398,13 +393,13 @@ impl Database {
         };
         let total: i64 = build("SELECT COUNT(*) FROM users u JOIN roles r ON r.id = u.role_id")
             .query_scalar()
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await?;
         let mut sql = build(SELECT_USER);
         sql.push(" ORDER BY u.id LIMIT ").bind(filter.page_size);
         sql.push(" OFFSET ")
             .bind((filter.page - 1).max(0) * filter.page_size);
-        let rows = sql.query_as::<UserRow>().fetch_all(&self.pool).await?;
+        let rows = sql.query_as::<UserRow>().fetch_all(self.db.pool()).await?;
         let users = rows
             .into_iter()
             .map(UserRecord::try_from)
@@ -418,12 +413,12 @@ impl Database {
         scope_orgs: &Option<Vec<String>>,
         scope_self: Option<i64>,
     ) -> Result<UserStats, DbError> {
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "SELECT r.role_code, u.org_code, u.status, COUNT(*) FROM users u JOIN roles r ON r.id = u.role_id WHERE 1 = 1",
         );
         push_scope(&mut sql, scope_orgs, scope_self);
         sql.push(" GROUP BY r.role_code, u.org_code, u.status");
-        let rows: Vec<(String, String, i64, i64)> = sql.query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<(String, String, i64, i64)> = sql.query_as().fetch_all(self.db.pool()).await?;
         let mut stats = UserStats::default();
         for (role_code, org_code, status, count) in rows {
             stats.total += count;
@@ -440,9 +435,9 @@ impl Database {
 
     /// Number of enabled users holding a role.
     pub async fn count_active_users_with_role(&self, role_id: i64) -> Result<i64, DbError> {
-        let mut sql = Sql::new("SELECT COUNT(*) FROM users WHERE status = 1 AND role_id = ");
+        let mut sql = self.sql("SELECT COUNT(*) FROM users WHERE status = 1 AND role_id = ");
         sql.bind(role_id);
-        Ok(sql.query_scalar().fetch_one(&self.pool).await?)
+        Ok(sql.query_scalar().fetch_one(self.db.pool()).await?)
     }
 
     /// Number of enabled users in organizations.
@@ -450,8 +445,8 @@ impl Database {
         if org_codes.is_empty() {
             return Ok(0);
         }
-        let mut sql = Sql::new("SELECT COUNT(*) FROM users WHERE status = 1 AND org_code IN ");
+        let mut sql = self.sql("SELECT COUNT(*) FROM users WHERE status = 1 AND org_code IN ");
         sql.bind_list(org_codes.iter().cloned());
-        Ok(sql.query_scalar().fetch_one(&self.pool).await?)
+        Ok(sql.query_scalar().fetch_one(self.db.pool()).await?)
     }
 }

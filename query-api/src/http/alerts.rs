@@ -134,7 +134,7 @@ pub(crate) async fn engine_reload(state: &AppState) {
 }
 
 fn store(state: &AppState) -> AlertStore {
-    AlertStore::from_pool(state.db.pool().clone(), state.secrets.clone())
+    AlertStore::new(state.db.sql_db().clone(), state.secrets.clone())
 }
 
 fn store_failure(error: owl_alerts::StoreError) -> Failure {
@@ -274,11 +274,16 @@ async fn get_config(State(state): State<AppState>) -> Result<LogOk<Value>, LogEr
     Ok(LogOk::new(config_view(&effective)))
 }
 
-fn settings_failure(problems: Vec<SettingsProblem>) -> Failure {
+/// The 400 of invalid alert settings, each field named under `prefix` (`alerts.` inside the log
+/// configuration).
+pub(crate) fn settings_failure(problems: Vec<SettingsProblem>, prefix: &str) -> Failure {
     let channel = problems.iter().any(|p| p.channel);
     let errors: Vec<FieldError> = problems
         .into_iter()
-        .map(|p| FieldError::new(p.field, if p.channel { "channel" } else { "rule" }, p.message))
+        .map(|p| {
+            let constraint = if p.channel { "channel" } else { "rule" };
+            FieldError::new(format!("{prefix}{}", p.field), constraint, p.message)
+        })
         .collect();
     let failure = Failure::invalid(errors);
     if channel {
@@ -316,13 +321,9 @@ async fn put_config(
                 ))
                 .with_code(crate::envelope::PERMISSION_DENIED_CODE));
             }
-            let next = current.apply(patch.clone());
-            let problems = next.validate();
-            if problems.is_empty() {
-                Ok(next)
-            } else {
-                Err(settings_failure(problems))
-            }
+            current
+                .patched(patch.clone())
+                .map_err(|problems| settings_failure(problems, ""))
         })
         .await
         .map_err(|e| Failure::internal(e).with_code("LOG_CONFIG_UPDATE_FAILED"))??;
@@ -378,11 +379,14 @@ async fn test_channel(
                 Channel::Slack => "notifications.slack.webhookUrl",
                 Channel::Feishu => "notifications.feishu.webhookUrl",
             };
-            Err(settings_failure(vec![SettingsProblem {
-                field: field.to_string(),
-                message: error.message,
-                channel: true,
-            }])
+            Err(settings_failure(
+                vec![SettingsProblem {
+                    field: field.to_string(),
+                    message: error.message,
+                    channel: true,
+                }],
+                "",
+            )
             .into())
         }
         Err(error) => {
@@ -754,15 +758,18 @@ mod tests {
                 channel: true,
             },
         ];
-        let failure = settings_failure(problems);
+        let failure = settings_failure(problems, "");
         assert_eq!(failure.code(), "LOG_ALERT_CHANNEL_INVALID");
         assert_eq!(failure.message, "告警通道配置无效：Slack webhook URL 未配置");
         assert_eq!(failure.errors.len(), 2);
-        let rules_only = settings_failure(vec![SettingsProblem {
-            field: "cpu.thresholdPercent".into(),
-            message: "bad".into(),
-            channel: false,
-        }]);
+        let rules_only = settings_failure(
+            vec![SettingsProblem {
+                field: "cpu.thresholdPercent".into(),
+                message: "bad".into(),
+                channel: false,
+            }],
+            "",
+        );
         assert_eq!(rules_only.code(), "LOG_QUERY_INVALID_PARAMS");
     }
 

@@ -220,6 +220,22 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure
     })
 }
 
+/// Reads a part of a JSON body already parsed, naming fields under `prefix` (`alerts`; empty for
+/// the body itself) in errors.
+pub(crate) fn parse_part<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, Failure> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = match (prefix, path.trim_end_matches('?').trim_end_matches('.')) {
+            ("", inner) => inner.to_string(),
+            (prefix, "") => prefix.to_string(),
+            (prefix, inner) => format!("{prefix}.{inner}"),
+        };
+        let message = error.inner().to_string();
+        let whole = if prefix.is_empty() { "body" } else { prefix };
+        Failure::invalid(vec![field_error(&path, &message, whole)])
+    })
+}
+
 /// A field error from a serde message, turning `missing field `x`` into a `required` error on `x`.
 fn field_error(path: &str, message: &str, whole: &str) -> FieldError {
     let missing = message

@@ -25,12 +25,11 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
 use owl_index::{LogFilter, LogStats, SearchRequest, SearchResponse, SortBy, SortOrder, StatsRequest};
-use owl_logconfig::LogConfigUpdate;
 use owl_model::{Kind, Level};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::extract::{AuthUser, Path, parse_json};
+use super::extract::{AuthUser, Path, parse_json, parse_part};
 use super::validate::Validator;
 use super::{AuditPolicy, Routes};
 use crate::envelope::{Failure, Family, LogError, LogOk};
@@ -335,12 +334,7 @@ async fn slow_requests(
     );
     let threshold = listing
         .params
-        .int(
-            &mut v,
-            "thresholdMs",
-            1,
-            owl_logconfig::model::MAX_THRESHOLD_MS as i64,
-        )
+        .int(&mut v, "thresholdMs", 1, owl_alerts::MAX_THRESHOLD_MS as i64)
         .unwrap_or(DEFAULT_SLOW_MS);
     v.finish()?;
     let range = range?;
@@ -720,10 +714,7 @@ async fn live(
 
 /// `GET /api/v1/logs/config`.
 async fn get_config(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {
-    let config = settings::load(&state).await?;
-    Ok(LogOk::new(
-        serde_json::to_value(config).map_err(Failure::internal)?,
-    ))
+    Ok(LogOk::new(settings::load(&state).await?))
 }
 
 /// `PUT /api/v1/logs/config`.
@@ -732,8 +723,17 @@ async fn put_config(
     user: AuthUser,
     body: Bytes,
 ) -> Result<LogOk<Value>, LogError> {
-    let update: LogConfigUpdate = parse_json(&body)?;
-    if update == LogConfigUpdate::default() {
+    // The `alerts` section is the alert configuration's patch; the rest, the log settings'.
+    let mut fields: serde_json::Map<String, Value> = parse_json(&body)?;
+    let alerts = match fields.remove("alerts") {
+        None | Some(Value::Null) => None,
+        Some(section) => Some(parse_part(section, "alerts")?),
+    };
+    let change = settings::LogConfigChange {
+        log: parse_part(Value::Object(fields), "")?,
+        alerts,
+    };
+    if change.is_empty() {
         return Err(Failure::invalid_field(
             "body",
             "required",
@@ -741,11 +741,8 @@ async fn put_config(
         )
         .into());
     }
-    let config = settings::update(&state, &update, &user.user_code, state.clock.now()).await?;
-    Ok(LogOk::with_message(
-        serde_json::to_value(config).map_err(Failure::internal)?,
-        "日志配置已更新",
-    ))
+    let config = settings::update(&state, &change, &user.user_code, state.clock.now()).await?;
+    Ok(LogOk::with_message(config, "日志配置已更新"))
 }
 
 /// 003's CleanupLogDto.

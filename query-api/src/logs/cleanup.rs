@@ -79,7 +79,14 @@ async fn policy(
 ) -> Result<CleanupPolicy, Failure> {
     let retention = match older_than_days {
         Some(_) => None,
-        None => Some(settings::load(state).await?.retention),
+        None => Some(
+            settings::store(state)
+                .load()
+                .await
+                .map_err(Failure::internal)?
+                .config
+                .retention,
+        ),
     };
     let mut policy = CleanupPolicy::default();
     for kind in what.kinds() {

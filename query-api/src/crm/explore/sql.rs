@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use super::catalogue::*;
 use super::merge::Merged;
 use super::query::*;
-use crate::crm::dialect::CrmSql;
 use crate::crm::figures::{push_scope, round2};
 use crate::crm::period::{Buckets, Period, Window};
 use crate::crm::{CrmStore, CrmStoreError, OrgScope};
+use owl_sql::Sql;
 
 impl CrmStore {
     /// Runs a validated query in `scope` (already narrowed to the requested organizations).
@@ -220,7 +220,7 @@ pub fn overview_period(window: &Window) -> Period {
 }
 
 pub(super) fn push_filters(
-    sql: &mut CrmSql,
+    sql: &mut Sql,
     table: &str,
     declared: &[Filter],
     filters: &BTreeMap<Filter, FilterValue>,

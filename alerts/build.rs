@@ -1,4 +1,0 @@
-// The store embeds the SQL migrations with `sqlx::migrate!`; rebuild when a step is added.
-fn main() {
-    println!("cargo:rerun-if-changed=../migrations");
-}
