@@ -1,9 +1,10 @@
 //! What every Owl HTTP server shares: the Data Plane trace headers and the request span
-//! ([`TraceLayer`]), the basic health body, and serving a router with the settings Owl always
+//! ([`TraceLayer`]), the log API's error body ([`logs_v1_error_body`]), the basic health body, and serving a router with the settings Owl always
 //! wants (header and body timeouts, `nosniff`, TCP_NODELAY, graceful shutdown on a
 //! [`CancellationToken`]).
 #![warn(missing_docs)]
 
+mod error;
 mod trace;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +13,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use error::logs_v1_error_body;
 pub use trace::{
     REQUEST_ID, RESPONSE_TIME, SPAN_ID, TRACE_ID, TRACEPARENT, TraceContext, TraceFuture, TraceLayer,
     TraceService, new_request_id, new_span_id, new_trace_id, parse_traceparent, record_user, trace_layer,

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::ingest::IngestError;
 
@@ -103,16 +102,9 @@ pub(crate) fn with_refusal_headers(
     response
 }
 
-/// The 003 error envelope.
+/// The log API's error envelope.
 fn envelope(status: StatusCode, code: &str, message: &str, path: &str, method: &Method) -> Response {
-    let body = json!({
-        "success": false,
-        "error": { "code": code, "message": message },
-        "timestamp": owl_model::format_timestamp(&chrono::Utc::now()),
-        "path": path,
-        "method": method.as_str(),
-        "statusCode": status.as_u16(),
-    });
+    let body = owl_http::logs_v1_error_body(status, code, message, Default::default(), path, method.as_str());
     (status, Json(body)).into_response()
 }
 

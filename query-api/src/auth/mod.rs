@@ -48,7 +48,6 @@ pub use tokens::{Claims, TokenError, TokenService, TokenType};
 
 use self::cache::{EPOCH_KEY, Epoch, PrincipalCache};
 use crate::db::{Database, DbError, UserRecord, subtree};
-use crate::envelope::Failure;
 use crate::kv::{KvError, KvStore, Swap};
 use crate::permissions::{ADMIN_ROLE, Permission};
 use crate::scope::Scope;
@@ -151,34 +150,6 @@ pub enum AuthError {
     /// Hashing failed.
     #[error(transparent)]
     Password(#[from] PasswordError),
-}
-
-impl From<AuthError> for Failure {
-    fn from(error: AuthError) -> Failure {
-        match error {
-            AuthError::InvalidCredentials => Failure::unauthorized("用户名或密码错误"),
-            AuthError::Locked { retry_after_s } => Failure::too_many_requests(
-                format!("登录失败次数过多，请在 {retry_after_s} 秒后重试"),
-                retry_after_s,
-            ),
-            AuthError::Busy => Failure {
-                retry_after_s: Some(1),
-                ..Failure::new(
-                    crate::envelope::FailureKind::Unavailable,
-                    "登录请求过多，请稍后重试",
-                )
-            },
-            AuthError::MissingToken => Failure::unauthorized("未认证：缺少 Bearer 令牌"),
-            AuthError::Token(TokenError::Expired) => Failure::unauthorized("令牌已过期"),
-            AuthError::Token(_) | AuthError::Revoked | AuthError::UserDisabled => {
-                Failure::unauthorized("令牌无效或已失效")
-            }
-            AuthError::RefreshReused => Failure::unauthorized("刷新令牌已被使用，会话已撤销，请重新登录"),
-            AuthError::Kv(e) => Failure::unavailable("缓存服务不可用", e),
-            AuthError::Db(e) => Failure::from(e),
-            AuthError::Password(e) => Failure::internal(e),
-        }
-    }
 }
 
 /// The sign-in service. Cheap to clone (every request clones the application state, which holds

@@ -51,7 +51,6 @@ use sqlx::{Any, AnyPool};
 pub use cache::{AnalyticsCache, CacheStatus};
 pub use demo::{DemoReport, load_demo_data};
 
-use crate::envelope::Failure;
 use crate::state::AppState;
 
 /// The organizations whose rows a caller may read: `None` for everything (super admins), else the
@@ -91,16 +90,6 @@ impl CrmStoreError {
                     | sqlx::Error::Protocol(_)
             )
         )
-    }
-}
-
-impl From<CrmStoreError> for Failure {
-    fn from(error: CrmStoreError) -> Failure {
-        if error.is_unreachable() {
-            Failure::unavailable("CRM 数据库不可用，请稍后重试", error)
-        } else {
-            Failure::internal(error)
-        }
     }
 }
 

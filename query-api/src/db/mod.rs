@@ -64,31 +64,6 @@ impl DbError {
     }
 }
 
-impl From<DbError> for crate::envelope::Failure {
-    fn from(error: DbError) -> Self {
-        use crate::envelope::{Failure, FieldError};
-        match error {
-            DbError::Conflict { what, value } => {
-                let mut failure = Failure::invalid(vec![FieldError::new(
-                    what,
-                    "unique",
-                    format!("{what} {value} 已存在"),
-                )]);
-                failure.kind = crate::envelope::FailureKind::Conflict;
-                failure.message = format!("{what} {value} 已存在");
-                failure
-            }
-            other => Failure::internal(other),
-        }
-    }
-}
-
-impl From<crate::kv::KvError> for crate::envelope::Failure {
-    fn from(error: crate::kv::KvError) -> Self {
-        crate::envelope::Failure::unavailable("缓存服务不可用", error)
-    }
-}
-
 /// The control-plane database.
 #[derive(Debug, Clone)]
 pub struct Database {

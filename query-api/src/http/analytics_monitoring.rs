@@ -117,12 +117,6 @@ fn bad_parameter(field: &str, message: impl Into<String>) -> Failure {
     failure
 }
 
-impl From<PeriodError> for Failure {
-    fn from(error: PeriodError) -> Failure {
-        bad_parameter(error.field(), error.to_string())
-    }
-}
-
 /// A JSON body written as is, with the cache outcome in `X-Cache`.
 pub(crate) fn json_body(body: String, cache: CacheStatus) -> Response {
     let mut response = body.into_response();

@@ -17,6 +17,8 @@
 //! family of the matched route, which the guard publishes as the task-local [`RequestContext`]
 //! (003's error body also needs the request's path and method).
 
+mod domain;
+
 use std::marker::PhantomData;
 
 use axum::Json;
@@ -334,27 +336,18 @@ impl Failure {
             (!self.errors.is_empty()).then(|| serde_json::to_value(&self.errors).unwrap_or(Value::Null));
         let body = match family {
             Family::Log => {
-                let mut error = serde_json::Map::new();
-                error.insert("code".into(), json!(self.code()));
-                error.insert("message".into(), json!(self.message));
+                let mut detail = serde_json::Map::new();
                 if let Some(details) = &self.details {
-                    error.insert("details".into(), details.clone());
+                    detail.insert("details".into(), details.clone());
                 }
                 if let Some(field) = &self.field {
-                    error.insert("field".into(), json!(field));
+                    detail.insert("field".into(), json!(field));
                 }
                 if let Some(errors) = &errors {
-                    error.insert("errors".into(), errors.clone());
+                    detail.insert("errors".into(), errors.clone());
                 }
                 let (path, method) = RequestContext::path_and_method();
-                json!({
-                    "success": false,
-                    "error": error,
-                    "timestamp": now_rfc3339(),
-                    "path": path,
-                    "method": method,
-                    "statusCode": status.as_u16(),
-                })
+                owl_http::logs_v1_error_body(status, self.code(), &self.message, detail, &path, &method)
             }
             Family::DataAsk => {
                 let mut body = json!({
