@@ -216,7 +216,7 @@ async fn create_user_in(
         regions: request
             .regions
             .iter()
-            .map(|r| crate::scope::normalise_region(r))
+            .map(|r| crate::authz::scope::normalise_region(r))
             .collect(),
         status: 1,
     };

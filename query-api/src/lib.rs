@@ -36,6 +36,7 @@
 
 pub mod admin;
 mod auth;
+pub mod authz;
 pub mod crm;
 mod csv_out;
 mod db;
@@ -46,7 +47,6 @@ pub mod limits;
 mod logs;
 mod metrics;
 mod permissions;
-mod scope;
 mod state;
 
 use axum::Router;
@@ -57,6 +57,7 @@ pub use admin::{AdminAccount, AdminError, Bootstrap, CreateUser, bootstrap};
 pub use auth::{
     Auth, AuthError, Claims, PRINCIPAL_TTL, Principal, TokenError, TokenPair, TokenService, TokenType,
 };
+pub use authz::Scope;
 pub use db::{
     AuditEntry, AuditFilter, Backend, Database, DbError, NewAuditEntry, Organization, PermissionRow, Role,
     UserRecord,
@@ -67,7 +68,6 @@ pub use owl_model::Clock;
 pub use permissions::{
     ADMIN_ROLE, Access, BUILTIN_ROLES, CATALOGUE, Permission, PermissionInfo, SUPER_ADMIN_LEVEL,
 };
-pub use scope::Scope;
 pub use state::{AppState, ComponentHealth, Options, SharedState};
 
 /// Builds the application for `config`: bootstraps the database (migrations, first admin), connects

@@ -47,10 +47,10 @@ pub use password::{PasswordError, VerifyGate, check_policy, hash_password};
 pub use tokens::{Claims, TokenError, TokenService, TokenType};
 
 use self::cache::{EPOCH_KEY, Epoch, PrincipalCache};
+use crate::authz::scope::Scope;
 use crate::db::{Database, DbError, UserRecord, subtree};
 use crate::kv::{KvError, KvStore, Swap};
 use crate::permissions::{ADMIN_ROLE, Permission};
-use crate::scope::Scope;
 use owl_model::clock::Clock;
 
 /// A signed-in user, as every request sees them.

@@ -39,7 +39,6 @@ pub(crate) mod figures;
 pub(crate) mod monitoring;
 pub mod period;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -53,9 +52,7 @@ pub use demo::{DemoReport, load_demo_data};
 
 use crate::state::AppState;
 
-/// The organizations whose rows a caller may read: `None` for everything (super admins), else the
-/// codes of their organization and its descendants (empty: nothing).
-pub type OrgScope = Option<BTreeSet<String>>;
+pub use crate::authz::OrgScope;
 
 /// A query slower than this counts as slow in the store's own counters.
 pub const SLOW_QUERY: Duration = Duration::from_secs(1);

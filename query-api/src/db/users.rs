@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{Database, DbError, Sql, like_pattern, parse_list, render_list};
 
 /// A user as read back, with the role and organization names.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserRecord {
     /// Id.
     pub id: i64,

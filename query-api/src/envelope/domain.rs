@@ -4,6 +4,7 @@
 
 use super::{Failure, FailureKind, FieldError};
 use crate::auth::{AuthError, TokenError};
+use crate::authz::Denied;
 use crate::crm::CrmStoreError;
 use crate::crm::period::PeriodError;
 use crate::db::DbError;
@@ -74,5 +75,12 @@ impl From<PeriodError> for Failure {
         let mut failure = Failure::new(FailureKind::Invalid, error.to_string());
         failure.field = Some(error.field().to_string());
         failure
+    }
+}
+
+/// An action the authorization rules refuse: a 403 with their reason.
+impl From<Denied> for Failure {
+    fn from(denied: Denied) -> Failure {
+        Failure::forbidden(denied.0)
     }
 }

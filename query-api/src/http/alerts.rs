@@ -602,7 +602,7 @@ async fn acknowledge(
         if !alert
             .region
             .as_ref()
-            .is_some_and(|r| regions.contains(&crate::scope::normalise_region(r)))
+            .is_some_and(|r| regions.contains(&crate::authz::scope::normalise_region(r)))
         {
             return Err(not_found().into());
         }

@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 
 use super::analytics_monitoring::{json_body, to_json_text};
 use super::extract::{AuthUser, Json, Query};
-use super::organizations::org_scope;
 use super::validate::Validator;
 use super::{AuditPolicy, Routes};
+use crate::authz;
 use crate::crm::explore::{self, AnalyticsQuery, QueryBody};
 use crate::crm::{AnalyticsCache, CacheStatus, CrmStore, OrgScope};
 use crate::envelope::{DataAskError, Failure, Family, Success};
@@ -77,7 +77,7 @@ async fn narrowed_scope(
     field: &str,
     requested: &[String],
 ) -> Result<OrgScope, Failure> {
-    let scope = org_scope(state, user).await?;
+    let scope = authz::org_scope(user);
     if requested.is_empty() {
         return Ok(scope);
     }

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::Routes;
 use super::extract::{AuthUser, Query};
-use super::organizations::org_scope;
+use crate::authz;
 use crate::crm::monitoring::{self, SystemFigures};
 use crate::crm::period::{Period, PeriodError, Window, parse_optional_date};
 use crate::crm::{AnalyticsCache, CacheStatus, CrmStore, CrmStoreError, OrgScope};
@@ -166,7 +166,7 @@ fn currency(state: &AppState) -> String {
 
 /// `GET .../analytics/customers/summary`.
 async fn customers_summary(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     let now = state.clock.now_ms();
     cached(
         &state,
@@ -209,7 +209,7 @@ async fn customers_trend(
 ) -> Result<Response, CrmError> {
     let (period, window) = params.resolve(Period::Day, state.clock.now().date_naive())?;
     let buckets = window.buckets(period).map_err(Failure::from)?;
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     cached(
         &state,
         "customers/trend",
@@ -243,7 +243,7 @@ async fn orders_summary(
     }
     let start_ms = start.map(crate::crm::period::date_ms);
     let end_ms = end.map(|end| crate::crm::period::date_ms(end + chrono::Days::new(1)));
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     let currency = currency(&state);
     let params = json!({
         "start_date": start.map(|d| d.to_string()),
@@ -269,7 +269,7 @@ async fn orders_revenue(
 ) -> Result<Response, CrmError> {
     let (period, window) = params.resolve(Period::Month, state.clock.now().date_naive())?;
     let buckets = window.buckets(period).map_err(Failure::from)?;
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     let currency = currency(&state);
     let mut key = window_params(period, &window);
     key["currency"] = json!(currency);
@@ -286,7 +286,7 @@ async fn orders_revenue(
 
 /// `GET .../analytics/service-records/statistics`.
 async fn service_statistics(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     cached(
         &state,
         "service-records/statistics",
@@ -300,7 +300,7 @@ async fn service_statistics(State(state): State<AppState>, user: AuthUser) -> Re
 
 /// `GET .../analytics/users/activity`.
 async fn users_activity(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     let now = state.clock.now_ms();
     cached(
         &state,
@@ -315,7 +315,7 @@ async fn users_activity(State(state): State<AppState>, user: AuthUser) -> Result
 
 /// `GET .../analytics/organizations/summary`.
 async fn organizations_summary(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     cached(
         &state,
         "organizations/summary",
@@ -335,7 +335,7 @@ fn allowed_regions(user: &AuthUser) -> Option<Vec<String>> {
 fn region_allowed(allowed: &Option<Vec<String>>, region: Option<&str>) -> bool {
     match allowed {
         None => true,
-        Some(regions) => region.is_some_and(|r| regions.contains(&crate::scope::normalise_region(r))),
+        Some(regions) => region.is_some_and(|r| regions.contains(&crate::authz::scope::normalise_region(r))),
     }
 }
 

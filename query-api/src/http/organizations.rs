@@ -16,6 +16,7 @@ use super::extract::{AuthUser, Json, Path, Query};
 use super::validate::Validator;
 use super::{AuditNote, Routes};
 use crate::auth::Principal;
+use crate::authz::{self, OrgScope};
 use crate::db::{NewOrganization, OrgUpdate, Organization, ROOT_PARENT, subtree};
 use crate::envelope::{DataAskError, Failure, Family, Success};
 use crate::permissions::{Access, Permission};
@@ -64,20 +65,6 @@ pub fn router() -> Router<AppState> {
     routes().into_router()
 }
 
-/// The organization codes a user may see: `None` for a super admin (everything), else their
-/// organization and its descendants (empty when they have none). Computed when the principal was
-/// loaded, and reloaded whenever an organization changes (see `auth`).
-pub(crate) async fn org_scope(
-    _state: &AppState,
-    principal: &Principal,
-) -> Result<Option<BTreeSet<String>>, Failure> {
-    Ok(principal.orgs.clone())
-}
-
-fn in_scope(scope: &Option<BTreeSet<String>>, org_code: &str) -> bool {
-    scope.as_ref().is_none_or(|codes| codes.contains(org_code))
-}
-
 fn org_json(org: &Organization) -> Value {
     let mut value = serde_json::to_value(org).expect("organizations serialise");
     value["created_at"] = json!(owl_model::clock::format_millis(org.created_at));
@@ -98,7 +85,7 @@ struct CreateBody {
 /// Checks a parent: `0` (a root, super admins only) or an existing organization in scope.
 async fn check_parent(
     state: &AppState,
-    scope: &Option<BTreeSet<String>>,
+    scope: &OrgScope,
     validator: &mut Validator,
     parent_code: &str,
 ) -> Result<Option<Organization>, Failure> {
@@ -113,7 +100,7 @@ async fn check_parent(
     }
     let parent = state.db.find_organization_by_code(parent_code).await?;
     match &parent {
-        Some(parent) if in_scope(scope, &parent.org_code) => {}
+        Some(parent) if authz::in_org_scope(scope, &parent.org_code) => {}
         _ => validator.error("parent_code", "exists", format!("上级组织 {parent_code} 不存在")),
     }
     Ok(parent)
@@ -125,7 +112,7 @@ async fn create(
     user: AuthUser,
     Json(body): Json<CreateBody>,
 ) -> Result<Response, DataAskError> {
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     let mut v = Validator::new();
     let org_code = v.code("org_code", body.org_code.as_deref(), 64);
     let org_name = v.required("org_name", body.org_name.as_deref(), 128);
@@ -217,13 +204,13 @@ async fn list(
     );
     let status = v.status("status", params.status);
     v.finish()?;
-    let scope = org_scope(&state, &user).await?;
+    let scope = authz::org_scope(&user);
     let visible: Vec<Organization> = state
         .db
         .all_organizations()
         .await?
         .into_iter()
-        .filter(|o| in_scope(&scope, &o.org_code) && status.is_none_or(|s| o.status == s))
+        .filter(|o| authz::in_org_scope(&scope, &o.org_code) && status.is_none_or(|s| o.status == s))
         .collect();
     let parent = params.parent_code.filter(|p| !p.is_empty());
     if kind == "list" {
@@ -250,10 +237,10 @@ async fn find_in_scope(
     state: &AppState,
     user: &Principal,
     id: i64,
-) -> Result<(Organization, Option<BTreeSet<String>>), Failure> {
-    let scope = org_scope(state, user).await?;
+) -> Result<(Organization, OrgScope), Failure> {
+    let scope = authz::org_scope(user);
     match state.db.find_organization(id).await? {
-        Some(org) if in_scope(&scope, &org.org_code) => Ok((org, scope)),
+        Some(org) if authz::in_org_scope(&scope, &org.org_code) => Ok((org, scope)),
         _ => Err(Failure::not_found(format!("组织 {id} 不存在"))),
     }
 }
@@ -304,7 +291,7 @@ async fn update(
                 "上级组织不能是自己或自己的下级",
             );
             v.check(
-                user.is_super_admin() || org.org_code != user.org_code,
+                authz::may_restructure_own_org(&user, &org.org_code),
                 "parent_code",
                 "scope",
                 "不能移动自己所在的组织",
@@ -344,7 +331,7 @@ async fn delete(
     Path(id): Path<i64>,
 ) -> Result<Response, DataAskError> {
     let (org, _) = find_in_scope(&state, &user, id).await?;
-    if !user.is_super_admin() && org.org_code == user.org_code {
+    if !authz::may_restructure_own_org(&user, &org.org_code) {
         return Err(Failure::forbidden("不能删除自己所在的组织").into());
     }
     let all = state.db.all_organizations().await?;

@@ -11,8 +11,6 @@
 //! - nobody disables, deletes or changes the role of themselves;
 //! - disabling, deleting or changing the password of a user revokes all their tokens.
 
-use std::collections::BTreeSet;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::Method;
@@ -21,10 +19,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{AuthUser, Json, Path, Query};
-use super::organizations::org_scope;
 use super::validate::{Page, Validator};
 use super::{AuditNote, AuditPolicy, Routes};
 use crate::auth::{Principal, check_policy, hash_password};
+use crate::authz::{self, GrantProblem, OrgScope};
 use crate::db::{NewUser, Role, UserFilter, UserRecord, UserUpdate};
 use crate::envelope::{DataAskError, Failure, Family, StatusOk, Success, WhalefallError};
 use crate::permissions::{Access, Permission};
@@ -104,44 +102,12 @@ async fn find_visible(
     state: &AppState,
     actor: &Principal,
     id: i64,
-) -> Result<(UserRecord, Option<BTreeSet<String>>), Failure> {
-    let scope = org_scope(state, actor).await?;
+) -> Result<(UserRecord, OrgScope), Failure> {
+    let scope = authz::org_scope(actor);
     match state.db.find_user(id).await? {
-        Some(user)
-            if user.id == actor.user_id || scope.as_ref().is_none_or(|s| s.contains(&user.org_code)) =>
-        {
-            Ok((user, scope))
-        }
+        Some(user) if authz::may_see_user(actor, &scope, &user) => Ok((user, scope)),
         _ => Err(Failure::not_found(format!("用户 {id} 不存在"))),
     }
-}
-
-/// Refuses managing another user unless a super admin acts, or the target's role is strictly less
-/// privileged than the actor's and the target lies within the actor's regions (a region-limited
-/// manager never touches a user who sees more than they do). Peers cannot take each other over.
-fn check_rank(actor: &Principal, target: &UserRecord) -> Result<(), Failure> {
-    if actor.is_super_admin() || target.id == actor.user_id {
-        return Ok(());
-    }
-    if target.role_level <= actor.role_level {
-        return Err(Failure::forbidden("只能管理角色级别低于自己的用户"));
-    }
-    if !actor.regions.is_empty() {
-        let allowed: BTreeSet<String> = actor
-            .regions
-            .iter()
-            .map(|r| crate::scope::normalise_region(r))
-            .collect();
-        let within = !target.regions.is_empty()
-            && target
-                .regions
-                .iter()
-                .all(|r| allowed.contains(&crate::scope::normalise_region(r)));
-        if !within {
-            return Err(Failure::forbidden("只能管理自己区域内的用户"));
-        }
-    }
-    Ok(())
 }
 
 /// Resolves the role by id or (004's body) by code, and checks the actor may assign it.
@@ -159,28 +125,22 @@ async fn resolve_role(
     };
     match role {
         Some(role) if role.status == 1 => {
-            if !actor.is_super_admin() {
-                // A role strictly below the actor's, granting nothing the actor lacks.
-                let lacking: Vec<String> = state
-                    .db
-                    .role_permissions(role.id)
-                    .await?
-                    .into_iter()
-                    .map(|p| p.permission_code)
-                    .filter(|code| !actor.permissions.contains(code))
-                    .collect();
-                v.check(
-                    role.role_level > actor.role_level,
-                    "role_id",
-                    "rank",
-                    "只能分配级别低于自己的角色",
-                );
-                v.check(
-                    lacking.is_empty(),
-                    "role_id",
-                    "permissions",
-                    format!("不能分配包含自己没有的权限的角色：{}", lacking.join(", ")),
-                );
+            let granted: Vec<String> = state
+                .db
+                .role_permissions(role.id)
+                .await?
+                .into_iter()
+                .map(|p| p.permission_code)
+                .collect();
+            for problem in authz::grant_problems(actor, role.role_level, &granted) {
+                match problem {
+                    GrantProblem::Rank => v.error("role_id", "rank", "只能分配级别低于自己的角色"),
+                    GrantProblem::Permissions(lacking) => v.error(
+                        "role_id",
+                        "permissions",
+                        format!("不能分配包含自己没有的权限的角色：{}", lacking.join(", ")),
+                    ),
+                }
             }
             Ok(Some(role))
         }
@@ -194,7 +154,7 @@ async fn resolve_role(
 /// Checks an organization code exists and is in the actor's scope.
 async fn check_org(
     state: &AppState,
-    scope: &Option<BTreeSet<String>>,
+    scope: &OrgScope,
     v: &mut Validator,
     org_code: &str,
 ) -> Result<(), Failure> {
@@ -203,7 +163,7 @@ async fn check_org(
         .find_organization_by_code(org_code)
         .await?
         .is_some_and(|o| o.status == 1);
-    let allowed = scope.as_ref().is_none_or(|s| s.contains(org_code));
+    let allowed = authz::in_org_scope(scope, org_code);
     v.check(
         exists && allowed,
         "org_code",
@@ -215,17 +175,8 @@ async fn check_org(
 
 /// Checks granted regions: a region-limited actor grants only a non-empty subset of theirs.
 fn check_regions(actor: &Principal, v: &mut Validator, regions: &[String]) {
-    if actor.regions.is_empty() || actor.is_super_admin() {
-        return;
-    }
-    let allowed: BTreeSet<String> = actor
-        .regions
-        .iter()
-        .map(|r| crate::scope::normalise_region(r))
-        .collect();
-    let ok = !regions.is_empty() && regions.iter().all(|r| allowed.contains(r));
     v.check(
-        ok,
+        authz::regions_grantable(actor, regions),
         "regions",
         "scope",
         format!("只能授予自己拥有的区域：{}", actor.regions.join(", ")),
@@ -264,7 +215,7 @@ async fn create(
     actor: AuthUser,
     Json(body): Json<CreateBody>,
 ) -> Result<Response, DataAskError> {
-    let scope = org_scope(&state, &actor).await?;
+    let scope = authz::org_scope(&actor);
     let mut v = Validator::new();
     // 004's body has only `username`, the login name; 002's has `user_code` and a display name.
     let user_code = v.code(
@@ -368,7 +319,7 @@ async fn list(
         .optional("keyword", params.keyword.as_deref(), 64)
         .filter(|k| !k.is_empty());
     v.finish()?;
-    let scope = org_scope(&state, &actor).await?;
+    let scope = authz::org_scope(&actor);
     let filter = UserFilter {
         page: page.page,
         page_size: page.page_size,
@@ -419,7 +370,7 @@ async fn update(
     Json(body): Json<UpdateBody>,
 ) -> Result<Success<Value>, DataAskError> {
     let (target, scope) = find_visible(&state, &actor, id).await?;
-    check_rank(&actor, &target)?;
+    authz::check_rank(&actor, &target)?;
     let is_self = target.id == actor.user_id;
     let mut v = Validator::new();
     let username = match body.username {
@@ -501,7 +452,7 @@ async fn set_status(
     status: impl FnOnce(&UserRecord) -> i64,
 ) -> Result<UserRecord, Failure> {
     let (target, _) = find_visible(state, actor, id).await?;
-    check_rank(actor, &target)?;
+    authz::check_rank(actor, &target)?;
     if target.id == actor.user_id {
         return Err(Failure::forbidden("不能禁用或删除自己"));
     }
@@ -545,7 +496,7 @@ async fn toggle_status(
 
 /// `GET /api/users/stats` (004).
 async fn stats(State(state): State<AppState>, actor: AuthUser) -> Result<StatusOk<Value>, WhalefallError> {
-    let scope = org_scope(&state, &actor).await?.map(|s| s.into_iter().collect());
+    let scope = authz::org_scope(&actor).map(|s| s.into_iter().collect());
     let stats = state.db.user_stats(&scope, Some(actor.user_id)).await?;
     Ok(StatusOk::new(
         serde_json::to_value(stats).map_err(Failure::internal)?,

@@ -87,7 +87,7 @@ impl Validator {
         let regions = value?;
         let mut out = Vec::with_capacity(regions.len());
         for (i, region) in regions.iter().enumerate() {
-            let region = crate::scope::normalise_region(region);
+            let region = crate::authz::scope::normalise_region(region);
             if region.is_empty() || region.len() > 16 || !region.chars().all(|c| c.is_ascii_alphanumeric()) {
                 self.error(
                     &format!("{field}[{i}]"),
@@ -106,7 +106,7 @@ impl Validator {
         let environments = value?;
         let mut out = Vec::with_capacity(environments.len());
         for (i, environment) in environments.iter().enumerate() {
-            let environment = crate::scope::normalise_environment(environment);
+            let environment = crate::authz::scope::normalise_environment(environment);
             let ok = !environment.is_empty()
                 && environment.len() <= 32
                 && environment

@@ -25,9 +25,9 @@ use owl_index::{LogFilter, SortBy, SortOrder};
 use owl_model::Level;
 use serde_json::json;
 
+use crate::authz::scope::Scope;
 use crate::envelope::Failure;
 use crate::http::validate::Validator;
-use crate::scope::Scope;
 
 /// The query string as name/value pairs, in order, repeated names kept.
 #[derive(Debug, Clone, Default)]

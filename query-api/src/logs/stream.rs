@@ -70,7 +70,7 @@ pub(crate) struct Viewer {
     /// The access token the stream was opened with.
     pub token: String,
     /// The data scope it was opened with.
-    pub scope: crate::scope::Scope,
+    pub scope: crate::authz::scope::Scope,
     /// The stream's slot, held while the stream lives and given back when it ends.
     #[allow(dead_code)]
     pub slot: crate::limits::Slot,
