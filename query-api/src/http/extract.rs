@@ -2,6 +2,7 @@
 //! [`Json`], [`Query`], [`Path`], and the signed-in user [`AuthUser`] (required) or
 //! `Option<AuthUser>` (explicitly optional).
 
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -14,8 +15,12 @@ use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::auth::Principal;
 use crate::envelope::{Failure, FailureKind, FieldError};
+use crate::logs::StreamShutdown;
+use crate::logs::params::RawQuery;
 
 /// What the authentication middleware found in `Authorization`.
 #[derive(Debug, Clone)]
@@ -218,6 +223,28 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure
         let message = error.inner().to_string();
         Failure::invalid(vec![field_error(&path, &message, "body")])
     })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RawQuery {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(RawQuery::parse(parts.uri.query().unwrap_or_default()))
+    }
+}
+
+/// The shutdown signal of the request, if the server set one ([`StreamShutdown`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShutdownSignal(pub Option<CancellationToken>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ShutdownSignal {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(ShutdownSignal(
+            parts.extensions.get::<StreamShutdown>().map(|s| s.0.clone()),
+        ))
+    }
 }
 
 /// Reads a part of a JSON body already parsed, naming fields under `prefix` (`alerts`; empty for

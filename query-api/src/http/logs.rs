@@ -18,18 +18,22 @@
 //! - `GET /stream` needs at least one narrowing filter (`LOG_QUERY_TOO_BROAD` otherwise): an
 //!   unfiltered firehose is not something anyone reads.
 
+use std::convert::Infallible;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::Method;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
+use futures::StreamExt;
 use owl_index::{LogFilter, LogStats, SearchRequest, SearchResponse, SortBy, SortOrder, StatsRequest};
 use owl_model::{Kind, Level};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::extract::{AuthUser, Path, parse_json, parse_part};
+use super::extract::{AuthUser, Path, ShutdownSignal, parse_json, parse_part};
 use super::validate::Validator;
 use super::{AuditPolicy, Routes};
 use crate::envelope::{Failure, Family, LogError, LogOk};
@@ -39,7 +43,6 @@ use crate::logs::params::{
     apply_scope, check_broad, resolve_range,
 };
 use crate::logs::render::{self, human_bytes, mean_ms, num, percent};
-use crate::logs::stream::ShutdownSignal;
 use crate::logs::{cleanup, export, search, settings, stream, trace};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
@@ -636,25 +639,42 @@ async fn export_logs(
             end: Some(range.start),
             ..LogFilter::default()
         };
-        return Ok(export::respond(
+        return Ok(export_response(export::start(
             state.index.clone(),
             nothing,
             order,
             format,
             max_rows,
             0,
-        ));
+        )));
     };
     let counted = filter.clone();
     let total = search(&state, &user, move |index| index.count(&counted)).await?;
-    Ok(export::respond(
+    Ok(export_response(export::start(
         state.index.clone(),
         filter,
         order,
         format,
         max_rows,
         total,
-    ))
+    )))
+}
+
+/// The streamed file, with `X-Total-Count` (records matching) and `X-Export-Rows` (records in it).
+fn export_response(export: export::Export) -> Response {
+    let mut response = axum::body::Body::from_stream(export.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(export.content_type),
+    );
+    let disposition = format!("attachment; filename=\"{}\"", export.file_name);
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert("x-total-count", HeaderValue::from(export.total));
+    headers.insert("x-export-rows", HeaderValue::from(export.rows));
+    response
 }
 
 /// `GET /api/v1/logs/stream` (004's real-time log): Server-Sent Events.
@@ -702,15 +722,27 @@ async fn live(
         scope,
         slot,
     };
-    Ok(stream::respond(
+    let events = stream::tail(
         state.index.clone(),
         visible.then_some(filter),
         viewer,
         state.clock.clone(),
         shutdown.0,
     )
-    .into_response())
+    .map(|event| {
+        let mut sse = Event::default().event(event.kind).data(event.data);
+        if let Some(id) = event.id {
+            sse = sse.id(id);
+        }
+        Ok::<_, Infallible>(sse)
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response())
 }
+
+/// Interval of the live tail's keep-alive comments.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// `GET /api/v1/logs/config`.
 async fn get_config(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {

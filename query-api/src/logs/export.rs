@@ -8,9 +8,6 @@
 
 use std::collections::HashSet;
 
-use axum::body::Body;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use owl_index::{Index, LogFilter, SearchRequest, SortBy, SortOrder};
@@ -129,15 +126,29 @@ fn page(
     Ok(found.hits.into_iter().filter(|r| !seen.contains(&r.id)).collect())
 }
 
-/// Streams the export; `total` is the number of matching records (the `X-Total-Count` header).
-pub(crate) fn respond(
+/// A running export: its body as a stream of chunks, and what the answer's headers say of it.
+pub(crate) struct Export {
+    /// The file, chunk by chunk; an error midway ends it.
+    pub body: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+    /// Its media type.
+    pub content_type: &'static str,
+    /// The name a browser saves it under.
+    pub file_name: String,
+    /// Records matching the filter.
+    pub total: u64,
+    /// Records the file holds (at most `max_rows`).
+    pub rows: u64,
+}
+
+/// Starts streaming the export; `total` is the number of matching records.
+pub(crate) fn start(
     index: Index,
     filter: LogFilter,
     order: SortOrder,
     format: Format,
     max_rows: usize,
     total: u64,
-) -> Response {
+) -> Export {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         if format == Format::Csv {
@@ -200,16 +211,13 @@ pub(crate) fn respond(
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Ndjson => ("application/x-ndjson", "ndjson"),
     };
-    let name = format!("owl-logs-{}.{extension}", Utc::now().format("%Y%m%dT%H%M%SZ"));
-    let mut response = Body::from_stream(stream).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
+    Export {
+        body: Box::pin(stream),
+        content_type,
+        file_name: format!("owl-logs-{}.{extension}", Utc::now().format("%Y%m%dT%H%M%SZ")),
+        total,
+        rows: total.min(max_rows as u64),
     }
-    headers.insert("x-total-count", HeaderValue::from(total));
-    headers.insert("x-export-rows", HeaderValue::from(total.min(max_rows as u64)));
-    response
 }
 
 #[cfg(test)]

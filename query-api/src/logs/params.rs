@@ -15,15 +15,11 @@
 //! Unknown parameters are refused rather than ignored: a misspelt filter (`levle=ERROR`) would
 //! otherwise silently return everything.
 
-use std::collections::BTreeSet;
-use std::convert::Infallible;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use chrono::{DateTime, Duration, Utc};
 use owl_index::{LogFilter, SortBy, SortOrder};
 use owl_model::Level;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 use crate::authz::scope::Scope;
 use crate::envelope::Failure;
@@ -33,16 +29,14 @@ use crate::http::validate::Validator;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RawQuery(pub Vec<(String, String)>);
 
-impl<S: Send + Sync> FromRequestParts<S> for RawQuery {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        let query = parts.uri.query().unwrap_or_default();
-        Ok(RawQuery(
+impl RawQuery {
+    /// The pairs of a query string.
+    pub(crate) fn parse(query: &str) -> RawQuery {
+        RawQuery(
             form_urlencoded::parse(query.as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
-        ))
+        )
     }
 }
 

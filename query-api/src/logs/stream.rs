@@ -10,7 +10,7 @@
 //!
 //! Events: `ready` once subscribed (`{"since": ...}`), `log` per record (id = record id, data =
 //! 003's LogItem), `overflow` (`{"skipped": n}`), `end` (`{"reason": ...}`) before the server
-//! closes a stream whose rights ran out, and a `keep-alive` comment every 15 s.
+//! closes a stream whose rights ran out; the HTTP layer adds a `keep-alive` comment every 15 s.
 //!
 //! A stream never outlives the rights it was opened with: before every poll the token is checked
 //! again the way a request is (the auth cache makes that cheap), and the stream ends at the
@@ -20,12 +20,8 @@
 //! ([`StreamShutdown`]). Each open stream holds a slot of [`crate::limits::UserSlots`].
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use owl_index::{Index, LogFilter, SearchRequest, SortBy, SortOrder};
@@ -41,25 +37,29 @@ pub(crate) const POLL: Duration = Duration::from_millis(500);
 pub(crate) const GRACE: chrono::Duration = chrono::Duration::seconds(5);
 /// Most records sent per poll.
 pub(crate) const BATCH: usize = 500;
-/// Interval of keep-alive comments.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
 /// The server's shutdown signal, put in the request extensions by [`crate::run`] so live streams
 /// end when the server stops (a graceful shutdown otherwise waits for them forever).
 #[derive(Debug, Clone)]
 pub struct StreamShutdown(pub CancellationToken);
 
-/// The shutdown signal of the request, if the server set one.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ShutdownSignal(pub Option<CancellationToken>);
+/// One event of a live tail; the HTTP layer sends it as a Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TailEvent {
+    /// `ready`, `log`, `overflow` or `end`.
+    pub kind: &'static str,
+    /// The record id of a `log` event.
+    pub id: Option<String>,
+    /// The JSON payload.
+    pub data: String,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for ShutdownSignal {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        Ok(ShutdownSignal(
-            parts.extensions.get::<StreamShutdown>().map(|s| s.0.clone()),
-        ))
+impl TailEvent {
+    fn new(kind: &'static str, data: serde_json::Value) -> TailEvent {
+        TailEvent {
+            kind,
+            id: None,
+            data: data.to_string(),
+        }
     }
 }
 
@@ -106,7 +106,7 @@ struct Tail {
     /// Nothing older is looked at again (moved up after an overflow).
     floor: DateTime<Utc>,
     sent: HashMap<String, DateTime<Utc>>,
-    queue: VecDeque<Event>,
+    queue: VecDeque<TailEvent>,
     shutdown: CancellationToken,
     greeted: bool,
 }
@@ -147,19 +147,18 @@ impl Tail {
             }
             self.newest = self.newest.max(record.timestamp);
             self.sent.insert(record.id.clone(), record.timestamp);
-            let data = log_item(&record).to_string();
-            self.queue
-                .push_back(Event::default().event("log").id(record.id).data(data));
+            self.queue.push_back(TailEvent {
+                kind: "log",
+                data: log_item(&record).to_string(),
+                id: Some(record.id),
+            });
         }
         if !complete {
             let delivered = self.sent.values().filter(|at| **at >= window_start).count() as u64;
             let skipped = found.total.saturating_sub(delivered);
             if skipped > 0 {
-                self.queue.push_back(
-                    Event::default()
-                        .event("overflow")
-                        .data(json!({ "skipped": skipped }).to_string()),
-                );
+                self.queue
+                    .push_back(TailEvent::new("overflow", json!({ "skipped": skipped })));
             }
             if let Some(oldest) = oldest {
                 self.floor = self.floor.max(oldest);
@@ -170,14 +169,15 @@ impl Tail {
     }
 }
 
-/// The SSE response.
-pub(crate) fn respond(
+/// The live tail's events, until the viewer's rights run out, the server stops or the stream is
+/// dropped (the client went away).
+pub(crate) fn tail(
     index: Index,
     filter: Option<LogFilter>,
     viewer: Viewer,
     clock: Clock,
     shutdown: Option<CancellationToken>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> impl Stream<Item = TailEvent> {
     let connected_at = clock.now();
     let tail = Tail {
         index,
@@ -191,19 +191,17 @@ pub(crate) fn respond(
         shutdown: shutdown.unwrap_or_default(),
         greeted: false,
     };
-    let stream = futures::stream::unfold(Some(tail), |tail| async move {
+    futures::stream::unfold(Some(tail), |tail| async move {
         let mut tail = tail?;
         loop {
             if !tail.greeted {
                 tail.greeted = true;
                 let since = owl_model::format_timestamp(&(tail.connected_at - GRACE));
-                let ready = Event::default()
-                    .event("ready")
-                    .data(json!({ "since": since }).to_string());
-                return Some((Ok(ready), Some(tail)));
+                let ready = TailEvent::new("ready", json!({ "since": since }));
+                return Some((ready, Some(tail)));
             }
             if let Some(event) = tail.queue.pop_front() {
-                return Some((Ok(event), Some(tail)));
+                return Some((event, Some(tail)));
             }
             tokio::select! {
                 () = tail.shutdown.cancelled() => return None,
@@ -211,14 +209,11 @@ pub(crate) fn respond(
             }
             if let Some(reason) = tail.viewer.revoked().await {
                 tracing::info!(reason, "live tail ended: its rights ran out");
-                let end = Event::default()
-                    .event("end")
-                    .data(json!({ "reason": reason }).to_string());
+                let end = TailEvent::new("end", json!({ "reason": reason }));
                 // Dropping the tail gives the slot back; the stream closes after this event.
-                return Some((Ok(end), None));
+                return Some((end, None));
             }
             tail.poll().await;
         }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+    })
 }
