@@ -127,6 +127,27 @@ impl AuditNote {
     }
 }
 
+/// The answer of every creation: the resource as read back after its insert (so the answer shows
+/// what the database holds, defaults and joined names included), `201` with `message`, and the new
+/// id on the audit entry. A resource that cannot be read back right after its insert is a server
+/// error.
+pub(crate) fn created<T>(
+    id: i64,
+    what: &str,
+    found: Option<T>,
+    message: &str,
+    render: impl FnOnce(&T) -> serde_json::Value,
+) -> Result<Response, Failure> {
+    let resource = found
+        .ok_or_else(|| Failure::internal(anyhow::anyhow!("{what} {id} vanished right after its insert")))?;
+    let body = crate::envelope::Success::with_message(message, render(&resource)).created();
+    Ok(AuditNote {
+        resource_id: Some(id.to_string()),
+        ..AuditNote::default()
+    }
+    .attach(body))
+}
+
 /// A table of routes: an axum router plus the declaration of every route in it.
 pub struct Routes {
     router: Router<AppState>,

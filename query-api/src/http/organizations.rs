@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Routes;
 use super::extract::{AuthUser, Json, Path, Query};
 use super::validate::Validator;
-use super::{AuditNote, Routes};
 use crate::auth::Principal;
 use crate::authz::{self, OrgScope};
 use crate::db::{NewOrganization, OrgUpdate, Organization, ROOT_PARENT, subtree};
@@ -142,17 +142,14 @@ async fn create(
         status,
     };
     let id = state.db.insert_organization(&new, state.clock.now_ms()).await?;
-    let org = state
-        .db
-        .find_organization(id)
-        .await?
-        .ok_or_else(|| Failure::internal(anyhow::anyhow!("organization {id} vanished")))?;
-    let body = Success::with_message("组织创建成功", org_json(&org)).created();
-    Ok(AuditNote {
-        resource_id: Some(id.to_string()),
-        ..AuditNote::default()
-    }
-    .attach(body))
+    let found = state.db.find_organization(id).await?;
+    Ok(super::created(
+        id,
+        "organization",
+        found,
+        "组织创建成功",
+        org_json,
+    )?)
 }
 
 #[derive(Debug, Deserialize)]

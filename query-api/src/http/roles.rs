@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::extract::{AuthUser, Json, Path};
 use super::validate::Validator;
-use super::{AuditNote, AuditPolicy, Routes};
+use super::{AuditPolicy, Routes};
 use crate::db::{NewRole, Role, RoleUpdate};
 use crate::envelope::{DataAskError, Failure, Family, Success};
 use crate::permissions::{ADMIN_ROLE, Access, Permission, SUPER_ADMIN_LEVEL};
@@ -123,13 +123,8 @@ async fn create(
         environments,
     };
     let id = state.db.insert_role(&new, state.clock.now_ms()).await?;
-    let role = find(&state, id).await?;
-    let body = Success::with_message("角色创建成功", role_json(&role)).created();
-    Ok(AuditNote {
-        resource_id: Some(id.to_string()),
-        ..AuditNote::default()
-    }
-    .attach(body))
+    let found = state.db.find_role(id).await?;
+    Ok(super::created(id, "role", found, "角色创建成功", role_json)?)
 }
 
 /// `GET /api/roles`.

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::extract::{AuthUser, Json, Path, Query};
 use super::validate::{Page, Validator};
-use super::{AuditNote, AuditPolicy, Routes};
+use super::{AuditPolicy, Routes};
 use crate::auth::{Principal, check_policy, hash_password};
 use crate::authz::{self, GrantProblem, OrgScope};
 use crate::db::{NewUser, Role, UserFilter, UserRecord, UserUpdate};
@@ -280,17 +280,8 @@ async fn create(
         status,
     };
     let id = state.db.insert_user(&new, state.clock.now_ms()).await?;
-    let user = state
-        .db
-        .find_user(id)
-        .await?
-        .ok_or_else(|| Failure::internal(anyhow::anyhow!("user {id} vanished")))?;
-    let body = Success::with_message("用户创建成功", user_json(&user)).created();
-    Ok(AuditNote {
-        resource_id: Some(id.to_string()),
-        ..AuditNote::default()
-    }
-    .attach(body))
+    let found = state.db.find_user(id).await?;
+    Ok(super::created(id, "user", found, "用户创建成功", user_json)?)
 }
 
 #[derive(Debug, Deserialize)]
