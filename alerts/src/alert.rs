@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// What an alert is about (003's `AlertType`, plus 000's `cpu_high` and its memory sibling).
+/// What an alert is about (the log API's `AlertType`, plus the CRM analytics API's `cpu_high` and its memory sibling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlertType {
@@ -19,14 +19,14 @@ pub enum AlertType {
     DiskSpace,
     /// A client IP over `ipAnomaly.maxRequestsPerMinute`.
     IpAnomaly,
-    /// A host's CPU usage over `cpu.thresholdPercent` (000's `cpu_high`).
+    /// A host's CPU usage over `cpu.thresholdPercent` (the CRM analytics API's `cpu_high`).
     CpuHigh,
     /// A host's memory usage over `memory.thresholdPercent`.
     MemoryHigh,
 }
 
 impl AlertType {
-    /// Every type, in 003's order followed by the host rules.
+    /// Every type, in the log API's order followed by the host rules.
     pub const ALL: [AlertType; 6] = [
         AlertType::SlowRequest,
         AlertType::HighErrorRate,
@@ -36,7 +36,7 @@ impl AlertType {
         AlertType::MemoryHigh,
     ];
 
-    /// 003's name (`SLOW_REQUEST`), also the stored form.
+    /// The log API's name (`SLOW_REQUEST`), also the stored form.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertType::SlowRequest => "SLOW_REQUEST",
@@ -48,7 +48,7 @@ impl AlertType {
         }
     }
 
-    /// 000's name (`cpu_high`).
+    /// The CRM analytics API's name (`cpu_high`).
     pub fn crm_name(self) -> &'static str {
         match self {
             AlertType::SlowRequest => "slow_request",
@@ -94,7 +94,7 @@ pub struct UnknownValue {
 impl FromStr for AlertType {
     type Err = UnknownValue;
 
-    /// Reads 003's (`SLOW_REQUEST`) or 000's (`slow_request`) name.
+    /// Reads the log API's (`SLOW_REQUEST`) or the CRM analytics API's (`slow_request`) name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         AlertType::ALL
             .into_iter()
@@ -107,7 +107,7 @@ impl FromStr for AlertType {
     }
 }
 
-/// How urgent an alert is (003's `AlertSeverity`), ordered from least to most urgent.
+/// How urgent an alert is (the log API's `AlertSeverity`), ordered from least to most urgent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlertSeverity {
@@ -120,7 +120,7 @@ pub enum AlertSeverity {
 }
 
 impl AlertSeverity {
-    /// 003's name (`WARNING`), also the stored form.
+    /// The log API's name (`WARNING`), also the stored form.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertSeverity::Info => "INFO",
@@ -129,7 +129,7 @@ impl AlertSeverity {
         }
     }
 
-    /// 000's name (`warning`).
+    /// The CRM analytics API's name (`warning`).
     pub fn crm_name(self) -> &'static str {
         match self {
             AlertSeverity::Info => "info",
@@ -200,7 +200,7 @@ impl FromStr for AlertState {
     }
 }
 
-/// Where the notices of an alert stand (003's `AlertStatus`: `SENT`, `FAILED`, `ACKNOWLEDGED`, plus
+/// Where the notices of an alert stand (the log API's `AlertStatus`: `SENT`, `FAILED`, `ACKNOWLEDGED`, plus
 /// `PENDING` while the first delivery runs and `SUPPRESSED` when nothing was to be sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -227,7 +227,7 @@ impl AlertStatus {
         AlertStatus::Acknowledged,
     ];
 
-    /// 003's name, also the stored form.
+    /// The log API's name, also the stored form.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertStatus::Pending => "PENDING",
@@ -276,7 +276,7 @@ impl Channel {
     /// Every channel.
     pub const ALL: [Channel; 3] = [Channel::Slack, Channel::Feishu, Channel::Email];
 
-    /// 003's name (`slack`).
+    /// The log API's name (`slack`).
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Slack => "slack",
@@ -310,7 +310,7 @@ impl FromStr for Channel {
 /// One stored alert: an incident from its first occurrence to its resolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
-    /// The id, the same in the 003 and 000 APIs.
+    /// The id, the same in the log and CRM analytics APIs.
     pub id: Uuid,
     /// Its type.
     pub alert_type: AlertType,
@@ -324,7 +324,7 @@ pub struct Alert {
     pub status: AlertStatus,
     /// The readable message of the latest occurrence (`慢请求告警: POST /api/v1/forms/submit 耗时 5234ms`).
     pub message: String,
-    /// Facts of the latest occurrence (003's `context`: `traceId`, `url`, `duration`, `threshold`, ...).
+    /// Facts of the latest occurrence (the log API's `context`: `traceId`, `url`, `duration`, `threshold`, ...).
     pub context: Map<String, Value>,
     /// The service concerned, if one.
     pub service: Option<String>,

@@ -39,7 +39,7 @@ use crate::settings::AlertSettings;
 use crate::store::{AlertStore, BlockedIp, DeliveryOutcome, StoreError};
 use owl_model::clock::{Clock, format_millis};
 
-/// Resolved alerts are kept this long (well past 003's 30-day history limit).
+/// Resolved alerts are kept this long (well past the log API's 30-day history limit).
 pub const ALERT_RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
 /// How often expired blocks and mutes, and old resolved alerts, are deleted.
 const PURGE_INTERVAL_MS: i64 = 60_000;

@@ -128,7 +128,7 @@ pub struct Signal {
     pub severity: AlertSeverity,
     /// The readable message.
     pub message: String,
-    /// Facts (003's `context`).
+    /// Facts (the log API's `context`).
     pub context: Map<String, Value>,
     /// Service concerned.
     pub service: Option<String>,
@@ -337,7 +337,7 @@ impl Rules {
             if !rule.enabled || value <= rule.threshold_percent {
                 continue;
             }
-            // 000's wording ("CPU使用率超过70%"), then the host and the value.
+            // The CRM analytics API's wording ("CPU使用率超过70%"), then the host and the value.
             let message = format!(
                 "{name}使用率超过{}% ({}: {}%)",
                 percent(rule.threshold_percent),

@@ -2,7 +2,7 @@
 //!
 //! Three shapes, in the order of the style guide's raw → validated → runtime:
 //!
-//! - [`AlertSettingsPatch`]: 003's `UpdateAlertConfigDto` (every field optional) plus what the
+//! - [`AlertSettingsPatch`]: the log API's `UpdateAlertConfigDto` (every field optional) plus what the
 //!   channels need (`feishu.secret`, email's SMTP fields) and the host rules (`cpu`, `memory`),
 //!   `cooldownSeconds` and `resolveAfterSeconds`;
 //! - [`AlertSettings`]: the whole configuration with channel secrets, stored as JSON in
@@ -626,7 +626,7 @@ fn set<T>(field: &mut T, value: Option<T>) {
     }
 }
 
-/// A percentage as JSON: whole numbers without a fraction (`5`, not `5.0`), as 003 shows them.
+/// A percentage as JSON: whole numbers without a fraction (`5`, not `5.0`), as the log API shows them.
 pub(crate) fn number(value: f64) -> Value {
     if value.fract() == 0.0 && value.abs() < 1e15 {
         json!(value as i64)
@@ -670,7 +670,7 @@ pub struct SettingsProblem {
     pub field: String,
     /// What is wrong and what is allowed.
     pub message: String,
-    /// Whether the field belongs to a notification channel (003's `LOG_ALERT_CHANNEL_INVALID`).
+    /// Whether the field belongs to a notification channel (the log API's `LOG_ALERT_CHANNEL_INVALID`).
     pub channel: bool,
 }
 
@@ -715,7 +715,7 @@ impl Problems {
     }
 }
 
-/// 003's `UpdateAlertConfigDto`: every field optional; absent fields keep their value.
+/// The log API's `UpdateAlertConfigDto`: every field optional; absent fields keep their value.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AlertSettingsPatch {
@@ -956,7 +956,7 @@ mod tests {
     }
 
     #[test]
-    fn config_defaults_are_valid_and_match_003() {
+    fn config_defaults_are_valid_and_match_the_log_api() {
         let settings = defaults();
         assert!(settings.validate().is_empty(), "{:?}", settings.validate());
         let view = settings.view();

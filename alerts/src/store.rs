@@ -139,7 +139,7 @@ pub struct AlertFilter {
     pub ascending: bool,
 }
 
-/// Counts of alerts by type and status (003's `summary`).
+/// Counts of alerts by type and status (the log API's `summary`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     /// All alerts counted.

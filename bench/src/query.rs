@@ -721,7 +721,7 @@ pub async fn figures(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
                 by_sql = by_sql.target(Target::RatioAtLeast(3.0));
             }
             if query == Query::Stats {
-                by_grep = by_grep.note("stats: Owl computes every breakdown of 003 (levels, services, hours, errors, exact p95/p99, top paths); ripgrep extracts and counts levels and services; SQLite runs four GROUP BY queries");
+                by_grep = by_grep.note("stats: Owl computes every breakdown of the log API stats (levels, services, hours, errors, exact p95/p99, top paths); ripgrep extracts and counts levels and services; SQLite runs four GROUP BY queries");
             }
             figures.push(by_grep);
             figures.push(by_sql);

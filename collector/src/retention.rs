@@ -1,7 +1,7 @@
 //! Scheduled retention: every `storage.retention.check_interval_s` the collector (the index writer)
 //! drops the partitions and metric day files past the retention in force.
 //!
-//! The retention in force can change while the collector runs: 003's `PUT /api/v1/logs/config`
+//! The retention in force can change while the collector runs: the log API's `PUT /api/v1/logs/config`
 //! stores new days per kind in SQL, and the live settings (`owl-logconfig`) pick them up. So the
 //! job asks a [`RetentionSource`] at every run rather than fixing the policy at start; the source
 //! gets the configuration file's policy and returns the one in force, which is the file's until

@@ -60,7 +60,7 @@ async fn requests_without_a_valid_token_get_401() {
         assert_eq!(answer.header("www-authenticate"), Some("Bearer"));
     }
     assert_eq!(count_marker(&collector.index, "noauthmark"), 0);
-    // Health needs no token and has the 004 shape.
+    // Health needs no token and has the platform API shape.
     let health = get(collector.addr, "/health").await.unwrap();
     assert_eq!(health.status, 200);
     let json = health.json();

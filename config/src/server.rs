@@ -97,7 +97,7 @@ impl Default for QueryApiConfig {
     }
 }
 
-/// Retention in days per record kind (003's `retention`).
+/// Retention in days per record kind (the log API's `retention`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {

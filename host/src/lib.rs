@@ -1,7 +1,7 @@
 //! Samples of the host Owl runs on: CPU, memory, disks and load as an [`owl_model::MetricSample`].
 //!
 //! The agent ships one every `agent.host_metrics_interval_s`; the query API samples its own host
-//! when no agent reports it (000's monitoring). Both read the same figures the same way: memory
+//! when no agent reports it (the CRM analytics API's monitoring). Both read the same figures the same way: memory
 //! in use is total minus available, disks are the mounted file systems that are disks (not
 //! [`PSEUDO_FS`]), each mount once.
 

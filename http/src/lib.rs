@@ -19,7 +19,7 @@ pub use trace::{
     TraceService, new_request_id, new_span_id, new_trace_id, parse_traceparent, record_user, trace_layer,
 };
 
-/// The body of `/health` and `/api/health` (the health check shape of the Whalefall API, 004).
+/// The body of `/health` and `/api/health` (the health check shape of the platform API).
 pub fn health_body(version: &str) -> serde_json::Value {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -116,7 +116,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn health_body_has_the_004_shape() {
+    fn health_body_has_the_platform_shape() {
         let body = health_body("1.2.3");
         assert_eq!(body["status"], "success");
         assert_eq!(body["data"]["status"], "healthy");

@@ -1,4 +1,4 @@
-//! The Data Plane headers of the FFOA log API (003) as one tower layer.
+//! The Data Plane headers of the log API as one tower layer.
 //!
 //! Inbound: `X-Trace-Id` is kept when it is a sane id, else the trace id of a W3C `traceparent`
 //! is used, else one is generated as `{region}-{epoch ms}-{random8}`. `X-Span-Id` (or the parent

@@ -47,13 +47,13 @@ pub struct LogFilter {
     pub user_id: Option<String>,
     /// Case-insensitive substring of the url.
     pub url: Option<String>,
-    /// Case-insensitive substring of the message, the error message or the user name (003's
+    /// Case-insensitive substring of the message, the error message or the user name (the log API's
     /// `keyword`).
     pub keyword: Option<String>,
-    /// Case-insensitive substring of the message or the error message (the `keyword` of 003's
+    /// Case-insensitive substring of the message or the error message (the `keyword` of the log API's
     /// error list, which does not search user names).
     pub error_keyword: Option<String>,
-    /// Case-insensitive substring of the message only (000's `keyword`).
+    /// Case-insensitive substring of the message only (the CRM analytics API's `keyword`).
     pub message: Option<String>,
     /// Case-insensitive substring of the source file.
     pub file: Option<String>,

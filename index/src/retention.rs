@@ -29,7 +29,7 @@ pub struct RetentionPolicy {
 }
 
 impl Default for RetentionPolicy {
-    /// 003's defaults (http 14, application 30, error 30 days) and a week of host metrics.
+    /// The log API's defaults (http 14, application 30, error 30 days) and a week of host metrics.
     fn default() -> Self {
         RetentionPolicy {
             http_days: Some(14),
@@ -51,14 +51,14 @@ impl RetentionPolicy {
         }
     }
 
-    /// 003's cleanup of one kind: records of `kind` older than `days`, nothing else.
+    /// The log API's cleanup of one kind: records of `kind` older than `days`, nothing else.
     pub fn only(kind: Kind, days: u32) -> RetentionPolicy {
         let mut policy = RetentionPolicy::keep_all();
         *policy.days_mut(kind) = Some(days);
         policy
     }
 
-    /// 003's cleanup of type `all`: every kind older than `days` (metrics untouched).
+    /// The log API's cleanup of type `all`: every kind older than `days` (metrics untouched).
     pub fn all_kinds(days: u32) -> RetentionPolicy {
         RetentionPolicy {
             http_days: Some(days),

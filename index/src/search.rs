@@ -21,7 +21,7 @@ use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 use crate::filter::LogFilter;
 use crate::schema::{F_DURATION, F_ID, F_LEVEL, F_SERVICE, F_TS, RecordView};
 
-/// Sort key of a search (003's `sortBy`).
+/// Sort key of a search (the log API's `sortBy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortBy {
     /// `@timestamp`.
@@ -36,7 +36,7 @@ pub enum SortBy {
 }
 
 impl SortBy {
-    /// The 003 name (`@timestamp`, `level`, `duration`, `service`).
+    /// The log API name (`@timestamp`, `level`, `duration`, `service`).
     pub fn as_str(self) -> &'static str {
         match self {
             SortBy::Timestamp => "@timestamp",
@@ -64,7 +64,7 @@ impl FromStr for SortBy {
     }
 }
 
-/// Sort direction (003's `sortOrder`).
+/// Sort direction (the log API's `sortOrder`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortOrder {
     /// Smallest first.

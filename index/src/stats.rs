@@ -2,7 +2,7 @@
 //!
 //! tantivy's aggregation framework would give approximate percentiles (DDSketch) and one request
 //! per breakdown; one collector reading the handful of columns per matching document gives every
-//! breakdown of 003's stats, errors and slow-request summaries at once, and exact percentiles by
+//! breakdown of the log API's stats, errors and slow-request summaries at once, and exact percentiles by
 //! keeping the durations of the filtered set (8 bytes per request). String breakdowns count by
 //! dictionary ordinal per segment and resolve each ordinal to its string once, at harvest.
 //!

@@ -1,4 +1,4 @@
-//! A trace assembled from the records sharing a trace id (003's `GET /logs/trace/:traceId`).
+//! A trace assembled from the records sharing a trace id (the log API's `GET /logs/trace/:traceId`).
 
 use chrono::{DateTime, Duration, Utc};
 use owl_model::{LogRecord, SpanEvent};
@@ -13,7 +13,7 @@ pub enum SpanStatus {
 }
 
 impl SpanStatus {
-    /// The 003 name (`SUCCESS`, `ERROR`).
+    /// The log API name (`SUCCESS`, `ERROR`).
     pub fn as_str(self) -> &'static str {
         match self {
             SpanStatus::Success => "SUCCESS",

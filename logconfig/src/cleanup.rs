@@ -1,4 +1,4 @@
-//! Manual cleanup (003's `POST /api/v1/logs/cleanup`): one at a time, run by whoever holds the index
+//! Manual cleanup (the log API's `POST /api/v1/logs/cleanup`): one at a time, run by whoever holds the index
 //! writer.
 //!
 //! Deleting partitions needs the index writer. In `owl up` the query API holds it and runs the

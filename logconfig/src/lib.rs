@@ -1,4 +1,4 @@
-//! Owl's live log settings: 003's log config, shared by the query API (which reads and changes it)
+//! Owl's live log settings: the log API's log config, shared by the query API (which reads and changes it)
 //! and the collector (which applies it to every record it ingests, without a restart).
 //!
 //! # Architecture

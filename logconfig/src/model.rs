@@ -1,4 +1,4 @@
-//! The settings document of 003's `GET` and `PUT /api/v1/logs/config`: its serde shape, the partial
+//! The settings document of the log API's `GET` and `PUT /api/v1/logs/config`: its serde shape, the partial
 //! update `PUT` accepts, and validation that reports every problem at once.
 
 use chrono::{DateTime, Utc};
@@ -14,7 +14,7 @@ pub const MAX_PATH_PATTERNS: usize = 100;
 pub const MAX_RETENTION_DAYS: u32 = 3650;
 
 /// The log settings: what the collector stores (`level`, `sampling`) and how long it keeps it
-/// (`retention`). 003 shows the alert rules beside them (`alerts`): those belong to the alert
+/// (`retention`). The log API shows the alert rules beside them (`alerts`): those belong to the alert
 /// store (`owl-alerts`), and the query API answers and changes them there, in the same
 /// transaction as these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ fn system() -> String {
     "system".to_string()
 }
 
-/// 003's `sampling`.
+/// The log API's `sampling`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sampling {
@@ -48,7 +48,7 @@ pub struct Sampling {
     pub rules: SamplingRules,
 }
 
-/// 003's `sampling.rules`.
+/// The log API's `sampling.rules`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SamplingRules {
@@ -60,7 +60,7 @@ pub struct SamplingRules {
     pub dynamic: DynamicSampling,
 }
 
-/// 003's `alwaysLog`.
+/// The log API's `alwaysLog`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlwaysLog {
@@ -70,7 +70,7 @@ pub struct AlwaysLog {
     pub paths: Vec<String>,
 }
 
-/// 003's `neverLog`.
+/// The log API's `neverLog`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NeverLog {
@@ -78,7 +78,7 @@ pub struct NeverLog {
     pub paths: Vec<String>,
 }
 
-/// 003's `dynamic`: above `qpsThreshold` records per second, keep a share of
+/// The log API's `dynamic`: above `qpsThreshold` records per second, keep a share of
 /// `qpsThreshold / qps`, bounded by the two rates; at or below it keep `maxSampleRate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,7 +91,7 @@ pub struct DynamicSampling {
     pub max_sample_rate: f64,
 }
 
-/// 003's `retention`, in days.
+/// The log API's `retention`, in days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
@@ -105,7 +105,7 @@ pub struct Retention {
 
 impl LogConfig {
     /// The settings before anyone changed them: store everything (`DEBUG`, sampling off, with
-    /// 003's example rules ready to be switched on) and the retention of the configuration file.
+    /// The log API's example rules ready to be switched on) and the retention of the configuration file.
     ///
     /// Storing everything by default is deliberate: a fresh install that silently dropped DEBUG
     /// lines would look broken; ops raise the level with `PUT /api/v1/logs/config`.
@@ -360,7 +360,7 @@ impl Problem {
     }
 }
 
-/// The body of `PUT /api/v1/logs/config`: 003's `UpdateLogConfigDto`, plus the alwaysLog and
+/// The body of `PUT /api/v1/logs/config`: the log API's `UpdateLogConfigDto`, plus the alwaysLog and
 /// neverLog rules and the retention the document shows. Absent fields keep their value.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -482,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn serialises_the_003_shape() {
+    fn serialises_the_log_api_shape() {
         let value = serde_json::to_value(LogConfig::default()).unwrap();
         assert_eq!(value["level"], "DEBUG");
         assert_eq!(
@@ -511,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn the_003_example_update_applies() {
+    fn the_documented_example_update_applies() {
         let next = LogConfig::default()
             .apply(&update(json!({"level": "DEBUG"})))
             .unwrap();

@@ -59,7 +59,7 @@ pub fn millis_to_utc(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-/// Epoch milliseconds as RFC 3339 with milliseconds and a `Z` (003's time format).
+/// Epoch milliseconds as RFC 3339 with milliseconds and a `Z` (the log API's time format).
 pub fn format_millis(ms: i64) -> String {
     crate::format_timestamp(&millis_to_utc(ms))
 }

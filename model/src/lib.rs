@@ -1,6 +1,6 @@
 //! Owl's shared model: the types that travel between owl-agent, the collector and the query API.
 //!
-//! - [`LogRecord`]: one log record, in the LogItem shape of the FFOA log API with the logger fields
+//! - [`LogRecord`]: one log record, in the LogItem shape of the log API with the logger fields
 //!   of the CRM log items.
 //! - [`MetricSample`] and [`Heartbeat`]: what agents report about their hosts and themselves.
 //! - [`IngestItem`]: one line of the collector's NDJSON ingest format.

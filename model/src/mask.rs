@@ -1,6 +1,6 @@
 //! Masking of sensitive values before a record is stored or leaves the node.
 //!
-//! 003 promises that logs are masked at write time, so the agent masks before shipping and the
+//! The log API promises that logs are masked at write time, so the agent masks before shipping and the
 //! collector masks records that arrive from elsewhere, with this one implementation.
 //!
 //! Two families of rules:

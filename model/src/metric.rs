@@ -53,7 +53,7 @@ pub struct MetricSample {
 }
 
 impl MetricSample {
-    /// The highest disk usage of the sample (the figure 000's `disk_percent` reports).
+    /// The highest disk usage of the sample (the figure the CRM analytics API's `disk_percent` reports).
     pub fn max_disk_percent(&self) -> f64 {
         self.disks.iter().map(|d| d.percent).fold(0.0, f64::max)
     }

@@ -1,11 +1,11 @@
-//! The log record: the LogItem shape of the FFOA log API (003) plus the logger fields of the
-//! BANTU CRM log items (000), the retention kind, host, environment and a stable id.
+//! The log record: the LogItem shape of the log API (`/api/v1/logs/*`) plus the logger fields of
+//! the CRM's log items (`/api/analytics-monitoring/logs/*`), the retention kind, host, environment and a stable id.
 //!
 //! Deserialisation is lenient in the ways real shippers need: `timestamp` is accepted for
-//! `@timestamp` (with or without a zone; a naive time is UTC), `service` may be a bare name (000) or
-//! the object of 003, a level is matched case-insensitively with the usual aliases (`WARNING`,
+//! `@timestamp` (with or without a zone; a naive time is UTC), `service` may be a bare name (CRM analytics API) or
+//! the object of the log API, a level is matched case-insensitively with the usual aliases (`WARNING`,
 //! `CRITICAL`, ...), and keys the model does not know are kept in `extra` instead of being dropped.
-//! Serialisation always produces the canonical 003 shape.
+//! Serialisation always produces the canonical log API shape.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,7 +32,7 @@ impl Level {
     /// All levels, least severe first.
     pub const ALL: [Level; 4] = [Level::Debug, Level::Info, Level::Warn, Level::Error];
 
-    /// The canonical upper-case name used by the 003 API (`WARN`).
+    /// The canonical upper-case name used by the log API (`WARN`).
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Debug => "DEBUG",
@@ -42,7 +42,7 @@ impl Level {
         }
     }
 
-    /// The name the 000 API and Python's `logging` use (`WARNING`).
+    /// The name the CRM analytics API and Python's `logging` use (`WARNING`).
     pub fn python_name(self) -> &'static str {
         match self {
             Level::Warn => "WARNING",
@@ -134,7 +134,7 @@ impl<'de> Deserialize<'de> for Level {
     }
 }
 
-/// Retention class of a record (003's cleanup and retention `type`).
+/// Retention class of a record (the log API's cleanup and retention `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -808,7 +808,7 @@ mod tests {
         parse_timestamp("2025-12-07T10:35:00Z").unwrap()
     }
 
-    // The LogItem of 003's GET /api/v1/logs/query example, verbatim.
+    // The LogItem of the log API's GET /api/v1/logs/query example, verbatim.
     const SEED_003_QUERY_ITEM: &str = r#"{
         "@timestamp": "2025-12-07T10:30:00.123Z",
         "level": "ERROR",
@@ -822,7 +822,7 @@ mod tests {
         "error": { "type": "InternalServerError", "message": "Database connection failed" }
     }"#;
 
-    // The error item of 003's GET /api/v1/logs/errors example, verbatim.
+    // The error item of the log API's GET /api/v1/logs/errors example, verbatim.
     const SEED_003_ERROR_ITEM: &str = r#"{
         "@timestamp": "2025-12-07T10:30:00.123Z",
         "level": "ERROR",
@@ -836,7 +836,7 @@ mod tests {
         "user": { "id": "user-001", "name": "zhangsan" }
     }"#;
 
-    // The log item of 000's POST /api/analytics-monitoring/logs/query example, verbatim.
+    // The log item of the CRM analytics API's POST /api/analytics-monitoring/logs/query example, verbatim.
     const SEED_000_LOG: &str = r#"{
         "id": "507f1f77bcf86cd799439011",
         "timestamp": "2025-01-01T12:00:00",
@@ -931,7 +931,7 @@ mod tests {
     }
 
     #[test]
-    fn serialises_the_003_shape() {
+    fn serialises_the_log_api_shape() {
         let record = LogRecord::from_json_slice(SEED_003_QUERY_ITEM.as_bytes(), now()).unwrap();
         let value = serde_json::to_value(&record).unwrap();
         assert_eq!(value["@timestamp"], "2025-12-07T10:30:00.123Z");

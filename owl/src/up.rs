@@ -72,7 +72,7 @@ impl Alerts {
     }
 }
 
-/// The live log settings (003's `/api/v1/logs/config`): the collector's ingest filter and
+/// The live log settings (the log API's `/api/v1/logs/config`): the collector's ingest filter and
 /// scheduled retention, reloaded from SQL about every second, and the worker that runs the
 /// cleanups the query API queues.
 struct LogSettings {

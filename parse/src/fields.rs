@@ -676,7 +676,7 @@ impl Builder {
     }
 }
 
-/// The 003 access message: `POST /api/v1/forms | 500 | 1234ms`.
+/// The log API access message: `POST /api/v1/forms | 500 | 1234ms`.
 pub(crate) fn http_message(http: &Http) -> String {
     let mut message = String::new();
     if let Some(method) = &http.method {

@@ -235,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn the_003_shape_round_trips() {
+    fn the_log_api_shape_round_trips() {
         let text = r#"{"@timestamp":"2025-12-07T10:30:00.123Z","level":"ERROR","message":"POST /api/v1/forms | 500 | 1234ms","trace":{"id":"CN-1733580000000-a1b2c3d4","span_id":"FORM-1"},"http":{"request_id":"1733580000123-abc","method":"POST","url":"/api/v1/forms","status_code":500,"duration_ms":1234},"user":{"id":"user-001","name":"zhangsan"},"client":{"ip":"192.168.1.100","user_agent":"Mozilla/5.0"},"service":{"name":"Form","region":"CN","instance":"form-pod-1"},"error":{"type":"InternalServerError","message":"Database connection failed"}}"#;
         let record = parse(text);
         let model = owl_model::LogRecord::from_json_slice(text.as_bytes(), Utc::now()).unwrap();

@@ -1,7 +1,7 @@
 //! Text formats: Python `logging`, nginx/Apache access logs, user regexes, plain lines.
 //!
 //! Python formats recognised (first match wins):
-//! - the CRM services' format, which carries every logger field of the 000 log items:
+//! - the CRM services' format, which carries every logger field of the CRM analytics API log items:
 //!   `%(asctime)s - %(name)s - %(levelname)s - [%(process)d:%(thread)d] %(pathname)s:%(lineno)d %(module)s.%(funcName)s - %(message)s`
 //!   e.g. `2025-01-01 12:00:00,123 - foundation_service.api.v1.auth - ERROR - [1:12345] /app/foundation_service/api/v1/auth.py:45 auth.login - 用户登录失败`;
 //! - the logging cookbook's `%(asctime)s - %(name)s - %(levelname)s - %(message)s`;

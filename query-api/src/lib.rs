@@ -15,16 +15,16 @@
 //! ```
 //!
 //! - [`http`]: one module per resource, each `pub fn router() -> Router<AppState>` built from a
-//!   [`http::Routes`] table in which every route declares its [`Access`]. Later modules (003 log
+//!   [`http::Routes`] table in which every route declares its [`Access`]. Later modules (the log API log
 //!   queries, alerts, CRM analytics) add a file and a line in [`http::routes`].
-//! - [`envelope`]: the response envelopes and the error type of each API family (003, 002, 004,
-//!   000/001); handlers return `Result<_, LogError | DataAskError | WhalefallError | CrmError>`.
+//! - [`envelope`]: the response envelopes and the error type of each API family (the log API, the admin API, the platform API,
+//!   The CRM analytics API/the CRM backend); handlers return `Result<_, LogsV1Error | AuthAdminError | PlatformError | AnalyticsMonitoringError>`.
 //! - `auth`: argon2id passwords, HS256 tokens with rotating refresh tokens, revocation, lockout.
 //! - [`Scope`]: the regions and environments a user may read; log endpoints must apply it.
 //! - `db`: the SQL layer and its portability rules (module docs), migrations in `migrations/`.
 //! - `kv`: the shared store for token families, revocations, login counters and the cache.
 //! - [`crm`]: the CRM store (customers, orders, service records, CRM users and organizations on
-//!   SQLite, PostgreSQL or MySQL), the figures of 000's and 002's analytics, their 5-minute cache,
+//!   SQLite, PostgreSQL or MySQL), the figures of the CRM analytics API's and the admin API's analytics, their 5-minute cache,
 //!   and the monitoring figures; its `README.md` documents the schema a CRM maps onto.
 //!
 //! [`run`] serves the API; [`app`] builds the same router for tests; [`bootstrap`] prepares a

@@ -1,6 +1,6 @@
 //! The permission catalogue, the built-in roles and what each route requires.
 //!
-//! Built-in roles follow 003's matrix:
+//! Built-in roles follow the log API's matrix:
 //!
 //! | role | level | permissions | data |
 //! | --- | --- | --- | --- |
@@ -8,13 +8,13 @@
 //! | `ops` | 2 | `log:read`, `log:cleanup`, `log:alert`, `monitoring:read` | the user's regions |
 //! | `developer` | 3 | `log:read` | the `development` environment only; no config |
 //!
-//! Why `ops` holds `log:read`: 003's API table puts `GET /logs/stats` under `log:read`, and its
+//! Why `ops` holds `log:read`: the log API's table puts `GET /logs/stats` under `log:read`, and its
 //! region section has the CN ops user query logs (restricted to CN). What `ops` lacks next to `admin`
 //! is `log:config` and the user, organization, role, audit and analytics administration. `developer`
 //! reaches query, trace and stats through `log:read`, always within its environment scope.
 //!
 //! A permission code is granted through roles. Routes declare an [`Access`]: public, any signed-in
-//! user, or a permission (optionally also a maximum role level, 002's "level <= 2 manages users and
+//! user, or a permission (optionally also a maximum role level, the admin API's "level <= 2 manages users and
 //! organizations" and "level 1 manages roles"). The route table in `http` applies it before the
 //! handler runs, and a test walks every route with every role.
 
@@ -23,13 +23,13 @@ use std::fmt;
 /// One permission code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Permission {
-    /// Query, trace, errors, slow requests and stats of logs (003).
+    /// Query, trace, errors, slow requests and stats of logs (log API).
     LogRead,
-    /// Read and change the log configuration (003).
+    /// Read and change the log configuration (log API).
     LogConfig,
-    /// Clean up logs (003).
+    /// Clean up logs (log API).
     LogCleanup,
-    /// Alert history, alert configuration, channel tests (003).
+    /// Alert history, alert configuration, channel tests (log API).
     LogAlert,
     /// Read users.
     UserRead,
@@ -43,15 +43,15 @@ pub enum Permission {
     RoleRead,
     /// Create, update and delete roles; assign permissions.
     RoleWrite,
-    /// Read the audit log (001).
+    /// Read the audit log (CRM backend).
     AuditRead,
-    /// Export the audit log (001).
+    /// Export the audit log (CRM backend).
     AuditExport,
-    /// Read business analytics (002 `/api/analytics`, 000 analytics).
+    /// Read business analytics (the admin API `/api/analytics`, the CRM analytics API analytics).
     AnalyticsRead,
     /// Export business analytics.
     AnalyticsExport,
-    /// Read service health, system and database metrics, active alerts (000 monitoring).
+    /// Read service health, system and database metrics, active alerts (the CRM analytics API monitoring).
     MonitoringRead,
 }
 
@@ -62,13 +62,13 @@ pub struct PermissionInfo {
     pub permission: Permission,
     /// `log:read`.
     pub code: &'static str,
-    /// Display name (002's `permission_name`).
+    /// Display name (the admin API's `permission_name`).
     pub name: &'static str,
-    /// A representative API path (002's `api_path`).
+    /// A representative API path (the admin API's `api_path`).
     pub api_path: &'static str,
     /// Its method, or `*` for several.
     pub api_method: &'static str,
-    /// 002's `resource_type`.
+    /// The admin API's `resource_type`.
     pub resource_type: &'static str,
     /// Description.
     pub description: &'static str,
@@ -272,7 +272,7 @@ impl fmt::Display for Permission {
 pub const ADMIN_ROLE: &str = "admin";
 /// The built-in role codes.
 pub const BUILTIN_ROLES: &[&str] = &[ADMIN_ROLE, "ops", "developer"];
-/// The level of the super admin (002).
+/// The level of the super admin (admin API).
 pub const SUPER_ADMIN_LEVEL: i64 = 1;
 
 /// What a route requires.
@@ -373,13 +373,13 @@ mod tests {
             assert!(entry.default_roles.iter().all(|r| BUILTIN_ROLES.contains(r)));
             assert!(CATALOGUE[..i].iter().all(|e| e.permission != entry.permission));
         }
-        // 003's four codes come first so they get ids 1 to 4 on a fresh database.
+        // The log API's four codes come first so they get ids 1 to 4 on a fresh database.
         let first: Vec<&str> = CATALOGUE[..4].iter().map(|e| e.code).collect();
         assert_eq!(first, ["log:read", "log:config", "log:cleanup", "log:alert"]);
     }
 
     #[test]
-    fn builtin_roles_follow_003() {
+    fn builtin_roles_follow_the_log_api_matrix() {
         let granted = |role: &str| -> Vec<&str> {
             CATALOGUE
                 .iter()

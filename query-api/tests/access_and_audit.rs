@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode, header};
 use common::{ADMIN_PASSWORD, CLIENT_IP, TestEnv, Variant};
-use owl_query_api::envelope::{Family, LogOk};
+use owl_query_api::envelope::{Family, LogsV1Ok};
 use owl_query_api::http::{AuthUser, Query, Routes};
 use owl_query_api::{Access, Permission};
 use serde_json::{Value, json};
@@ -35,14 +35,14 @@ fn is_permission_denial(family: Family, status: StatusCode, body: &Value) -> boo
         return false;
     }
     match family {
-        Family::Log => body["error"]["code"] == "LOG_PERMISSION_DENIED" && body["statusCode"] == 403,
-        Family::DataAsk => body["success"] == false && body["code"] == 403 && body["message"] == "权限不足",
-        Family::Whalefall => {
+        Family::LogsV1 => body["error"]["code"] == "LOG_PERMISSION_DENIED" && body["statusCode"] == 403,
+        Family::AuthAdmin => body["success"] == false && body["code"] == 403 && body["message"] == "权限不足",
+        Family::Platform => {
             body["status"] == "error"
                 && body["error"] == "AuthorizationError"
                 && body["message"] == "权限不足"
         }
-        Family::Crm => body == &json!({ "code": 403, "message": "权限不足", "data": null }),
+        Family::AnalyticsMonitoring => body == &json!({ "code": 403, "message": "权限不足", "data": null }),
     }
 }
 
@@ -51,10 +51,10 @@ fn is_unauthenticated(family: Family, status: StatusCode, body: &Value) -> bool 
         return false;
     }
     match family {
-        Family::Log => body["error"]["code"] == "UNAUTHORIZED",
-        Family::DataAsk => body["code"] == 401,
-        Family::Whalefall => body["error"] == "AuthenticationError",
-        Family::Crm => body["code"] == 401,
+        Family::LogsV1 => body["error"]["code"] == "UNAUTHORIZED",
+        Family::AuthAdmin => body["code"] == 401,
+        Family::Platform => body["error"] == "AuthenticationError",
+        Family::AnalyticsMonitoring => body["code"] == 401,
     }
 }
 
@@ -154,7 +154,7 @@ async fn route_role_matrix(variant: Variant) {
             .expect(StatusCode::OK);
         identity.permissions = serde_json::from_value(profile.body["data"]["permissions"].clone()).unwrap();
     }
-    // 003's matrix, as granted on a fresh database.
+    // The log API's matrix, as granted on a fresh database.
     let of = |name: &str| {
         identities
             .iter()
@@ -250,14 +250,14 @@ async fn route_role_matrix(variant: Variant) {
         .expect(StatusCode::NOT_FOUND);
 }
 
-async fn scope_probe(user: AuthUser, Query(query): Query<BTreeMap<String, String>>) -> LogOk<Value> {
+async fn scope_probe(user: AuthUser, Query(query): Query<BTreeMap<String, String>>) -> LogsV1Ok<Value> {
     let split = |key: &str| {
         query
             .get(key)
             .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
     };
     let scope = user.scope();
-    LogOk::new(json!({
+    LogsV1Ok::new(json!({
         "regions": scope.regions_for(split("region").as_deref()),
         "environments": scope.environments_for(split("environment").as_deref()),
     }))
@@ -269,7 +269,7 @@ async fn region_scope_hook(variant: Variant) {
     let Some(env) = TestEnv::start(variant).await else {
         return;
     };
-    let table = owl_query_api::http::routes().merge(Routes::new(Family::Log, "log").route(
+    let table = owl_query_api::http::routes().merge(Routes::new(Family::LogsV1, "log").route(
         Method::GET,
         "/api/v1/logs/scope-probe",
         Access::perm(Permission::LogRead),

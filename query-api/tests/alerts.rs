@@ -1,4 +1,4 @@
-//! 003's `/api/v1/logs/alerts*` and 000's `/api/analytics-monitoring/monitoring/alerts/*` over the
+//! The log API's `/api/v1/logs/alerts*` and the CRM analytics API's `/api/analytics-monitoring/monitoring/alerts/*` over the
 //! one alert store, on SQLite and PostgreSQL: configuration round trip with write-only secrets,
 //! history with filters and summary, active alerts and acknowledgement, real channel tests against
 //! a webhook sink, mutes, and requests from an IP_ANOMALY-blocked address refused.
@@ -99,7 +99,7 @@ async fn config_round_trip(variant: Variant) {
     assert_eq!(data["updatedBy"], Value::Null);
     assert_eq!(reply.body["path"], "/api/v1/logs/alerts/config");
 
-    // 003's example.
+    // The log API's example.
     let reply = env
         .call(
             "PUT",
@@ -173,7 +173,7 @@ async fn config_round_trip(variant: Variant) {
     assert_eq!(stored.settings.notifications.email.password, SMTP_PASSWORD);
     assert_eq!(stored.version, Some(2));
 
-    // Invalid channels: 003's LOG_ALERT_CHANNEL_INVALID, every problem named, nothing stored.
+    // Invalid channels: the log API's LOG_ALERT_CHANNEL_INVALID, every problem named, nothing stored.
     let bad = json!({"notifications": {"slack": {"webhookUrl": "ftp://hooks"}, "email": {"recipients": ["nobody"]}}});
     let reply = env
         .call("PUT", "/api/v1/logs/alerts/config", Some(&admin), Some(bad))
@@ -299,7 +299,7 @@ async fn history_active_and_acknowledge(variant: Variant) {
         assert!(store.insert_alert(a).await.unwrap());
     }
 
-    // 003 history: last 7 days by default, newest first, type and status filters, full summary.
+    // The log API history: last 7 days by default, newest first, type and status filters, full summary.
     let reply = env
         .call("GET", "/api/v1/logs/alerts", Some(&admin), None)
         .await
@@ -411,7 +411,7 @@ async fn history_active_and_acknowledge(variant: Variant) {
         .expect(StatusCode::BAD_REQUEST);
     assert_eq!(reply.body["error"]["errors"].as_array().unwrap().len(), 2);
 
-    // 000: the open alert, by the same id, in 000's shape and names.
+    // The CRM analytics API: the open alert, by the same id, in the CRM analytics API's shape and names.
     let reply = env
         .call(
             "GET",
@@ -810,7 +810,10 @@ async fn requests_from_a_blocked_ip_are_refused_until_it_is_unblocked() {
         )
         .await
         .expect(StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(crm.body["code"], 429, "000's envelope on 000's paths");
+    assert_eq!(
+        crm.body["code"], 429,
+        "the analytics-monitoring envelope on its paths"
+    );
     env.call_from(attacker, "GET", "/health", None, None)
         .await
         .expect(StatusCode::OK);

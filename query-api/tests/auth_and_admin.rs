@@ -1,4 +1,4 @@
-//! The query API core end to end, on SQLite, on PostgreSQL and with Redis: 002's curl flows, the 004
+//! The query API core end to end, on SQLite, on PostgreSQL and with Redis: the admin API's curl flows, the platform API
 //! aliases, tokens (expiry, tampering, algorithm confusion, refresh reuse, logout), lockout,
 //! organization scoping and validation.
 
@@ -13,8 +13,8 @@ use common::{ADMIN_PASSWORD, TestEnv, Variant};
 use serde_json::{Value, json};
 
 on_every_backend!(
-    dataask_curl_flows,
-    whalefall_aliases_and_user_toggle,
+    auth_admin_curl_flows,
+    platform_aliases_and_user_toggle,
     token_expiry_tampering_and_algorithms,
     refresh_rotation_and_reuse,
     logout_revokes_every_token_of_the_user,
@@ -23,14 +23,14 @@ on_every_backend!(
     validation_errors_name_fields,
 );
 
-/// Creates the organizations 002's examples assume (`0501` and `050101`).
+/// Creates the organizations the admin API's examples assume (`0501` and `050101`).
 async fn seed_002_orgs(env: &TestEnv, admin: &str) {
     env.create_org(admin, "0501", "广东省电力公司", "0").await;
     env.create_org(admin, "050101", "广州供电局", "0501").await;
 }
 
-/// 002's curl examples, verbatim bodies and headers, in order.
-async fn dataask_curl_flows(variant: Variant) {
+/// The admin API's curl examples, verbatim bodies and headers, in order.
+async fn auth_admin_curl_flows(variant: Variant) {
     let Some(env) = TestEnv::start(variant).await else {
         return;
     };
@@ -260,7 +260,7 @@ async fn dataask_curl_flows(variant: Variant) {
         .collect();
     assert_eq!(codes, ["050101", "050102"]);
 
-    // POST /api/roles: the fourth role on a fresh database, id 4 as in 002.
+    // POST /api/roles: the fourth role on a fresh database, id 4 as in the admin API.
     let role = env
         .call(
             "POST",
@@ -351,8 +351,8 @@ async fn dataask_curl_flows(variant: Variant) {
     );
 }
 
-/// 004's `/auth/login`, `/api/refresh`, `/api/me`, user toggle and stats, health.
-async fn whalefall_aliases_and_user_toggle(variant: Variant) {
+/// The platform API's `/auth/login`, `/api/refresh`, `/api/me`, user toggle and stats, health.
+async fn platform_aliases_and_user_toggle(variant: Variant) {
     let Some(env) = TestEnv::start(variant).await else {
         return;
     };
@@ -389,7 +389,7 @@ async fn whalefall_aliases_and_user_toggle(variant: Variant) {
     assert_eq!(me.body["data"]["username"], "admin");
     assert_eq!(me.body["data"]["role"], "admin");
 
-    // 004's user creation body: `username` is the login name, `role` a role code.
+    // The platform API's user creation body: `username` is the login name, `role` a role code.
     let created = env
         .call(
             "POST",
@@ -451,7 +451,7 @@ async fn whalefall_aliases_and_user_toggle(variant: Variant) {
         assert!(health.body["data"]["timestamp"].as_f64().unwrap() > 1.7e9);
         assert_eq!(health.body["message"], "服务运行正常");
     }
-    // In public: 004's statuses and nothing else (no counts, sizes, versions or paths).
+    // In public: the platform API's statuses and nothing else (no counts, sizes, versions or paths).
     let public = env
         .call("GET", "/health/detailed", None, None)
         .await
@@ -814,7 +814,7 @@ async fn lockout_per_user_and_per_ip(variant: Variant) {
         .await
         .expect(StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(unknown_locked.body["code"], 429);
-    // The 004 alias answers 429 in its own shape.
+    // The platform API alias answers 429 in its own shape.
     let alias = env
         .call_from(
             "198.51.100.9",
@@ -1139,7 +1139,7 @@ async fn validation_errors_name_fields(variant: Variant) {
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert_eq!(path.body["errors"][0]["field"], "id");
-    // 004 family: 422 and its own shape.
+    // The platform API family: 422 and its own shape.
     let toggle = env
         .call("POST", "/api/users/abc/toggle-status", Some(&admin), None)
         .await

@@ -1,6 +1,6 @@
-//! 000's and 002's CRM analytics end to end, on a CRM database in Owl's SQLite, in PostgreSQL and in
+//! The CRM analytics API's and the admin API's CRM analytics end to end, on a CRM database in Owl's SQLite, in PostgreSQL and in
 //! MariaDB/MySQL: every figure against rows the test inserts and counts itself, bucketing across
-//! month and year ends, the 002 query and export, organization scoping and invalid parameters.
+//! month and year ends, the admin API query and export, organization scoping and invalid parameters.
 
 mod common;
 mod crm_support;
@@ -41,7 +41,7 @@ fn cents(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-/// Every 000 figure on one data set, each expectation counted here from the rows inserted.
+/// Every the CRM analytics API figure on one data set, each expectation counted here from the rows inserted.
 async fn figures_match_inserted_rows(db: CrmDb) {
     let Some(env) = CrmEnv::start(db).await else {
         return;
@@ -171,7 +171,7 @@ async fn figures_match_inserted_rows(db: CrmDb) {
     assert_eq!(
         keys,
         ["individual", "organization", "partner"],
-        "000's values first, others after"
+        "the documented values first, others after"
     );
 
     // customers/trend (default: the last 30 days, by day)
@@ -526,7 +526,7 @@ async fn create_orgs(env: &CrmEnv, admin: &str, orgs: &[(&str, &str, &str)]) {
     }
 }
 
-/// 002's query (metrics × dimensions × filters) and its export, counted by hand from the rows.
+/// The admin API's query (metrics × dimensions × filters) and its export, counted by hand from the rows.
 async fn query_and_export_match_inserted_rows(db: CrmDb) {
     let Some(env) = CrmEnv::start(db).await else {
         return;
@@ -593,7 +593,7 @@ async fn query_and_export_match_inserted_rows(db: CrmDb) {
     });
     assert_eq!(reply.body["data"], expected);
 
-    // 002's example: user_count and data_volume by org and date, status 1.
+    // The admin API's example: user_count and data_volume by org and date, status 1.
     let example = json!({
         "start_date": "2025-01-01",
         "end_date": "2025-12-31",

@@ -92,7 +92,7 @@ async fn hits_scopes_and_expiry(variant: Variant) {
         ("HIT", overview.text.as_str())
     );
 
-    let key = AnalyticsCache::key("000:customers/summary", &json!({}), &None);
+    let key = AnalyticsCache::key("analytics-monitoring:customers/summary", &json!({}), &None);
     assert!(
         env.state.kv.get(&key).await.unwrap().is_some(),
         "the entry is in the {} store",

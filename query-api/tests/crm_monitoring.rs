@@ -1,4 +1,4 @@
-//! 000's monitoring end to end: service health from heartbeats and indexed error rates, system
+//! The CRM analytics API's monitoring end to end: service health from heartbeats and indexed error rates, system
 //! metrics of agents' hosts and of the query API's own host, and the CRM database's health and
 //! server counts on Owl's SQLite, PostgreSQL and MariaDB/MySQL.
 

@@ -103,7 +103,7 @@ async fn dry_run_measures_and_a_real_run_frees_the_partitions() {
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     assert!(files > 0 && bytes > 0);
 
-    // 003's example: a dry run of HTTP records older than 14 days.
+    // The log API's example: a dry run of HTTP records older than 14 days.
     let body = json!({"type": "http", "olderThanDays": 14, "dryRun": true});
     let reply = env
         .call("POST", "/api/v1/logs/cleanup", Some(&admin), Some(body))

@@ -43,7 +43,7 @@ async fn config_round_trip(variant: Variant) {
     assert_eq!(data["alerts"]["slowRequest"]["thresholdMs"], 2000);
     assert_eq!(data["updatedBy"], "system");
 
-    // 003's example.
+    // The log API's example.
     let reply = env
         .call(
             "PUT",

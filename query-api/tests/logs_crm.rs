@@ -1,4 +1,4 @@
-//! 000's log query (POST and GET) and statistics against a dataset whose answers the test computes.
+//! The CRM analytics API's log query (POST and GET) and statistics against a dataset whose answers the test computes.
 
 mod common;
 mod logs_common;
@@ -187,7 +187,7 @@ async fn crm_log_query_and_statistics() {
     );
     assert_eq!(data["page_size"], 500);
 
-    // Errors in 000's envelope.
+    // Errors in the CRM analytics API's envelope.
     for (method, path, body, field) in [
         (
             "POST",

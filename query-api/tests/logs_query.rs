@@ -1,4 +1,4 @@
-//! 003's read endpoints (query, errors, slow requests, stats, trace) and 004's extras (modules,
+//! The log API's read endpoints (query, errors, slow requests, stats, trace) and the platform API's extras (modules,
 //! detail, export) against a generated dataset whose answers each test computes itself.
 
 mod common;
@@ -392,7 +392,7 @@ async fn errors_with_their_summary() {
             "{query}"
         );
     }
-    // 003: the error list's keyword searches message and error.message, not the user name.
+    // The log API: the error list's keyword searches message and error.message, not the user name.
     let by_user = errors
         .iter()
         .filter(|r| contains_ci(r.user.as_ref().and_then(|u| u.name.as_deref()), "zhangsan"))
@@ -586,7 +586,7 @@ async fn stats_are_the_whole_log_stats_response() {
     assert_eq!(reply.body["error"]["code"], "LOG_QUERY_TIME_RANGE_TOO_LARGE");
 }
 
-/// 003's trace example, plus an application line inside the Form span and a line without a span.
+/// The log API's trace example, plus an application line inside the Form span and a line without a span.
 fn trace_records() -> Vec<LogRecord> {
     let trace = "CN-1733580000000-a1b2c3d4";
     let span = |id: &str,

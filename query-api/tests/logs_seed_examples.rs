@@ -1,4 +1,4 @@
-//! The curl examples of 003 (`/api/v1/logs/*`, alerts aside) and 000 (`/api/analytics-monitoring/logs/*`)
+//! The curl examples of the log API (`/api/v1/logs/*`, alerts aside) and the CRM analytics API (`/api/analytics-monitoring/logs/*`)
 //! sent verbatim, apart from host and token, to a real server holding the records of the seeds'
 //! own examples; the answers carry the seeds' shapes and messages.
 
@@ -11,8 +11,8 @@ use owl_index::Index;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// 003's LogItem example, its error example, its trace example (three spans), a slow Form request
-/// of now, and 000's log example.
+/// The log API's LogItem example, its error example, its trace example (three spans), a slow Form request
+/// of now, and the CRM analytics API's log example.
 fn seed_records() -> Vec<owl_model::LogRecord> {
     let span = |id: &str, parent: Value, service: &str, at: &str, url: &str, ms: u64| {
         record(json!({
@@ -80,7 +80,7 @@ fn seed_records() -> Vec<owl_model::LogRecord> {
             "exception": null,
             "extra": null
         })),
-        // Within the last 24 hours: what 000's query finds when it names no time.
+        // Within the last 24 hours: what the CRM analytics API's query finds when it names no time.
         record(json!({
             "id": "recent-login-failure",
             "timestamp": ts(&(chrono::Utc::now() - chrono::Duration::hours(1))),
@@ -143,7 +143,7 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
         }
     };
 
-    // 003: GET /api/v1/logs/query
+    // The log API: GET /api/v1/logs/query
     let body = curl(
         "GET",
         "/api/v1/logs/query?page=1&limit=20&level=ERROR&startTime=2025-12-07T00:00:00.000Z&endTime=2025-12-07T23:59:59.999Z",
@@ -195,7 +195,7 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
         json!({ "type": "InternalServerError", "message": "Database connection failed" })
     );
 
-    // 003: GET /api/v1/logs/trace/:traceId
+    // The log API: GET /api/v1/logs/trace/:traceId
     let body = curl("GET", "/api/v1/logs/trace/CN-1733580000000-a1b2c3d4", None).await;
     let data = &body["data"];
     assert_eq!(data["traceId"], "CN-1733580000000-a1b2c3d4");
@@ -226,7 +226,7 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
         json!({ "time": 0, "event": "IAM POST /api/v1/auth/verify started" })
     );
 
-    // 003: GET /api/v1/logs/errors (userId, startTime)
+    // The log API: GET /api/v1/logs/errors (userId, startTime)
     let body = curl(
         "GET",
         "/api/v1/logs/errors?userId=user-001&startTime=2025-12-07T00:00:00Z",
@@ -255,7 +255,7 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
         "Error: Failed to connect...\n    at ..."
     );
 
-    // 003: GET /api/v1/logs/slow-requests (thresholdMs, service)
+    // The log API: GET /api/v1/logs/slow-requests (thresholdMs, service)
     let body = curl(
         "GET",
         "/api/v1/logs/slow-requests?thresholdMs=3000&service=Form",
@@ -295,14 +295,14 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
     );
     assert_eq!(summary["byService"], json!({ "Form": 1 }));
 
-    // 003: PUT /api/v1/logs/config {"level": "DEBUG"}
+    // The log API: PUT /api/v1/logs/config {"level": "DEBUG"}
     let body = curl("PUT", "/api/v1/logs/config", Some(r#"{"level": "DEBUG"}"#)).await;
     assert_eq!(body["message"], "日志配置已更新");
     assert_eq!(body["data"]["level"], "DEBUG");
     assert_eq!(body["data"]["updatedBy"], "admin");
     assert_eq!(body["path"], "/api/v1/logs/config");
 
-    // 003: POST /api/v1/logs/cleanup (dry run of HTTP logs older than 14 days)
+    // The log API: POST /api/v1/logs/cleanup (dry run of HTTP logs older than 14 days)
     let body = curl(
         "POST",
         "/api/v1/logs/cleanup",
@@ -324,7 +324,7 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
         ["http"]
     );
 
-    // 000: POST /api/analytics-monitoring/logs/query
+    // The CRM analytics API: POST /api/analytics-monitoring/logs/query
     let body = curl(
         "POST",
         "/api/analytics-monitoring/logs/query",
@@ -366,7 +366,7 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
         json!({ "logs": [seed_item], "total": 1, "page": 1, "page_size": 50, "total_pages": 1 })
     );
 
-    // 000: GET /api/analytics-monitoring/logs/query
+    // The CRM analytics API: GET /api/analytics-monitoring/logs/query
     // Without times it searches the last 24 hours (a bounded default), so it finds the recent
     // record and not the one of 2025-01-01.
     let body = curl("GET", "/api/analytics-monitoring/logs/query?services=foundation-service&levels=ERROR,WARNING&page=1&page_size=50", None).await;
@@ -379,7 +379,7 @@ async fn the_curl_examples_of_003_and_000_run_verbatim() {
         .collect();
     assert_eq!(ids, ["recent-login-failure"]);
 
-    // 000: GET /api/analytics-monitoring/logs/statistics
+    // The CRM analytics API: GET /api/analytics-monitoring/logs/statistics
     let body = curl(
         "GET",
         "/api/analytics-monitoring/logs/statistics?services=foundation-service&start_time=2025-01-01T00:00:00&end_time=2025-01-01T23:59:59",

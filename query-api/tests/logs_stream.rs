@@ -303,7 +303,7 @@ async fn a_stream_ends_with_its_rights_and_streams_are_bounded() {
         "{last}"
     );
 
-    // Two streams per user, then 429 in 003's envelope; closing one frees its slot.
+    // Two streams per user, then 429 in the log API's envelope; closing one frees its slot.
     let (ops, _) = env.login("tail1", "Passw0rd").await;
     let first = open_stream(&env, &ops).await.unwrap();
     let _second = open_stream(&env, &ops).await.unwrap();

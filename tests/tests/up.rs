@@ -27,7 +27,7 @@ async fn owl_up_serves_health_and_a_tailed_line_becomes_searchable() {
     })
     .await;
     assert_eq!(detailed["status"], "success", "{detailed}");
-    // In public only the statuses of 004's example; details need a signed-in user.
+    // In public only the statuses of the platform API's example; details need a signed-in user.
     assert!(detailed["data"]["checks"].is_null(), "{detailed}");
     for component in ["database", "redis"] {
         assert!(

@@ -1,4 +1,4 @@
-//! The error answer of the collector's HTTP API: the envelope of the FFOA log API (003),
+//! The error answer of the collector's HTTP API: the envelope of the log API (`/api/v1/logs/*`),
 //! `{success: false, error: {code, message}, timestamp, path, method, statusCode}`.
 
 use axum::Json;

@@ -4,7 +4,7 @@
 //! the role (`developer` is limited to `development`). Log endpoints never trust the `region` a client
 //! passes: they ask the scope for the effective list ([`Scope::regions_for`]), which is the
 //! intersection of what was asked and what is allowed, so a CN ops user who asks for `US` gets an
-//! empty answer and one who asks for nothing gets CN (003: "即使不传 region，也只能查询 CN 的日志").
+//! empty answer and one who asks for nothing gets CN (the log API: "即使不传 region，也只能查询 CN 的日志").
 //! Single-record endpoints (trace, detail) check each record with [`Scope::allows`].
 
 use owl_model::LogRecord;

@@ -1,4 +1,4 @@
-//! The analytics answer cache (000: "所有数据分析接口支持 Redis 缓存（5分钟过期）").
+//! The analytics answer cache (the CRM analytics API: "所有数据分析接口支持 Redis 缓存（5分钟过期）").
 //!
 //! - **Where.** The query API's [`KvStore`]: Redis when `storage.redis_url` is set, so every replica
 //!   shares one cache, else the in-process store.
@@ -175,7 +175,7 @@ mod tests {
     async fn hits_and_expiry(kv: Arc<dyn KvStore>, clock: Clock) {
         let cache = AnalyticsCache::new(kv, clock.clone(), Duration::from_secs(300));
         let source = Source(AtomicUsize::new(0));
-        let key = AnalyticsCache::key("000:customers/summary", &json!({}), &None);
+        let key = AnalyticsCache::key("analytics-monitoring:customers/summary", &json!({}), &None);
 
         let (first, status) = cache.get_or_compute(&key, || source.compute()).await.unwrap();
         assert_eq!(status, CacheStatus::Miss);
@@ -247,22 +247,46 @@ mod tests {
     #[test]
     fn keys_separate_endpoints_parameters_and_scopes() {
         let codes = |c: &[&str]| Some(c.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
-        let base = AnalyticsCache::key("000:customers/trend", &json!({"period": "day"}), &None);
-        assert!(base.starts_with("analytics:000:customers/trend:"));
+        let base = AnalyticsCache::key(
+            "analytics-monitoring:customers/trend",
+            &json!({"period": "day"}),
+            &None,
+        );
+        assert!(base.starts_with("analytics:analytics-monitoring:customers/trend:"));
         assert_eq!(
             base,
-            AnalyticsCache::key("000:customers/trend", &json!({"period": "day"}), &None)
+            AnalyticsCache::key(
+                "analytics-monitoring:customers/trend",
+                &json!({"period": "day"}),
+                &None
+            )
         );
         let others = [
-            AnalyticsCache::key("000:customers/trend", &json!({"period": "week"}), &None),
-            AnalyticsCache::key("000:orders/revenue", &json!({"period": "day"}), &None),
-            AnalyticsCache::key("000:customers/trend", &json!({"period": "day"}), &codes(&["A"])),
             AnalyticsCache::key(
-                "000:customers/trend",
+                "analytics-monitoring:customers/trend",
+                &json!({"period": "week"}),
+                &None,
+            ),
+            AnalyticsCache::key(
+                "analytics-monitoring:orders/revenue",
+                &json!({"period": "day"}),
+                &None,
+            ),
+            AnalyticsCache::key(
+                "analytics-monitoring:customers/trend",
+                &json!({"period": "day"}),
+                &codes(&["A"]),
+            ),
+            AnalyticsCache::key(
+                "analytics-monitoring:customers/trend",
                 &json!({"period": "day"}),
                 &codes(&["A", "A1"]),
             ),
-            AnalyticsCache::key("000:customers/trend", &json!({"period": "day"}), &codes(&[])),
+            AnalyticsCache::key(
+                "analytics-monitoring:customers/trend",
+                &json!({"period": "day"}),
+                &codes(&[]),
+            ),
         ];
         for (i, key) in others.iter().enumerate() {
             assert_ne!(key, &base, "{i}");

@@ -12,7 +12,7 @@ use super::{
 };
 use owl_sql::DAY_MS;
 
-/// The Owl organizations the demo rows belong to, as `(org_code, org_name, parent_code)`: 002's
+/// The Owl organizations the demo rows belong to, as `(org_code, org_name, parent_code)`: the admin API's
 /// example tree. Creating them in Owl lets a user of `050101` see that organization's share.
 pub const DEMO_ORGANIZATIONS: &[(&str, &str, &str)] = &[
     ("0501", "广东省电力公司", "0"),

@@ -1,4 +1,4 @@
-//! The figures of 000's analytics endpoints, each defined here and in `README.md`:
+//! The figures of the CRM analytics API's analytics endpoints, each defined here and in `README.md`:
 //!
 //! | endpoint | figure | definition |
 //! | --- | --- | --- |
@@ -32,7 +32,7 @@ pub const ACTIVE_DAYS: i64 = 30;
 /// Days within which a sign-in counts as recent.
 pub const RECENT_LOGIN_DAYS: i64 = 30;
 
-/// The documented values of each categorical column, in the order 000 shows them.
+/// The documented values of each categorical column, in the order the CRM analytics API shows them.
 pub const CUSTOMER_TYPES: &[&str] = &["individual", "organization"];
 /// Customer sources.
 pub const CUSTOMER_SOURCES: &[&str] = &["own", "agent"];

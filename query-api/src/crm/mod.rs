@@ -1,16 +1,16 @@
 //! The CRM store: business data (customers, orders, service records, CRM users and organizations)
-//! read for the analytics of 000 (`/api/analytics-monitoring/analytics/*`) and 002
+//! read for the analytics of the CRM analytics API (`/api/analytics-monitoring/analytics/*`) and the admin API
 //! (`/api/analytics/*`), the 5-minute answer cache, and the monitoring figures of the CRM database.
 //!
 //! # Architecture
 //!
 //! ```text
-//!  http/analytics_monitoring.rs (000) ─┐                    ┌─ figures: one query set per 000 figure
-//!  http/analytics.rs (002) ────────────┼─> AnalyticsCache ──┼─ explore: 002 overview, metrics × dimensions
-//!                                      │   (KvStore: Redis  │
-//!                                      │    or in process)  └─> CrmStore ─ sqlx Any ─> SQLite | PostgreSQL | MySQL/MariaDB
-//!                                      └─> monitoring: heartbeats + index (services), CRM pool and
-//!                                          server statistics (database), metrics store or sysinfo (system)
+//!  http/analytics_monitoring.rs ─────┐                    ┌─ figures: one query set per figure
+//!  http/analytics.rs ────────────────┼─> AnalyticsCache ──┼─ explore: overview, metrics × dimensions
+//!                                    │   (KvStore: Redis  │
+//!                                    │    or in process)  └─> CrmStore ─ sqlx Any ─> SQLite | PostgreSQL | MySQL/MariaDB
+//!                                    └─> monitoring: heartbeats + index (services), CRM pool and
+//!                                        server statistics (database), metrics store or sysinfo (system)
 //! ```
 //!
 //! - **Where the data is.** `storage.crm_database_url` names the CRM database; empty means Owl's own

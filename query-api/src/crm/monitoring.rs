@@ -1,4 +1,4 @@
-//! The figures of 000's monitoring endpoints (`/api/analytics-monitoring/monitoring/*`, except the
+//! The figures of the CRM analytics API's monitoring endpoints (`/api/analytics-monitoring/monitoring/*`, except the
 //! alerts), each defined here and in `README.md`.
 //!
 //! - **Services** (`health/services`): a service is a name an agent's heartbeat lists (the services
@@ -47,7 +47,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A ping slower than this makes the database degraded.
 pub const SLOW_PING: Duration = Duration::from_secs(1);
 
-/// The timestamp format of 000's monitoring answers (UTC, as 000 shows it, without a zone).
+/// The timestamp format of the CRM analytics API's monitoring answers (UTC, as the CRM analytics API shows it, without a zone).
 pub fn format_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S").to_string()
 }

@@ -1,4 +1,4 @@
-//! The audit log (001): one row per audited request, append-only.
+//! The audit log (CRM backend): one row per audited request, append-only.
 
 use super::{Database, DbError, Sql};
 

@@ -1,4 +1,4 @@
-//! Organizations: a tree through `parent_code` (002).
+//! Organizations: a tree through `parent_code` (admin API).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Database, DbError};
 
-/// The parent code of root organizations (002 shows `"parent_code": "0"`).
+/// The parent code of root organizations (the admin API shows `"parent_code": "0"`).
 pub const ROOT_PARENT: &str = "0";
 
 /// An organization.

@@ -22,7 +22,7 @@ pub struct Role {
     pub status: i64,
     /// Log environments the role may read ([] = all).
     pub environments: Vec<String>,
-    /// Whether the role is one of 003's built-in roles.
+    /// Whether the role is one of the log API's built-in roles.
     pub builtin: bool,
 }
 
@@ -55,7 +55,7 @@ impl TryFrom<RoleRow> for Role {
     }
 }
 
-/// A permission as 002 lists it.
+/// A permission as the admin API lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct PermissionRow {
     /// Id.

@@ -170,7 +170,7 @@ pub struct UserUpdate {
     pub revoke_tokens: bool,
 }
 
-/// List filters (002's query parameters) and the caller's organization scope.
+/// List filters (the admin API's query parameters) and the caller's organization scope.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
     /// Page, from 1.
@@ -191,7 +191,7 @@ pub struct UserFilter {
     pub scope_self: Option<i64>,
 }
 
-/// Counts for 004's user stats.
+/// Counts for the platform API's user stats.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct UserStats {
     /// All users in scope.

@@ -69,7 +69,7 @@ impl From<AuthError> for Failure {
     }
 }
 
-/// A bad period of 000's analytics (`period`, `start_date`, `end_date`): a 400 naming the field.
+/// A bad period of the CRM analytics API's analytics (`period`, `start_date`, `end_date`): a 400 naming the field.
 impl From<PeriodError> for Failure {
     fn from(error: PeriodError) -> Failure {
         let mut failure = Failure::new(FailureKind::Invalid, error.to_string());

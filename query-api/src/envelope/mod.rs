@@ -1,21 +1,23 @@
 //! The response envelopes of the API families the query API serves, and their error type.
 //!
-//! Each seed family has its own body shape, and a client of one family reads every answer of its
-//! endpoints, errors included, in that shape:
+//! Each family has its own body shape, and a client of one family reads every answer of its
+//! endpoints, errors included, in that shape. `docs/API.md` lists each family's routes and the
+//! contract document it follows.
 //!
-//! | family | seed | success | error |
+//! | family | serves | success | error |
 //! | --- | --- | --- | --- |
-//! | [`Family::Log`] | 003 `/api/v1/logs/*` | `{success, data, message?, timestamp, path}` | `{success:false, error{code,message,details?,field?,errors?}, timestamp, path, method, statusCode}` |
-//! | [`Family::DataAsk`] | 002 auth, users, orgs, roles, analytics | `{code:200, message, data}` or `{success:true, message?, data}` as each endpoint shows | `{success:false, code, message, error, errors?, data:null}`: readable both by clients that test `code` and by those that test `success` |
-//! | [`Family::Whalefall`] | 004 health, aliases, user toggle/stats | `{status:"success", data, message}` | `{status:"error", error, message, code, details}` as 004 shows |
-//! | [`Family::Crm`] | 000 analytics-monitoring, 001 audit log | `{code:200, message, data}` | `{code, message, data}` with field errors in `data.errors` |
+//! | [`Family::LogsV1`] | `/api/v1/logs/*`: logs, traces, stats, log config, alerts | `{success, data, message?, timestamp, path}` | `{success:false, error{code,message,details?,field?,errors?}, timestamp, path, method, statusCode}` |
+//! | [`Family::AuthAdmin`] | sign-in, users, organizations, roles, the analytics overview | `{code:200, message, data}` or `{success:true, message?, data}` as each endpoint shows | `{success:false, code, message, error, errors?, data:null}`: readable both by clients that test `code` and by those that test `success` |
+//! | [`Family::Platform`] | health, the login alias, `me`, user toggle and stats, scheduled jobs | `{status:"success", data, message}` | `{status:"error", error, message, code, details}` |
+//! | [`Family::AnalyticsMonitoring`] | `/api/analytics-monitoring/*` (CRM analytics, monitoring, the CRM's log API) and the audit log | `{code:200, message, data}` | `{code, message, data}` with field errors in `data.errors` |
 //!
-//! Handlers return `Result<_, ApiError<F>>` through the aliases [`LogError`], [`DataAskError`],
-//! [`WhalefallError`] and [`CrmError`]: the family is part of the type, so a handler cannot answer in
-//! the wrong shape. Every failure is a [`Failure`]; one `match` ([`Failure::status`]) decides the HTTP
-//! status of every kind for every family. Extractor rejections and the route guard answer in the
-//! family of the matched route, which the guard publishes as the task-local [`RequestContext`]
-//! (003's error body also needs the request's path and method).
+//! Handlers return `Result<_, ApiError<F>>` through the aliases [`LogsV1Error`], [`AuthAdminError`],
+//! [`PlatformError`] and [`AnalyticsMonitoringError`]: the family is part of the type, so a handler
+//! cannot answer in the wrong shape. Every failure is a [`Failure`]; one `match`
+//! ([`Failure::status`]) decides the HTTP status of every kind for every family. Extractor
+//! rejections and the route guard answer in the family of the matched route, which the guard
+//! publishes as the task-local [`RequestContext`] (the log API's error body also needs the
+//! request's path and method).
 
 mod domain;
 
@@ -27,24 +29,24 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// The API families, by the seed whose envelope they use.
+/// The API families, named for what they serve; each has its own envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// 003: `/api/v1/logs/*`.
-    Log,
-    /// 002: `/api/auth/*`, `/api/users`, `/api/organizations`, `/api/roles`, `/api/analytics/*`.
-    DataAsk,
-    /// 004: health, `/auth/login`, `/api/refresh`, `/api/me`, user toggle and stats, jobs.
-    Whalefall,
-    /// 000 and 001: `/api/analytics-monitoring/*`, `/api/foundation/*`.
-    Crm,
+    /// `/api/v1/logs/*`.
+    LogsV1,
+    /// `/api/auth/*`, `/api/users`, `/api/organizations`, `/api/roles`, `/api/analytics/*`.
+    AuthAdmin,
+    /// Health, `/auth/login`, `/api/refresh`, `/api/me`, user toggle and stats, jobs.
+    Platform,
+    /// `/api/analytics-monitoring/*`, `/api/foundation/*`.
+    AnalyticsMonitoring,
 }
 
 impl Family {
     /// The family that owns a request path, for answers given before a route matched (unknown
     /// paths, bodies over the limit). Matched routes declare their family in the route table.
     pub fn for_path(path: &str) -> Family {
-        const WHALEFALL_PATHS: &[&str] = &["/health", "/api/health", "/auth", "/api/refresh", "/api/me"];
+        const PLATFORM_PATHS: &[&str] = &["/health", "/api/health", "/auth", "/api/refresh", "/api/me"];
         let under = |prefix: &str| {
             path == prefix
                 || path
@@ -52,13 +54,13 @@ impl Family {
                     .is_some_and(|rest| rest.starts_with('/'))
         };
         if path.starts_with("/api/v1/logs") {
-            Family::Log
+            Family::LogsV1
         } else if path.starts_with("/api/analytics-monitoring") || path.starts_with("/api/foundation") {
-            Family::Crm
-        } else if WHALEFALL_PATHS.iter().any(|p| under(p)) {
-            Family::Whalefall
+            Family::AnalyticsMonitoring
+        } else if PLATFORM_PATHS.iter().any(|p| under(p)) {
+            Family::Platform
         } else {
-            Family::DataAsk
+            Family::AuthAdmin
         }
     }
 }
@@ -69,30 +71,30 @@ pub trait FamilyKind: Send + Sync + 'static {
     const FAMILY: Family;
 }
 
-/// Marker of [`Family::Log`].
+/// Marker of [`Family::LogsV1`].
 #[derive(Debug)]
-pub enum LogFamily {}
-/// Marker of [`Family::DataAsk`].
+pub enum LogsV1Family {}
+/// Marker of [`Family::AuthAdmin`].
 #[derive(Debug)]
-pub enum DataAskFamily {}
-/// Marker of [`Family::Whalefall`].
+pub enum AuthAdminFamily {}
+/// Marker of [`Family::Platform`].
 #[derive(Debug)]
-pub enum WhalefallFamily {}
-/// Marker of [`Family::Crm`].
+pub enum PlatformFamily {}
+/// Marker of [`Family::AnalyticsMonitoring`].
 #[derive(Debug)]
-pub enum CrmFamily {}
+pub enum AnalyticsMonitoringFamily {}
 
-impl FamilyKind for LogFamily {
-    const FAMILY: Family = Family::Log;
+impl FamilyKind for LogsV1Family {
+    const FAMILY: Family = Family::LogsV1;
 }
-impl FamilyKind for DataAskFamily {
-    const FAMILY: Family = Family::DataAsk;
+impl FamilyKind for AuthAdminFamily {
+    const FAMILY: Family = Family::AuthAdmin;
 }
-impl FamilyKind for WhalefallFamily {
-    const FAMILY: Family = Family::Whalefall;
+impl FamilyKind for PlatformFamily {
+    const FAMILY: Family = Family::Platform;
 }
-impl FamilyKind for CrmFamily {
-    const FAMILY: Family = Family::Crm;
+impl FamilyKind for AnalyticsMonitoringFamily {
+    const FAMILY: Family = Family::AnalyticsMonitoring;
 }
 
 /// What went wrong, independent of the envelope.
@@ -100,13 +102,13 @@ impl FamilyKind for CrmFamily {
 pub enum FailureKind {
     /// No valid credentials (401).
     Unauthorized,
-    /// Authenticated, but the route's permission is missing (403, 003's `LOG_PERMISSION_DENIED`).
+    /// Authenticated, but the route's permission is missing (403, the log API's `LOG_PERMISSION_DENIED`).
     PermissionDenied,
     /// Authenticated and permitted, but this particular action is refused (403).
     Forbidden,
     /// The resource does not exist or is outside the caller's scope (404).
     NotFound,
-    /// Input failed validation (400; 422 in the 004 family, which documents it).
+    /// Input failed validation (400; 422 in the platform API family, which documents it).
     Invalid,
     /// The request conflicts with the current state (409).
     Conflict,
@@ -122,7 +124,7 @@ pub enum FailureKind {
     Internal,
 }
 
-/// A field-level validation error (003's `FieldError`).
+/// A field-level validation error (the log API's `FieldError`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldError {
     /// The field, as a JSON path (`regions[2]`).
@@ -154,7 +156,7 @@ impl FieldError {
 pub struct Failure {
     /// What went wrong.
     pub kind: FailureKind,
-    /// Machine-readable code (003's `error.code`); `None` uses the kind's default.
+    /// Machine-readable code (the log API's `error.code`); `None` uses the kind's default.
     pub code: Option<&'static str>,
     /// Human-readable message, safe to show.
     pub message: String,
@@ -272,7 +274,7 @@ impl Failure {
             (FailureKind::Unauthorized, _) => StatusCode::UNAUTHORIZED,
             (FailureKind::PermissionDenied | FailureKind::Forbidden, _) => StatusCode::FORBIDDEN,
             (FailureKind::NotFound, _) => StatusCode::NOT_FOUND,
-            (FailureKind::Invalid, Family::Whalefall) => StatusCode::UNPROCESSABLE_ENTITY,
+            (FailureKind::Invalid, Family::Platform) => StatusCode::UNPROCESSABLE_ENTITY,
             (FailureKind::Invalid, _) => StatusCode::BAD_REQUEST,
             (FailureKind::Conflict, _) => StatusCode::CONFLICT,
             (FailureKind::PayloadTooLarge, _) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -283,7 +285,7 @@ impl Failure {
         }
     }
 
-    /// The machine-readable code (003's vocabulary).
+    /// The machine-readable code (the log API's vocabulary).
     pub fn code(&self) -> &'static str {
         if let Some(code) = self.code {
             return code;
@@ -303,8 +305,8 @@ impl Failure {
         }
     }
 
-    /// 004's error type names.
-    fn whalefall_error(&self) -> &'static str {
+    /// The platform API's error type names.
+    fn platform_error(&self) -> &'static str {
         match self.kind {
             FailureKind::Unauthorized => "AuthenticationError",
             FailureKind::PermissionDenied | FailureKind::Forbidden => "AuthorizationError",
@@ -335,7 +337,7 @@ impl Failure {
         let errors =
             (!self.errors.is_empty()).then(|| serde_json::to_value(&self.errors).unwrap_or(Value::Null));
         let body = match family {
-            Family::Log => {
+            Family::LogsV1 => {
                 let mut detail = serde_json::Map::new();
                 if let Some(details) = &self.details {
                     detail.insert("details".into(), details.clone());
@@ -349,7 +351,7 @@ impl Failure {
                 let (path, method) = RequestContext::path_and_method();
                 owl_http::logs_v1_error_body(status, self.code(), &self.message, detail, &path, &method)
             }
-            Family::DataAsk => {
+            Family::AuthAdmin => {
                 let mut body = json!({
                     "success": false,
                     "code": status.as_u16(),
@@ -365,7 +367,7 @@ impl Failure {
                 }
                 body
             }
-            Family::Whalefall => {
+            Family::Platform => {
                 let mut details = match &self.details {
                     Some(Value::Object(map)) => Value::Object(map.clone()),
                     Some(other) => json!({ "detail": other }),
@@ -376,13 +378,13 @@ impl Failure {
                 }
                 json!({
                     "status": "error",
-                    "error": self.whalefall_error(),
+                    "error": self.platform_error(),
                     "message": self.message,
                     "code": status.as_u16(),
                     "details": details,
                 })
             }
-            Family::Crm => {
+            Family::AnalyticsMonitoring => {
                 let data = match (errors, &self.details) {
                     (Some(errors), _) => json!({ "errors": errors }),
                     (None, Some(details)) => details.clone(),
@@ -403,7 +405,7 @@ impl Failure {
 
 /// The message of a missing permission, the same in every family.
 pub const PERMISSION_DENIED_MESSAGE: &str = "权限不足";
-/// 003's code of a missing permission.
+/// The log API's code of a missing permission.
 pub const PERMISSION_DENIED_CODE: &str = "LOG_PERMISSION_DENIED";
 const INTERNAL_MESSAGE: &str = "服务器内部错误";
 
@@ -455,14 +457,14 @@ impl<F: FamilyKind> IntoResponse for ApiError<F> {
     }
 }
 
-/// Errors of 003's `/api/v1/logs/*`.
-pub type LogError = ApiError<LogFamily>;
-/// Errors of 002's auth, users, organizations, roles and analytics.
-pub type DataAskError = ApiError<DataAskFamily>;
-/// Errors of 004's endpoints.
-pub type WhalefallError = ApiError<WhalefallFamily>;
-/// Errors of 000's analytics-monitoring and 001's audit log.
-pub type CrmError = ApiError<CrmFamily>;
+/// Errors of the log API's `/api/v1/logs/*`.
+pub type LogsV1Error = ApiError<LogsV1Family>;
+/// Errors of the admin API's auth, users, organizations, roles and analytics.
+pub type AuthAdminError = ApiError<AuthAdminFamily>;
+/// Errors of the platform API's endpoints.
+pub type PlatformError = ApiError<PlatformFamily>;
+/// Errors of the CRM analytics API's analytics-monitoring and the CRM backend's audit log.
+pub type AnalyticsMonitoringError = ApiError<AnalyticsMonitoringFamily>;
 
 /// Who is being answered: published by the route guard for the duration of the handler.
 #[derive(Debug, Clone)]
@@ -491,7 +493,7 @@ impl RequestContext {
     }
 
     fn family() -> Family {
-        CONTEXT.try_with(|c| c.family).unwrap_or(Family::DataAsk)
+        CONTEXT.try_with(|c| c.family).unwrap_or(Family::AuthAdmin)
     }
 
     fn path_and_method() -> (String, String) {
@@ -501,14 +503,14 @@ impl RequestContext {
     }
 }
 
-/// Now as 003 writes times.
+/// Now as the log API writes times.
 pub(crate) fn now_rfc3339() -> String {
     owl_model::format_timestamp(&chrono::Utc::now())
 }
 
-/// 003's success envelope: `{success:true, data, message?, timestamp, path}`.
+/// The log API's success envelope: `{success:true, data, message?, timestamp, path}`.
 #[derive(Debug, Serialize)]
-pub struct LogOk<T> {
+pub struct LogsV1Ok<T> {
     success: bool,
     data: T,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -517,11 +519,11 @@ pub struct LogOk<T> {
     path: String,
 }
 
-impl<T: Serialize> LogOk<T> {
+impl<T: Serialize> LogsV1Ok<T> {
     /// Data without a message.
-    pub fn new(data: T) -> LogOk<T> {
+    pub fn new(data: T) -> LogsV1Ok<T> {
         let (path, _) = RequestContext::path_and_method();
-        LogOk {
+        LogsV1Ok {
             success: true,
             data,
             message: None,
@@ -531,21 +533,21 @@ impl<T: Serialize> LogOk<T> {
     }
 
     /// Data with a message.
-    pub fn with_message(data: T, message: impl Into<String>) -> LogOk<T> {
-        LogOk {
+    pub fn with_message(data: T, message: impl Into<String>) -> LogsV1Ok<T> {
+        LogsV1Ok {
             message: Some(message.into()),
-            ..LogOk::new(data)
+            ..LogsV1Ok::new(data)
         }
     }
 }
 
-impl<T: Serialize> IntoResponse for LogOk<T> {
+impl<T: Serialize> IntoResponse for LogsV1Ok<T> {
     fn into_response(self) -> Response {
         Json(self).into_response()
     }
 }
 
-/// 002's coded envelope (login, refresh, logout): `{code:200, message, data?}`.
+/// The admin API's coded envelope (login, refresh, logout): `{code:200, message, data?}`.
 #[derive(Debug, Serialize)]
 pub struct Coded<T> {
     code: u16,
@@ -582,7 +584,7 @@ impl<T: Serialize> IntoResponse for Coded<T> {
     }
 }
 
-/// 002's success envelope (profile, users, orgs, roles): `{success:true, message?, data?}`.
+/// The admin API's success envelope (profile, users, orgs, roles): `{success:true, message?, data?}`.
 #[derive(Debug, Serialize)]
 pub struct Success<T> {
     success: bool,
@@ -640,7 +642,7 @@ impl<T: Serialize> IntoResponse for Success<T> {
     }
 }
 
-/// 004's success envelope: `{status:"success", data, message}`.
+/// The platform API's success envelope: `{status:"success", data, message}`.
 #[derive(Debug, Serialize)]
 pub struct StatusOk<T> {
     status: &'static str,
@@ -678,18 +680,18 @@ impl<T: Serialize> IntoResponse for StatusOk<T> {
     }
 }
 
-/// 000's envelope: `{code:200, message, data}`.
+/// The CRM analytics API's envelope: `{code:200, message, data}`.
 #[derive(Debug, Serialize)]
-pub struct CrmOk<T> {
+pub struct AnalyticsMonitoringOk<T> {
     code: u16,
     message: String,
     data: T,
 }
 
-impl<T: Serialize> CrmOk<T> {
+impl<T: Serialize> AnalyticsMonitoringOk<T> {
     /// `{code:200, message, data}`.
-    pub fn new(message: impl Into<String>, data: T) -> CrmOk<T> {
-        CrmOk {
+    pub fn new(message: impl Into<String>, data: T) -> AnalyticsMonitoringOk<T> {
+        AnalyticsMonitoringOk {
             code: 200,
             message: message.into(),
             data,
@@ -697,7 +699,7 @@ impl<T: Serialize> CrmOk<T> {
     }
 }
 
-impl<T: Serialize> IntoResponse for CrmOk<T> {
+impl<T: Serialize> IntoResponse for AnalyticsMonitoringOk<T> {
     fn into_response(self) -> Response {
         Json(self).into_response()
     }
@@ -752,9 +754,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn log_family_error_has_003_shape_with_path_and_method() {
+    async fn logs_v1_error_names_path_and_method() {
         let context = RequestContext {
-            family: Family::Log,
+            family: Family::LogsV1,
             method: Method::GET,
             path: "/api/v1/logs/query".into(),
         };
@@ -776,46 +778,46 @@ mod tests {
     #[tokio::test]
     async fn each_family_renders_its_envelope() {
         let denied = |family| Failure::permission_denied().render(family);
-        let log = body(denied(Family::Log)).await;
+        let log = body(denied(Family::LogsV1)).await;
         assert_eq!(log["error"]["code"], "LOG_PERMISSION_DENIED");
-        let data_ask = body(denied(Family::DataAsk)).await;
+        let data_ask = body(denied(Family::AuthAdmin)).await;
         assert_eq!(
             (data_ask["success"].clone(), data_ask["code"].clone()),
             (json!(false), json!(403))
         );
-        let whalefall = body(denied(Family::Whalefall)).await;
-        assert_eq!(whalefall["status"], "error");
-        assert_eq!(whalefall["error"], "AuthorizationError");
-        assert_eq!(whalefall["code"], 403);
-        let crm = body(denied(Family::Crm)).await;
+        let platform = body(denied(Family::Platform)).await;
+        assert_eq!(platform["status"], "error");
+        assert_eq!(platform["error"], "AuthorizationError");
+        assert_eq!(platform["code"], 403);
+        let crm = body(denied(Family::AnalyticsMonitoring)).await;
         assert_eq!(crm, json!({"code": 403, "message": "权限不足", "data": null}));
     }
 
     #[tokio::test]
-    async fn validation_is_422_only_in_004() {
+    async fn validation_is_422_only_in_the_platform_family() {
         let invalid = || Failure::invalid_field("password", "length", "too short");
         assert_eq!(
-            invalid().render(Family::Whalefall).status(),
+            invalid().render(Family::Platform).status(),
             StatusCode::UNPROCESSABLE_ENTITY
         );
         assert_eq!(
-            invalid().render(Family::DataAsk).status(),
+            invalid().render(Family::AuthAdmin).status(),
             StatusCode::BAD_REQUEST
         );
-        let crm = body(invalid().render(Family::Crm)).await;
+        let crm = body(invalid().render(Family::AnalyticsMonitoring)).await;
         assert_eq!(crm["data"]["errors"][0]["field"], "password");
     }
 
     #[tokio::test]
     async fn too_many_requests_carries_retry_after() {
-        let response = Failure::too_many_requests("locked", 42).render(Family::DataAsk);
+        let response = Failure::too_many_requests("locked", 42).render(Family::AuthAdmin);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "42");
     }
 
     #[tokio::test]
     async fn internal_errors_hide_their_cause() {
-        let response = Failure::internal(anyhow::anyhow!("password=hunter2 at db")).render(Family::DataAsk);
+        let response = Failure::internal(anyhow::anyhow!("password=hunter2 at db")).render(Family::AuthAdmin);
         let body = body(response).await;
         assert!(!body.to_string().contains("hunter2"));
         assert_eq!(body["message"], "服务器内部错误");
@@ -823,14 +825,20 @@ mod tests {
 
     #[test]
     fn families_by_path() {
-        assert_eq!(Family::for_path("/api/v1/logs/query"), Family::Log);
-        assert_eq!(Family::for_path("/api/foundation/audit-logs"), Family::Crm);
-        assert_eq!(Family::for_path("/api/analytics-monitoring/x"), Family::Crm);
-        assert_eq!(Family::for_path("/health/detailed"), Family::Whalefall);
-        assert_eq!(Family::for_path("/auth/login"), Family::Whalefall);
-        assert_eq!(Family::for_path("/api/me"), Family::Whalefall);
-        assert_eq!(Family::for_path("/api/metrics"), Family::DataAsk);
-        assert_eq!(Family::for_path("/api/auth/login"), Family::DataAsk);
-        assert_eq!(Family::for_path("/api/users"), Family::DataAsk);
+        assert_eq!(Family::for_path("/api/v1/logs/query"), Family::LogsV1);
+        assert_eq!(
+            Family::for_path("/api/foundation/audit-logs"),
+            Family::AnalyticsMonitoring
+        );
+        assert_eq!(
+            Family::for_path("/api/analytics-monitoring/x"),
+            Family::AnalyticsMonitoring
+        );
+        assert_eq!(Family::for_path("/health/detailed"), Family::Platform);
+        assert_eq!(Family::for_path("/auth/login"), Family::Platform);
+        assert_eq!(Family::for_path("/api/me"), Family::Platform);
+        assert_eq!(Family::for_path("/api/metrics"), Family::AuthAdmin);
+        assert_eq!(Family::for_path("/api/auth/login"), Family::AuthAdmin);
+        assert_eq!(Family::for_path("/api/users"), Family::AuthAdmin);
     }
 }

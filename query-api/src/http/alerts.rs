@@ -1,18 +1,18 @@
-//! Alerts: 003's `/api/v1/logs/alerts*` (history, configuration, channel test, plus mutes and
-//! blocked IPs) and 000's `/api/analytics-monitoring/monitoring/alerts/*` (active alerts,
+//! Alerts: the log API's `/api/v1/logs/alerts*` (history, configuration, channel test, plus mutes and
+//! blocked IPs) and the CRM analytics API's `/api/analytics-monitoring/monitoring/alerts/*` (active alerts,
 //! acknowledge), each in its family's envelope, over the one alert store of `owl_alerts` (the
 //! tables of migration `0201_alerts`), so an alert has the same id in both.
 //!
-//! Where 003 and 000 are silent:
+//! Where log API and CRM analytics API are silent:
 //!
 //! - History covers the last 7 days without `startTime` (30 at most, `LOG_QUERY_TIME_RANGE_TOO_LARGE`
-//!   beyond). Items carry 003's AlertItem fields and the incident's `state`, `occurrences`,
+//!   beyond). Items carry the log API's AlertItem fields and the incident's `state`, `occurrences`,
 //!   `createdAt`, `lastSeenAt`, `resolvedAt`, `acknowledgedAt`/`By` and `lastError`. `summary`
 //!   counts the alerts of the time range (and region scope) whatever the `type` and `status`
 //!   filters, with every type and status present (0 when none), so a UI can show all tabs at once.
-//! - Statuses beyond 003's `SENT`, `FAILED`, `ACKNOWLEDGED`: `PENDING` while a delivery runs and
+//! - Statuses beyond the log API's `SENT`, `FAILED`, `ACKNOWLEDGED`: `PENDING` while a delivery runs and
 //!   `SUPPRESSED` when nothing was sent (type muted, no channel enabled; `lastError` says which).
-//!   Types beyond 003's four: `CPU_HIGH` and `MEMORY_HIGH` (000's `cpu_high`, `memory_high`).
+//!   Types beyond the log API's four: `CPU_HIGH` and `MEMORY_HIGH` (the CRM analytics API's `cpu_high`, `memory_high`).
 //! - The configuration answers every field of UpdateAlertConfigDto plus `cpu`, `memory`,
 //!   `cooldownSeconds`, `resolveAfterSeconds` and the channel fields; webhook URLs, the Feishu
 //!   secret and the SMTP password are write-only (`webhookConfigured`, `secretConfigured`,
@@ -20,7 +20,7 @@
 //!   `LOG_ALERT_CHANNEL_INVALID`, in a rule `LOG_QUERY_INVALID_PARAMS`. Engines apply it within a
 //!   second, in every process.
 //! - `POST /test` delivers for real to a configured channel, enabled or not (a channel is tested
-//!   before it is switched on); a failure is 003's `LOG_ALERT_TEST_FAILED` (500) with the reason.
+//!   before it is switched on); a failure is the log API's `LOG_ALERT_TEST_FAILED` (500) with the reason.
 //! - Mutes: `POST /api/v1/logs/alerts/mutes` `{type, until | durationMinutes, reason?}` (at most 30
 //!   days), `GET`, `DELETE /mutes/{type}`. Blocked IPs: `GET /blocked-ips`, `DELETE
 //!   /blocked-ips/{ip}`. All changes are audited like every mutation.
@@ -53,7 +53,10 @@ use serde_json::{Value, json};
 use super::Routes;
 use super::extract::{AuthUser, ClientIp, Json, Path};
 use super::validate::Validator;
-use crate::envelope::{CrmError, CrmOk, Failure, FailureKind, Family, FieldError, LogError, LogOk};
+use crate::envelope::{
+    AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, FailureKind, Family, FieldError, LogsV1Error,
+    LogsV1Ok,
+};
 use crate::logs::params::{
     COMMON, DEFAULT_LIMIT, MAX_LIMIT, Params, RawQuery, STATS_MAX_DAYS, resolve_range,
 };
@@ -72,7 +75,7 @@ pub(crate) fn routes() -> Routes {
     let alert = Access::perm(Permission::LogAlert);
     // Mutes, blocked IPs and the alert configuration are global: they affect every region.
     let global = alert.all_regions();
-    Routes::new(Family::Log, "alert")
+    Routes::new(Family::LogsV1, "alert")
         .route(Method::GET, "/api/v1/logs/alerts", alert, history)
         .route(Method::GET, "/api/v1/logs/alerts/mutes", alert, list_mutes)
         .route(Method::POST, "/api/v1/logs/alerts/mutes", global, mute)
@@ -100,7 +103,7 @@ pub(crate) fn routes() -> Routes {
         .resource("alert_config")
         .route(Method::GET, "/api/v1/logs/alerts/config", alert, get_config)
         .route(Method::PUT, "/api/v1/logs/alerts/config", global, put_config)
-        .family(Family::Crm)
+        .family(Family::AnalyticsMonitoring)
         .resource("alert")
         .route(
             Method::GET,
@@ -145,7 +148,7 @@ fn time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| json!(format_millis(ms)))
 }
 
-/// 003's AlertItem with the incident's facts.
+/// The log API's AlertItem with the incident's facts.
 fn item(alert: &Alert) -> Value {
     json!({
         "id": alert.id,
@@ -175,7 +178,7 @@ async fn history(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let allowed: Vec<&str> = COMMON.iter().copied().chain(["type", "status"]).collect();
     let mut v = Validator::new();
     let params = Params::new(raw, &allowed, &["region"], &mut v);
@@ -245,7 +248,7 @@ async fn history(
         .map(|s| (s.as_str(), summary.by_status.get(s).copied().unwrap_or(0)))
         .collect();
     let total_pages = (total + limit - 1) / limit;
-    Ok(LogOk::new(json!({
+    Ok(LogsV1Ok::new(json!({
         "items": alerts.iter().map(item).collect::<Vec<_>>(),
         "summary": { "total": summary.total, "byType": by_type, "byStatus": by_status },
         "total": total,
@@ -266,12 +269,12 @@ fn config_view(effective: &EffectiveSettings) -> Value {
 }
 
 /// `GET /api/v1/logs/alerts/config`.
-async fn get_config(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {
+async fn get_config(State(state): State<AppState>) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let effective = store(&state)
         .effective_settings(&state.config)
         .await
         .map_err(store_failure)?;
-    Ok(LogOk::new(config_view(&effective)))
+    Ok(LogsV1Ok::new(config_view(&effective)))
 }
 
 /// The 400 of invalid alert settings, each field named under `prefix` (`alerts.` inside the log
@@ -306,7 +309,7 @@ async fn put_config(
     State(state): State<AppState>,
     user: AuthUser,
     Json(patch): Json<AlertSettingsPatch>,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let now = state.clock.now_ms();
     let may_move_channels = user.has(Permission::LogConfig);
     let saved = store(&state)
@@ -329,7 +332,7 @@ async fn put_config(
         .map_err(|e| Failure::internal(e).with_code("LOG_CONFIG_UPDATE_FAILED"))??;
     engine_reload(&state).await;
     tracing::info!(by = %user.user_code, version = ?saved.version, "alert configuration updated");
-    Ok(LogOk::with_message(config_view(&saved), "告警配置已更新"))
+    Ok(LogsV1Ok::with_message(config_view(&saved), "告警配置已更新"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,7 +346,7 @@ struct TestBody {
 async fn test_channel(
     State(state): State<AppState>,
     Json(body): Json<TestBody>,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let channel: Channel = body
         .channel
         .parse()
@@ -369,7 +372,7 @@ async fn test_channel(
     let policy = TargetPolicy::from_config(&state.config.notifications);
     let notifier = Notifier::direct(NotifierOptions::default(), policy).map_err(Failure::internal)?;
     match notifier.deliver(channel, &effective.settings, &notice).await {
-        Ok(()) => Ok(LogOk::with_message(
+        Ok(()) => Ok(LogsV1Ok::with_message(
             json!({ "channel": channel.as_str(), "status": "SUCCESS", "sentAt": format_millis(state.clock.now_ms()) }),
             "测试告警已发送",
         )),
@@ -390,7 +393,7 @@ async fn test_channel(
             .into())
         }
         Err(error) => {
-            // 003 answers a failed test with 500 and the reason in `details`.
+            // The log API answers a failed test with 500 and the reason in `details`.
             let failure = Failure {
                 details: Some(json!(error.message)),
                 ..Failure::new(FailureKind::Internal, "告警测试发送失败")
@@ -411,12 +414,12 @@ fn mute_json(mute: &Mute) -> Value {
 }
 
 /// `GET /api/v1/logs/alerts/mutes`.
-async fn list_mutes(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {
+async fn list_mutes(State(state): State<AppState>) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let mutes = store(&state)
         .mutes(state.clock.now_ms())
         .await
         .map_err(store_failure)?;
-    Ok(LogOk::new(
+    Ok(LogsV1Ok::new(
         json!({ "items": mutes.iter().map(mute_json).collect::<Vec<_>>(), "total": mutes.len() }),
     ))
 }
@@ -435,7 +438,7 @@ async fn mute(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<MuteBody>,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let now = state.clock.now_ms();
     let max_ms = MAX_MUTE_DAYS * 86_400_000;
     let mut v = Validator::new();
@@ -497,11 +500,14 @@ async fn mute(
     store(&state).mute(&mute).await.map_err(store_failure)?;
     engine_reload(&state).await;
     tracing::info!(by = %user.user_code, r#type = %alert_type, until = %format_millis(until_ms), "alert type muted");
-    Ok(LogOk::with_message(mute_json(&mute), "告警已静默"))
+    Ok(LogsV1Ok::with_message(mute_json(&mute), "告警已静默"))
 }
 
 /// `DELETE /api/v1/logs/alerts/mutes/{type}`.
-async fn unmute(State(state): State<AppState>, Path(name): Path<String>) -> Result<LogOk<Value>, LogError> {
+async fn unmute(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let alert_type: AlertType = name
         .parse()
         .map_err(|e: owl_alerts::UnknownValue| Failure::invalid_field("type", "enum", e.to_string()))?;
@@ -513,14 +519,14 @@ async fn unmute(State(state): State<AppState>, Path(name): Path<String>) -> Resu
     if !lifted {
         return Err(Failure::not_found(format!("{alert_type} 未被静默")).into());
     }
-    Ok(LogOk::with_message(
+    Ok(LogsV1Ok::with_message(
         json!({ "type": alert_type.as_str() }),
         "已取消静默",
     ))
 }
 
 /// `GET /api/v1/logs/alerts/blocked-ips`.
-async fn list_blocked(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {
+async fn list_blocked(State(state): State<AppState>) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let blocked = store(&state)
         .blocked_ips(state.clock.now_ms())
         .await
@@ -537,11 +543,14 @@ async fn list_blocked(State(state): State<AppState>) -> Result<LogOk<Value>, Log
             })
         })
         .collect();
-    Ok(LogOk::new(json!({ "items": items, "total": blocked.len() })))
+    Ok(LogsV1Ok::new(json!({ "items": items, "total": blocked.len() })))
 }
 
 /// `DELETE /api/v1/logs/alerts/blocked-ips/{ip}`.
-async fn unblock(State(state): State<AppState>, Path(ip): Path<String>) -> Result<LogOk<Value>, LogError> {
+async fn unblock(
+    State(state): State<AppState>,
+    Path(ip): Path<String>,
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let lifted = store(&state)
         .unblock_ip(&ip, state.clock.now_ms())
         .await
@@ -549,10 +558,10 @@ async fn unblock(State(state): State<AppState>, Path(ip): Path<String>) -> Resul
     if !lifted {
         return Err(Failure::not_found(format!("IP {ip} 未被封禁")).into());
     }
-    Ok(LogOk::with_message(json!({ "ip": ip }), "已解除封禁"))
+    Ok(LogsV1Ok::with_message(json!({ "ip": ip }), "已解除封禁"))
 }
 
-/// 000's alert item with the incident's facts.
+/// The CRM analytics API's alert item with the incident's facts.
 fn active_item(alert: &Alert) -> Value {
     json!({
         "id": alert.id,
@@ -569,7 +578,10 @@ fn active_item(alert: &Alert) -> Value {
 }
 
 /// `GET /api/analytics-monitoring/monitoring/alerts/active`.
-async fn active(State(state): State<AppState>, user: AuthUser) -> Result<CrmOk<Value>, CrmError> {
+async fn active(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let filter = AlertFilter {
         state: Some(AlertState::Open),
         regions: user.scope().regions_for(None),
@@ -579,7 +591,7 @@ async fn active(State(state): State<AppState>, user: AuthUser) -> Result<CrmOk<V
         .list_alerts(&filter, 0, MAX_ACTIVE)
         .await
         .map_err(store_failure)?;
-    Ok(CrmOk::new(
+    Ok(AnalyticsMonitoringOk::new(
         "获取活跃预警列表成功",
         json!({ "alerts": alerts.iter().map(active_item).collect::<Vec<_>>(), "total": total }),
     ))
@@ -590,7 +602,7 @@ async fn acknowledge(
     State(state): State<AppState>,
     user: AuthUser,
     Path(alert_id): Path<uuid::Uuid>,
-) -> Result<CrmOk<bool>, CrmError> {
+) -> Result<AnalyticsMonitoringOk<bool>, AnalyticsMonitoringError> {
     let store = store(&state);
     let not_found = || Failure::not_found(format!("预警 {alert_id} 不存在"));
     let alert = store
@@ -613,7 +625,7 @@ async fn acknowledge(
         .map_err(store_failure)?
         .ok_or_else(not_found)?;
     tracing::info!(alert = %alert_id, by = %user.user_code, "alert acknowledged");
-    Ok(CrmOk::new("预警确认成功", true))
+    Ok(AnalyticsMonitoringOk::new("预警确认成功", true))
 }
 
 /// Blocked IPs and the end of their block, epoch ms.

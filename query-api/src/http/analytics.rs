@@ -1,11 +1,11 @@
-//! 002's analytics: `GET /api/analytics/overview`, `POST /api/analytics/query`,
-//! `POST /api/analytics/export` and the declaration `GET /api/analytics/metrics`, in 002's
+//! The admin API's analytics: `GET /api/analytics/overview`, `POST /api/analytics/query`,
+//! `POST /api/analytics/export` and the declaration `GET /api/analytics/metrics`, in the admin API's
 //! `{success: true, data}` envelope. The engine and the declared metrics, dimensions and filters
 //! are in `crm::explore`.
 //!
 //! A user who is not a super admin reads only their organization and its descendants: `org_code`
 //! (overview) and `org_codes` (query, export) narrow that scope further, each code with its
-//! descendants, and a code outside it is a 400 on that field. Answers are cached like 000's (the
+//! descendants, and a code outside it is a 400 on that field. Answers are cached like the CRM analytics API's (the
 //! key holds the normalised request and the resulting scope); an export reuses the cached answer of
 //! the same query.
 
@@ -25,14 +25,14 @@ use super::{AuditPolicy, Routes};
 use crate::authz;
 use crate::crm::explore::{self, AnalyticsQuery, QueryBody};
 use crate::crm::{AnalyticsCache, CacheStatus, CrmStore, OrgScope};
-use crate::envelope::{DataAskError, Failure, Family, Success};
+use crate::envelope::{AuthAdminError, Failure, Family, Success};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 
 /// The routes.
 pub(crate) fn routes() -> Routes {
     let read = Access::perm(Permission::AnalyticsRead);
-    Routes::new(Family::DataAsk, "analytics")
+    Routes::new(Family::AuthAdmin, "analytics")
         .route(Method::GET, "/api/analytics/overview", read, overview)
         .audited(
             Method::POST,
@@ -97,7 +97,7 @@ async fn overview(
     State(state): State<AppState>,
     user: AuthUser,
     Query(params): Query<OverviewParams>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     let mut v = Validator::new();
     let today = state.clock.now().date_naive();
     let window = explore::range(
@@ -118,7 +118,7 @@ async fn overview(
     let window = window.expect("validated above");
     let currency = state.config.query_api.crm_currency_code.clone();
     let key = AnalyticsCache::key(
-        "002:overview",
+        "admin:overview",
         &json!({ "start_date": window.first.to_string(), "end_date": window.last.to_string(), "org_code": org_code, "currency": currency }),
         &scope,
     );
@@ -149,7 +149,7 @@ async fn run(
     let currency = state.config.query_api.crm_currency_code.clone();
     let mut params = query.canonical();
     params["currency"] = json!(currency);
-    let key = AnalyticsCache::key("002:query", &params, &scope);
+    let key = AnalyticsCache::key("admin:query", &params, &scope);
     let (data, status) = AnalyticsCache::of(state)
         .get_or_compute(&key, || async {
             let names = if query.columns().contains(&"org_name") {
@@ -171,7 +171,7 @@ async fn query(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<QueryBody>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     let (_, data, status) = run(&state, &user, &body).await?;
     Ok(json_body(format!(r#"{{"success":true,"data":{data}}}"#), status))
 }
@@ -186,7 +186,7 @@ async fn export(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<QueryBody>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     let format = body
         .format
         .as_deref()
@@ -251,6 +251,6 @@ mod tests {
             "GET /api/analytics/overview".into(),
             Access::perm(Permission::AnalyticsRead)
         )));
-        assert!(table.specs().all(|s| s.family == Family::DataAsk));
+        assert!(table.specs().all(|s| s.family == Family::AuthAdmin));
     }
 }

@@ -1,5 +1,5 @@
-//! 000's analytics and monitoring (`/api/analytics-monitoring/analytics/*` and
-//! `/api/analytics-monitoring/monitoring/{health,metrics}/*`), in 000's `{code, message, data}`
+//! The CRM analytics API's analytics and monitoring (`/api/analytics-monitoring/analytics/*` and
+//! `/api/analytics-monitoring/monitoring/{health,metrics}/*`), in the CRM analytics API's `{code, message, data}`
 //! envelope. The figures are defined in `crm::figures` and `crm::monitoring`.
 //!
 //! - Analytics need `analytics:read` and read only the caller's organization scope; every answer is
@@ -27,7 +27,7 @@ use crate::authz;
 use crate::crm::monitoring::{self, SystemFigures};
 use crate::crm::period::{Period, PeriodError, Window, parse_optional_date};
 use crate::crm::{AnalyticsCache, CacheStatus, CrmStore, CrmStoreError, OrgScope};
-use crate::envelope::{CrmError, CrmOk, Failure, FailureKind, Family};
+use crate::envelope::{AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, FailureKind, Family};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 
@@ -35,7 +35,7 @@ use crate::state::AppState;
 pub(crate) fn routes() -> Routes {
     let read = Access::perm(Permission::AnalyticsRead);
     let monitor = Access::perm(Permission::MonitoringRead);
-    Routes::new(Family::Crm, "analytics")
+    Routes::new(Family::AnalyticsMonitoring, "analytics")
         .route(
             Method::GET,
             "/api/analytics-monitoring/analytics/customers/summary",
@@ -110,7 +110,7 @@ pub fn router() -> Router<AppState> {
     routes().into_router()
 }
 
-/// A 400 in 000's shape, `{code: 400, message, data: null}`.
+/// A 400 in the CRM analytics API's shape, `{code: 400, message, data: null}`.
 fn bad_parameter(field: &str, message: impl Into<String>) -> Failure {
     let mut failure = Failure::new(FailureKind::Invalid, message);
     failure.field = Some(field.to_string());
@@ -140,13 +140,13 @@ async fn cached<T, F, Fut>(
     scope: &OrgScope,
     message: &str,
     compute: F,
-) -> Result<Response, CrmError>
+) -> Result<Response, AnalyticsMonitoringError>
 where
     T: Serialize,
     F: FnOnce(CrmStore, OrgScope) -> Fut,
     Fut: Future<Output = Result<T, CrmStoreError>>,
 {
-    let key = AnalyticsCache::key(&format!("000:{endpoint}"), &params, scope);
+    let key = AnalyticsCache::key(&format!("analytics-monitoring:{endpoint}"), &params, scope);
     let (data, status) = AnalyticsCache::of(state)
         .get_or_compute(&key, || async {
             let store = CrmStore::of(state).await?;
@@ -165,7 +165,10 @@ fn currency(state: &AppState) -> String {
 }
 
 /// `GET .../analytics/customers/summary`.
-async fn customers_summary(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
+async fn customers_summary(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Response, AnalyticsMonitoringError> {
     let scope = authz::org_scope(&user);
     let now = state.clock.now_ms();
     cached(
@@ -206,7 +209,7 @@ async fn customers_trend(
     State(state): State<AppState>,
     user: AuthUser,
     Query(params): Query<PeriodParams>,
-) -> Result<Response, CrmError> {
+) -> Result<Response, AnalyticsMonitoringError> {
     let (period, window) = params.resolve(Period::Day, state.clock.now().date_naive())?;
     let buckets = window.buckets(period).map_err(Failure::from)?;
     let scope = authz::org_scope(&user);
@@ -233,7 +236,7 @@ async fn orders_summary(
     State(state): State<AppState>,
     user: AuthUser,
     Query(params): Query<RangeParams>,
-) -> Result<Response, CrmError> {
+) -> Result<Response, AnalyticsMonitoringError> {
     let start = parse_optional_date("start_date", params.start_date.as_deref())?;
     let end = parse_optional_date("end_date", params.end_date.as_deref())?;
     if let (Some(start), Some(end)) = (start, end) {
@@ -266,7 +269,7 @@ async fn orders_revenue(
     State(state): State<AppState>,
     user: AuthUser,
     Query(params): Query<PeriodParams>,
-) -> Result<Response, CrmError> {
+) -> Result<Response, AnalyticsMonitoringError> {
     let (period, window) = params.resolve(Period::Month, state.clock.now().date_naive())?;
     let buckets = window.buckets(period).map_err(Failure::from)?;
     let scope = authz::org_scope(&user);
@@ -285,7 +288,10 @@ async fn orders_revenue(
 }
 
 /// `GET .../analytics/service-records/statistics`.
-async fn service_statistics(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
+async fn service_statistics(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Response, AnalyticsMonitoringError> {
     let scope = authz::org_scope(&user);
     cached(
         &state,
@@ -299,7 +305,10 @@ async fn service_statistics(State(state): State<AppState>, user: AuthUser) -> Re
 }
 
 /// `GET .../analytics/users/activity`.
-async fn users_activity(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
+async fn users_activity(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Response, AnalyticsMonitoringError> {
     let scope = authz::org_scope(&user);
     let now = state.clock.now_ms();
     cached(
@@ -314,7 +323,10 @@ async fn users_activity(State(state): State<AppState>, user: AuthUser) -> Result
 }
 
 /// `GET .../analytics/organizations/summary`.
-async fn organizations_summary(State(state): State<AppState>, user: AuthUser) -> Result<Response, CrmError> {
+async fn organizations_summary(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Response, AnalyticsMonitoringError> {
     let scope = authz::org_scope(&user);
     cached(
         &state,
@@ -349,7 +361,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `GET .../monitoring/health/services`.
-async fn services_health(State(state): State<AppState>, user: AuthUser) -> Result<CrmOk<Value>, CrmError> {
+async fn services_health(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let allowed = allowed_regions(&user);
     let now = state.clock.now();
     let index = state.index.clone();
@@ -388,24 +403,28 @@ async fn services_health(State(state): State<AppState>, user: AuthUser) -> Resul
     .await?;
     let (heartbeats, records, errors) = health;
     let interval = Duration::from_secs(state.config.agent.heartbeat_interval_s);
-    Ok(CrmOk::new(
+    Ok(AnalyticsMonitoringOk::new(
         "获取服务健康状态成功",
         monitoring::services_health(&heartbeats, &records, &errors, now, interval),
     ))
 }
 
 /// `GET .../monitoring/health/database`: the CRM database.
-async fn database_health(State(state): State<AppState>) -> Result<CrmOk<Value>, CrmError> {
+async fn database_health(
+    State(state): State<AppState>,
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let store = CrmStore::of(&state).await;
     let body = monitoring::database_health(store.as_ref(), state.config.storage.max_connections).await;
-    Ok(CrmOk::new("获取数据库健康状态成功", body))
+    Ok(AnalyticsMonitoringOk::new("获取数据库健康状态成功", body))
 }
 
 /// `GET .../monitoring/metrics/database`: the CRM database server's counts.
-async fn database_metrics(State(state): State<AppState>) -> Result<CrmOk<Value>, CrmError> {
+async fn database_metrics(
+    State(state): State<AppState>,
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let store = CrmStore::of(&state).await?;
     let counts = store.database_counts().await?;
-    Ok(CrmOk::new(
+    Ok(AnalyticsMonitoringOk::new(
         "获取数据库指标成功",
         json!({
             "connection_count": counts.connection_count,
@@ -432,7 +451,7 @@ async fn system_metrics(
     State(state): State<AppState>,
     user: AuthUser,
     Query(params): Query<HostParams>,
-) -> Result<CrmOk<SystemFigures>, CrmError> {
+) -> Result<AnalyticsMonitoringOk<SystemFigures>, AnalyticsMonitoringError> {
     let own = monitoring::own_host(&state.config);
     let host = params
         .host
@@ -473,7 +492,7 @@ async fn system_metrics(
             .map_err(|e| Failure::unavailable("无法读取本机系统指标", anyhow::anyhow!("sysinfo: {e}")))
     })
     .await?;
-    Ok(CrmOk::new("获取系统指标成功", figures))
+    Ok(AnalyticsMonitoringOk::new("获取系统指标成功", figures))
 }
 
 #[cfg(test)]
@@ -481,7 +500,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_route_lives_under_the_000_prefix() {
+    fn every_route_lives_under_the_analytics_monitoring_prefix() {
         let table = routes();
         let specs: Vec<_> = table.specs().collect();
         assert_eq!(specs.len(), 11);
@@ -491,7 +510,7 @@ mod tests {
                 "{}",
                 spec.path
             );
-            assert_eq!(spec.family, Family::Crm);
+            assert_eq!(spec.family, Family::AnalyticsMonitoring);
             let expected = if spec.path.contains("/monitoring/") {
                 Permission::MonitoringRead
             } else {

@@ -1,4 +1,4 @@
-//! The audit log API of 001, in 000's `{code, message, data}` envelope:
+//! The audit log API of the CRM backend, in the CRM analytics API's `{code, message, data}` envelope:
 //! `GET /api/foundation/audit-logs` (+ `/{id}`, `/users/{user_id}`,
 //! `/resources/{resource_type}/{resource_id}`) and `POST /api/foundation/audit-logs/export`.
 //!
@@ -20,7 +20,7 @@ use super::validate::{Page, Validator};
 use super::{AuditPolicy, Routes};
 use crate::csv_out::CsvLine;
 use crate::db::{AuditEntry, AuditFilter, Database};
-use crate::envelope::{CrmError, CrmOk, Failure, Family};
+use crate::envelope::{AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, Family};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 use owl_model::clock::format_millis;
@@ -31,7 +31,7 @@ pub const EXPORT_PAGE_ROWS: i64 = 500;
 /// The routes.
 pub(crate) fn routes() -> Routes {
     let read = Access::perm(Permission::AuditRead);
-    Routes::new(Family::Crm, "audit_log")
+    Routes::new(Family::AnalyticsMonitoring, "audit_log")
         .route(Method::GET, "/api/foundation/audit-logs", read, list)
         .route(Method::GET, "/api/foundation/audit-logs/{id}", read, get)
         .route(
@@ -152,11 +152,15 @@ struct ListParams {
     filter: FilterParams,
 }
 
-async fn page_of(state: &AppState, page: Page, filter: AuditFilter) -> Result<CrmOk<Value>, Failure> {
+async fn page_of(
+    state: &AppState,
+    page: Page,
+    filter: AuditFilter,
+) -> Result<AnalyticsMonitoringOk<Value>, Failure> {
     let (entries, total) = state.db.list_audit(&filter, page.page, page.page_size).await?;
     let items: Vec<Value> = entries.iter().map(entry_json).collect();
     let pagination = page.describe(total);
-    Ok(CrmOk::new(
+    Ok(AnalyticsMonitoringOk::new(
         "获取审计日志成功",
         json!({
             "items": items,
@@ -169,7 +173,10 @@ async fn page_of(state: &AppState, page: Page, filter: AuditFilter) -> Result<Cr
 }
 
 /// `GET /api/foundation/audit-logs`.
-async fn list(State(state): State<AppState>, Query(params): Query<Value>) -> Result<CrmOk<Value>, CrmError> {
+async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<Value>,
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     // Query strings carry every value as text; read them through the typed shape once, with
     // numbers parsed, so `user_id=abc` is a field error.
     let params: ListParams = typed_params(params)?;
@@ -197,13 +204,19 @@ fn typed_params<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, Fail
 }
 
 /// `GET /api/foundation/audit-logs/{id}`.
-async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<CrmOk<Value>, CrmError> {
+async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let entry = state
         .db
         .find_audit(id)
         .await?
         .ok_or_else(|| Failure::not_found(format!("审计日志 {id} 不存在")))?;
-    Ok(CrmOk::new("获取审计日志详情成功", entry_json(&entry)))
+    Ok(AnalyticsMonitoringOk::new(
+        "获取审计日志详情成功",
+        entry_json(&entry),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,7 +230,7 @@ async fn by_user(
     State(state): State<AppState>,
     Path(user_id): Path<i64>,
     Query(params): Query<PageParams>,
-) -> Result<CrmOk<Value>, CrmError> {
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let mut v = Validator::new();
     let page = Page::new(&mut v, params.page, params.page_size);
     v.finish()?;
@@ -237,7 +250,7 @@ async fn by_resource(
     State(state): State<AppState>,
     Path((resource_type, resource_id)): Path<(String, String)>,
     Query(params): Query<PageParams>,
-) -> Result<CrmOk<Value>, CrmError> {
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let mut v = Validator::new();
     let page = Page::new(&mut v, params.page, params.page_size);
     v.finish()?;
@@ -376,7 +389,10 @@ async fn next_chunk(mut cursor: Cursor) -> Option<(Result<Bytes, std::io::Error>
 }
 
 /// `POST /api/foundation/audit-logs/export`: `{"format": "json"|"csv", "limit"?, filters...}`.
-async fn export(State(state): State<AppState>, Json(body): Json<Value>) -> Result<Response, CrmError> {
+async fn export(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<Response, AnalyticsMonitoringError> {
     let body: ExportBody = typed_params(body)?;
     let mut v = Validator::new();
     let format = match body.format.as_deref().unwrap_or("json") {

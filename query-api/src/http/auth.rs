@@ -1,4 +1,4 @@
-//! Sign-in endpoints: 002's `/api/auth/*` and 004's aliases `POST /auth/login`, `POST /api/refresh`,
+//! Sign-in endpoints: the admin API's `/api/auth/*` and the platform API's aliases `POST /auth/login`, `POST /api/refresh`,
 //! `GET /api/me`.
 
 use axum::Router;
@@ -14,13 +14,13 @@ use super::validate::Validator;
 use super::{AuditNote, AuditPolicy, Routes};
 use crate::auth::{AuthError, Principal, TokenPair};
 use crate::db::UserRecord;
-use crate::envelope::{Coded, DataAskError, Failure, Family, StatusOk, Success, WhalefallError};
+use crate::envelope::{AuthAdminError, Coded, Failure, Family, PlatformError, StatusOk, Success};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 
 /// The routes.
 pub(crate) fn routes() -> Routes {
-    Routes::new(Family::DataAsk, "auth")
+    Routes::new(Family::AuthAdmin, "auth")
         .audited(
             Method::POST,
             "/api/auth/login",
@@ -52,7 +52,7 @@ pub(crate) fn routes() -> Routes {
             Access::Authenticated,
             permissions,
         )
-        .family(Family::Whalefall)
+        .family(Family::Platform)
         .audited(
             Method::POST,
             "/auth/login",
@@ -77,7 +77,7 @@ pub fn router() -> Router<AppState> {
     routes().into_router()
 }
 
-/// 002's login body.
+/// The admin API's login body.
 #[derive(Debug, Deserialize)]
 struct LoginBody {
     username: Option<String>,
@@ -140,12 +140,12 @@ async fn login(
     let (note, result) = sign_in(&state, &ip, body).await;
     let response = match result {
         Ok((_, pair)) => Coded::ok("登录成功", pair_json(&pair)).into_response(),
-        Err(failure) => DataAskError::from(failure).into_response(),
+        Err(failure) => AuthAdminError::from(failure).into_response(),
     };
     note.attach(no_store(response))
 }
 
-/// `POST /auth/login` (004): `{status:"success", data:{access_token, refresh_token, user:{id, username, role}}, message}`.
+/// `POST /auth/login` (platform API): `{status:"success", data:{access_token, refresh_token, user:{id, username, role}}, message}`.
 async fn login_alias(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -158,12 +158,12 @@ async fn login_alias(
             data["user"] = json!({ "id": user.id, "username": user.user_code, "role": user.role_code });
             StatusOk::new(data, "登录成功").into_response()
         }
-        Err(failure) => WhalefallError::from(failure).into_response(),
+        Err(failure) => PlatformError::from(failure).into_response(),
     };
     note.attach(no_store(response))
 }
 
-/// The refresh token: `Authorization: Bearer <refresh_token>` (002) or a JSON body
+/// The refresh token: `Authorization: Bearer <refresh_token>` (admin API) or a JSON body
 /// `{"refresh_token": "..."}`.
 fn refresh_token_of(headers: &HeaderMap, body: &Bytes) -> Result<String, Failure> {
     if let Some(token) = bearer_token(headers) {
@@ -210,23 +210,23 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let (note, result) = rotate(&state, &headers, &body).await;
     let response = match result {
         Ok(pair) => Coded::ok("令牌刷新成功", pair_json(&pair)).into_response(),
-        Err(failure) => DataAskError::from(failure).into_response(),
+        Err(failure) => AuthAdminError::from(failure).into_response(),
     };
     note.attach(no_store(response))
 }
 
-/// `POST /api/refresh` (004).
+/// `POST /api/refresh` (platform API).
 async fn refresh_alias(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (note, result) = rotate(&state, &headers, &body).await;
     let response = match result {
         Ok(pair) => StatusOk::new(pair_json(&pair), "令牌刷新成功").into_response(),
-        Err(failure) => WhalefallError::from(failure).into_response(),
+        Err(failure) => PlatformError::from(failure).into_response(),
     };
     note.attach(no_store(response))
 }
 
 /// `POST /api/auth/logout`: revokes every token of the user.
-async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Coded<()>, DataAskError> {
+async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Coded<()>, AuthAdminError> {
     state.auth.logout(&user).await?;
     Ok(Coded::message("登出成功"))
 }
@@ -259,13 +259,16 @@ async fn load_self(state: &AppState, principal: &Principal) -> Result<UserRecord
 }
 
 /// `GET /api/auth/profile`.
-async fn profile(State(state): State<AppState>, user: AuthUser) -> Result<Success<Value>, DataAskError> {
+async fn profile(State(state): State<AppState>, user: AuthUser) -> Result<Success<Value>, AuthAdminError> {
     let record = load_self(&state, &user).await?;
     Ok(Success::data(profile_json(&user, &record)))
 }
 
-/// `GET /api/auth/permissions`: the caller's permissions in 002's permission shape.
-async fn permissions(State(state): State<AppState>, user: AuthUser) -> Result<Success<Value>, DataAskError> {
+/// `GET /api/auth/permissions`: the caller's permissions in the admin API's permission shape.
+async fn permissions(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Success<Value>, AuthAdminError> {
     let all = state.db.list_permissions().await?;
     let mine: Vec<_> = all
         .into_iter()
@@ -276,8 +279,8 @@ async fn permissions(State(state): State<AppState>, user: AuthUser) -> Result<Su
     ))
 }
 
-/// `GET /api/me` (004).
-async fn me(State(state): State<AppState>, user: AuthUser) -> Result<StatusOk<Value>, WhalefallError> {
+/// `GET /api/me` (platform API).
+async fn me(State(state): State<AppState>, user: AuthUser) -> Result<StatusOk<Value>, PlatformError> {
     let record = load_self(&state, &user).await?;
     let mut data = profile_json(&user, &record);
     data["username"] = json!(record.user_code);

@@ -1,4 +1,4 @@
-//! 000's log query for CRM clients, in the `{code, message, data}` envelope:
+//! The CRM analytics API's log query for CRM clients, in the `{code, message, data}` envelope:
 //! `POST` and `GET /api/analytics-monitoring/logs/query`, `GET /api/analytics-monitoring/logs/statistics`.
 //!
 //! - `services` and `levels`: lists (JSON arrays in the body, comma-separated in the query string);
@@ -25,15 +25,15 @@ use serde_json::{Map, Value, json};
 use super::Routes;
 use super::extract::{AuthUser, Json};
 use super::validate::Validator;
-use crate::envelope::{CrmError, CrmOk, Family};
+use crate::envelope::{AnalyticsMonitoringError, AnalyticsMonitoringOk, Family};
 use crate::logs::params::{GivenTime, Params, RawQuery, apply_scope};
 use crate::logs::render::{crm_item, naive_time};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 
-/// 000's default page size.
+/// The CRM analytics API's default page size.
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
-/// 000's largest page size.
+/// The CRM analytics API's largest page size.
 pub const MAX_PAGE_SIZE: i64 = 500;
 /// The span searched when no time is given, in hours.
 pub const DEFAULT_HOURS: i64 = 24;
@@ -46,7 +46,7 @@ const MAX_TEXT_CHARS: usize = 512;
 /// The routes.
 pub(crate) fn routes() -> Routes {
     let read = Access::perm(Permission::LogRead);
-    Routes::new(Family::Crm, "log")
+    Routes::new(Family::AnalyticsMonitoring, "log")
         .route(
             Method::POST,
             "/api/analytics-monitoring/logs/query",
@@ -72,7 +72,7 @@ pub fn router() -> Router<AppState> {
     routes().into_router()
 }
 
-/// 000's query body.
+/// The CRM analytics API's query body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueryBody {
@@ -135,7 +135,7 @@ fn levels(v: &mut Validator, names: &[String]) -> Vec<Level> {
     out
 }
 
-/// `[start, end)` from 000's times, `end_time` inclusive at its precision. Without times the last
+/// `[start, end)` from the CRM analytics API's times, `end_time` inclusive at its precision. Without times the last
 /// [`DEFAULT_HOURS`]; with one, that span from or up to it; a span over `max_days` is refused.
 fn range(
     v: &mut Validator,
@@ -241,7 +241,11 @@ fn from_query(raw: RawQuery, v: &mut Validator) -> QueryBody {
     }
 }
 
-async fn run_query(state: &AppState, user: &AuthUser, query: CrmQuery) -> Result<CrmOk<Value>, CrmError> {
+async fn run_query(
+    state: &AppState,
+    user: &AuthUser,
+    query: CrmQuery,
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let mut filter = query.filter;
     let found = if apply_scope(&mut filter, &user.scope(), &[]) {
         let request = SearchRequest {
@@ -257,7 +261,7 @@ async fn run_query(state: &AppState, user: &AuthUser, query: CrmQuery) -> Result
     };
     let total_pages = found.total.div_ceil(query.page_size as u64);
     let logs: Vec<Value> = found.hits.iter().map(crm_item).collect();
-    Ok(CrmOk::new(
+    Ok(AnalyticsMonitoringOk::new(
         "查询日志成功",
         json!({
             "logs": logs,
@@ -274,7 +278,7 @@ async fn query_post(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<QueryBody>,
-) -> Result<CrmOk<Value>, CrmError> {
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let mut v = Validator::new();
     let query = body.validate(&mut v, state.clock.now());
     v.finish()?;
@@ -286,7 +290,7 @@ async fn query_get(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<CrmOk<Value>, CrmError> {
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let mut v = Validator::new();
     let body = from_query(raw, &mut v);
     let query = body.validate(&mut v, state.clock.now());
@@ -299,7 +303,7 @@ async fn statistics(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<CrmOk<Value>, CrmError> {
+) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let mut v = Validator::new();
     let params = Params::new(
         raw,
@@ -341,7 +345,7 @@ async fn statistics(
         .filter(|l| stats.level_count(**l) > 0)
         .map(|l| (l.python_name().to_string(), json!(stats.level_count(*l))))
         .collect();
-    Ok(CrmOk::new(
+    Ok(AnalyticsMonitoringOk::new(
         "获取日志统计成功",
         json!({
             "total_logs": stats.total,

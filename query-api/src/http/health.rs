@@ -1,4 +1,4 @@
-//! Health (004): `/health` and `/api/health` answer that the process serves; `/health/detailed`
+//! Health (platform API): `/health` and `/api/health` answer that the process serves; `/health/detailed`
 //! probes every dependency for real, each within [`PROBE_TIMEOUT`]:
 //!
 //! - `database`: `SELECT 1` and its latency;
@@ -33,7 +33,7 @@ const DISK_UNHEALTHY_PERCENT: f64 = 2.0;
 
 /// The routes.
 pub(crate) fn routes() -> Routes {
-    Routes::new(Family::Whalefall, "health")
+    Routes::new(Family::Platform, "health")
         .route(Method::GET, "/health", Access::Public, health)
         .route(Method::GET, "/api/health", Access::Public, health)
         .route(Method::GET, "/health/detailed", Access::Public, detailed)
@@ -181,7 +181,7 @@ fn probe_disk(state: &AppState) -> (Level, Value) {
     }
 }
 
-/// `GET /health/detailed`: 004's statuses (`status`, `database`, `redis`, `timestamp`) for anyone;
+/// `GET /health/detailed`: the platform API's statuses (`status`, `database`, `redis`, `timestamp`) for anyone;
 /// a signed-in user also gets the version, uptime, the cache, index and disk, and every
 /// component's detail under `checks` (counts, sizes and latencies are not for the public).
 async fn detailed(State(state): State<AppState>, user: Option<AuthUser>) -> Response {

@@ -1,16 +1,16 @@
-//! 003's log API under `/api/v1/logs` (query, trace, errors, slow requests, stats, config, cleanup)
-//! and 004's log extras served there with 003's envelope (modules, detail, export, live stream).
+//! The log API under `/api/v1/logs` (query, trace, errors, slow requests, stats, config, cleanup)
+//! and the platform API's log extras served there with the log API's envelope (modules, detail, export, live stream).
 //! Alerts (`/api/v1/logs/alerts*`) live in their own module.
 //!
 //! Every endpoint reads its parameters through [`crate::logs::params`] (all errors at once, unknown
 //! parameters refused), applies the caller's scope (regions, environments) and runs index calls on
-//! the blocking pool. Shapes, limits and codes follow 003; where 003 is silent:
+//! the blocking pool. Shapes, limits and codes follow the log API; where the log API is silent:
 //!
 //! - `LOG_QUERY_TOO_BROAD` (`GET /query`): no narrowing filter (`level`, `service`, `region`,
 //!   `traceId`, `requestId`, `userId`, `url`, `keyword`, `minDuration`, `maxDuration`,
 //!   `statusCode`, `hasError`) **and** a range over 24 hours **and** `limit` over 100.
-//! - Items carry the record `id` beside 003's LogItem fields, so `GET /logs/{id}` can find them.
-//! - `byHour` entries carry `time` (the hour's start, ISO 8601) beside 003's `HH:00` label, so hours
+//! - Items carry the record `id` beside the log API's LogItem fields, so `GET /logs/{id}` can find them.
+//! - `byHour` entries carry `time` (the hour's start, ISO 8601) beside the log API's `HH:00` label, so hours
 //!   of different days stay apart; `errorRate` is a percentage.
 //! - `GET /stats` without `startTime` covers the last hour like every log endpoint; `groupBy` adds
 //!   `groups` (the breakdown by that key) to the full LogStatsResponse.
@@ -36,7 +36,7 @@ use serde_json::{Map, Value, json};
 use super::extract::{AuthUser, Path, ShutdownSignal, parse_json, parse_part};
 use super::validate::Validator;
 use super::{AuditPolicy, Routes};
-use crate::envelope::{Failure, Family, LogError, LogOk};
+use crate::envelope::{Failure, Family, LogsV1Error, LogsV1Ok};
 use crate::logs::cleanup::CleanupType;
 use crate::logs::params::{
     self, COMMON, GivenTime, Params, QUERY_FILTERS, QUERY_MAX_DAYS, RawQuery, STATS_MAX_DAYS, TimeRange,
@@ -47,7 +47,7 @@ use crate::logs::{cleanup, export, search, settings, stream, trace};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 
-/// The slow-request threshold of 003 (`thresholdMs` default, and `slowRequestCount` of stats).
+/// The slow-request threshold of the log API (`thresholdMs` default, and `slowRequestCount` of stats).
 pub const DEFAULT_SLOW_MS: i64 = 2000;
 /// Top paths in the slow-request summary.
 const TOP_PATHS: usize = 10;
@@ -56,7 +56,7 @@ const TOP_PATHS: usize = 10;
 pub(crate) fn routes() -> Routes {
     let read = Access::perm(Permission::LogRead);
     let config = Access::perm(Permission::LogConfig);
-    Routes::new(Family::Log, "log")
+    Routes::new(Family::LogsV1, "log")
         .route(Method::GET, "/api/v1/logs/query", read, query)
         .route(Method::GET, "/api/v1/logs/trace/{traceId}", read, trace_of)
         .route(Method::GET, "/api/v1/logs/errors", read, errors)
@@ -175,7 +175,7 @@ fn time_range(
     resolve_range(v, start, end, state.clock.now(), default_span, max_days)
 }
 
-/// 003's paginated data, with a summary after the items when there is one.
+/// The log API's paginated data, with a summary after the items when there is one.
 fn paginated(
     items: Vec<Value>,
     summary: Option<Value>,
@@ -203,7 +203,7 @@ async fn query(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let mut v = Validator::new();
     let (listing, range) = Listing::parse(&state, raw, QUERY_FILTERS, QUERY_FILTERS, QUERY_MAX_DAYS, &mut v);
     v.finish()?;
@@ -217,7 +217,7 @@ async fn query(
         None => SearchResponse::default(),
     };
     let items = found.hits.iter().map(render::log_item).collect();
-    Ok(LogOk::new(Value::Object(paginated(
+    Ok(LogsV1Ok::new(Value::Object(paginated(
         items,
         None,
         found.total,
@@ -231,7 +231,7 @@ async fn trace_of(
     State(state): State<AppState>,
     user: AuthUser,
     Path(trace_id): Path<String>,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let trace_id = trace_id.trim().to_string();
     if trace_id.is_empty() || trace_id.chars().count() > 256 {
         return Err(Failure::invalid_field("traceId", "length", "traceId 需为 1 到 256 个字符").into());
@@ -249,7 +249,7 @@ async fn trace_of(
         trace::render(&view, &keep)
     });
     match rendered {
-        Some(data) => Ok(LogOk::new(data)),
+        Some(data) => Ok(LogsV1Ok::new(data)),
         None => Err(Failure::not_found(format!("追踪 ID 未找到：{trace_id}"))
             .with_code("LOG_TRACE_NOT_FOUND")
             .into()),
@@ -274,7 +274,7 @@ async fn errors(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     const FILTERS: &[&str] = &["errorType", "errorCode", "userId", "url", "keyword"];
     let mut v = Validator::new();
     let (listing, range) = Listing::parse(&state, raw, FILTERS, FILTERS, QUERY_MAX_DAYS, &mut v);
@@ -282,7 +282,7 @@ async fn errors(
     let range = range?;
     let (found, stats) = match listing.scoped(&user, &range) {
         Some(filter) => {
-            // 003: the error list's keyword searches message and error.message, not user names.
+            // The log API: the error list's keyword searches message and error.message, not user names.
             let filter = LogFilter {
                 has_error: Some(true),
                 error_keyword: filter.keyword.clone(),
@@ -310,7 +310,7 @@ async fn errors(
     let items = found.hits.iter().map(render::log_item).collect();
     let summary =
         json!({ "total": stats.total, "byType": by_type, "byHour": render::hour_counts(&stats.by_hour) });
-    Ok(LogOk::new(Value::Object(paginated(
+    Ok(LogsV1Ok::new(Value::Object(paginated(
         items,
         Some(summary),
         found.total,
@@ -324,7 +324,7 @@ async fn slow_requests(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     const FILTERS: &[&str] = &["url", "userId"];
     let mut v = Validator::new();
     let (listing, range) = Listing::parse(
@@ -373,7 +373,7 @@ async fn slow_requests(
         "byService": stats.by_service,
     });
     let items = found.hits.iter().map(render::slow_item).collect();
-    Ok(LogOk::new(Value::Object(paginated(
+    Ok(LogsV1Ok::new(Value::Object(paginated(
         items,
         Some(summary),
         found.total,
@@ -452,7 +452,7 @@ async fn stats(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let mut v = Validator::new();
     let (params, filter, regions, range) =
         parse_ranged(&state, raw, &["groupBy"], Duration::hours(1), &mut v);
@@ -539,15 +539,15 @@ async fn stats(
         };
         data.insert("groups".into(), groups);
     }
-    Ok(LogOk::new(Value::Object(data)))
+    Ok(LogsV1Ok::new(Value::Object(data)))
 }
 
-/// `GET /api/v1/logs/modules` (004): the services and modules seen.
+/// `GET /api/v1/logs/modules` (platform API): the services and modules seen.
 async fn modules(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let mut v = Validator::new();
     let (_, filter, regions, range) = parse_ranged(&state, raw, &[], Duration::days(7), &mut v);
     v.finish()?;
@@ -563,7 +563,7 @@ async fn modules(
         }
         None => LogStats::default(),
     };
-    Ok(LogOk::new(json!({
+    Ok(LogsV1Ok::new(json!({
         "services": stats.services(),
         "modules": stats.modules(),
         "serviceCounts": stats.by_service,
@@ -572,12 +572,12 @@ async fn modules(
     })))
 }
 
-/// `GET /api/v1/logs/{id}` (004's detail).
+/// `GET /api/v1/logs/{id}` (the platform API's detail).
 async fn detail(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     if id.is_empty() || id.len() > owl_model::MAX_ID_LEN || id.chars().any(char::is_control) {
         return Err(Failure::invalid_field(
             "id",
@@ -589,19 +589,19 @@ async fn detail(
     let lookup = id.clone();
     let record = search(&state, &user, move |index| index.get(&lookup)).await?;
     match record.filter(|r| user.scope().allows_record(r)) {
-        Some(record) => Ok(LogOk::new(render::log_item(&record))),
+        Some(record) => Ok(LogsV1Ok::new(render::log_item(&record))),
         None => Err(Failure::not_found(format!("日志记录不存在：{id}"))
             .with_code("LOG_NOT_FOUND")
             .into()),
     }
 }
 
-/// `GET /api/v1/logs/export` (004): the filters of `/query`, `format=csv|ndjson`, streamed.
+/// `GET /api/v1/logs/export` (platform API): the filters of `/query`, `format=csv|ndjson`, streamed.
 async fn export_logs(
     State(state): State<AppState>,
     user: AuthUser,
     raw: RawQuery,
-) -> Result<Response, LogError> {
+) -> Result<Response, LogsV1Error> {
     let mut v = Validator::new();
     let allowed: Vec<&str> = [
         "startTime",
@@ -677,14 +677,14 @@ fn export_response(export: export::Export) -> Response {
     response
 }
 
-/// `GET /api/v1/logs/stream` (004's real-time log): Server-Sent Events.
+/// `GET /api/v1/logs/stream` (the platform API's real-time log): Server-Sent Events.
 async fn live(
     State(state): State<AppState>,
     user: AuthUser,
     shutdown: ShutdownSignal,
     headers: axum::http::HeaderMap,
     raw: RawQuery,
-) -> Result<Response, LogError> {
+) -> Result<Response, LogsV1Error> {
     let mut v = Validator::new();
     let allowed: Vec<&str> = ["service", "region"]
         .iter()
@@ -745,8 +745,8 @@ async fn live(
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// `GET /api/v1/logs/config`.
-async fn get_config(State(state): State<AppState>) -> Result<LogOk<Value>, LogError> {
-    Ok(LogOk::new(settings::load(&state).await?))
+async fn get_config(State(state): State<AppState>) -> Result<LogsV1Ok<Value>, LogsV1Error> {
+    Ok(LogsV1Ok::new(settings::load(&state).await?))
 }
 
 /// `PUT /api/v1/logs/config`.
@@ -754,7 +754,7 @@ async fn put_config(
     State(state): State<AppState>,
     user: AuthUser,
     body: Bytes,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     // The `alerts` section is the alert configuration's patch; the rest, the log settings'.
     let mut fields: serde_json::Map<String, Value> = parse_json(&body)?;
     let alerts = match fields.remove("alerts") {
@@ -774,10 +774,10 @@ async fn put_config(
         .into());
     }
     let config = settings::update(&state, &change, &user.user_code, state.clock.now()).await?;
-    Ok(LogOk::with_message(config, "日志配置已更新"))
+    Ok(LogsV1Ok::with_message(config, "日志配置已更新"))
 }
 
-/// 003's CleanupLogDto.
+/// The log API's CleanupLogDto.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CleanupBody {
@@ -792,7 +792,7 @@ async fn run_cleanup(
     State(state): State<AppState>,
     user: AuthUser,
     body: Bytes,
-) -> Result<LogOk<Value>, LogError> {
+) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let body: CleanupBody = if body.iter().all(u8::is_ascii_whitespace) {
         CleanupBody::default()
     } else {
@@ -825,7 +825,7 @@ async fn run_cleanup(
     } else {
         "日志清理完成"
     };
-    Ok(LogOk::with_message(
+    Ok(LogsV1Ok::with_message(
         cleanup::render(&policy, &report, state.clock.now()),
         message,
     ))

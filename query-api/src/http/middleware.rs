@@ -142,7 +142,7 @@ pub(crate) async fn audit_retention(state: AppState, shutdown: tokio_util::sync:
     }
 }
 
-/// Records audited requests (001): who, what, parameters without secrets, client, outcome, time.
+/// Records audited requests (CRM backend): who, what, parameters without secrets, client, outcome, time.
 pub(crate) async fn audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let created_at = state.clock.now_ms();

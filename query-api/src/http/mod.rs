@@ -22,7 +22,7 @@
 //!    leaves the result in the request extensions.
 //! 4. Routing, then the route guard, then the handler.
 //!
-//! Log endpoints (003, issue 6) get the user's region and environment scope from
+//! Log endpoints (the log API, issue 6) get the user's region and environment scope from
 //! [`AuthUser::scope`](crate::auth::Principal::scope) and must pass every query through it.
 
 pub mod alerts;
@@ -319,7 +319,7 @@ async fn guard(spec: Arc<RouteSpec>, request: Request, next: Next) -> Response {
 
 /// Every route of the query API core.
 pub fn routes() -> Routes {
-    Routes::new(Family::Whalefall, "health")
+    Routes::new(Family::Platform, "health")
         .merge(health::routes())
         .merge(auth::routes())
         .merge(users::routes())

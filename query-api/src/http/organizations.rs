@@ -1,4 +1,4 @@
-//! `/api/organizations` (002): create, list as a tree or a list, get, update, soft delete.
+//! `/api/organizations` (admin API): create, list as a tree or a list, get, update, soft delete.
 //!
 //! A user who is not a super admin sees and manages only their own organization and its
 //! descendants; anything else answers 404, as if it did not exist.
@@ -18,16 +18,16 @@ use super::validate::Validator;
 use crate::auth::Principal;
 use crate::authz::{self, OrgScope};
 use crate::db::{NewOrganization, OrgUpdate, Organization, ROOT_PARENT, subtree};
-use crate::envelope::{DataAskError, Failure, Family, Success};
+use crate::envelope::{AuthAdminError, Failure, Family, Success};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 
-/// Role level that may manage organizations (002).
+/// Role level that may manage organizations (admin API).
 const MANAGE_LEVEL: i64 = 2;
 
 /// The routes.
 pub(crate) fn routes() -> Routes {
-    Routes::new(Family::DataAsk, "organization")
+    Routes::new(Family::AuthAdmin, "organization")
         .route(
             Method::POST,
             "/api/organizations",
@@ -111,7 +111,7 @@ async fn create(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<CreateBody>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     let scope = authz::org_scope(&user);
     let mut v = Validator::new();
     let org_code = v.code("org_code", body.org_code.as_deref(), 64);
@@ -190,7 +190,7 @@ async fn list(
     State(state): State<AppState>,
     user: AuthUser,
     Query(params): Query<ListParams>,
-) -> Result<Success<Value>, DataAskError> {
+) -> Result<Success<Value>, AuthAdminError> {
     let mut v = Validator::new();
     let kind = params.kind.as_deref().unwrap_or("tree");
     v.check(
@@ -247,7 +247,7 @@ async fn get(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<i64>,
-) -> Result<Success<Value>, DataAskError> {
+) -> Result<Success<Value>, AuthAdminError> {
     let (org, _) = find_in_scope(&state, &user, id).await?;
     Ok(Success::data(org_json(&org)))
 }
@@ -267,7 +267,7 @@ async fn update(
     user: AuthUser,
     Path(id): Path<i64>,
     Json(body): Json<UpdateBody>,
-) -> Result<Success<Value>, DataAskError> {
+) -> Result<Success<Value>, AuthAdminError> {
     let (org, scope) = find_in_scope(&state, &user, id).await?;
     let mut v = Validator::new();
     let org_name = match body.org_name {
@@ -326,7 +326,7 @@ async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<i64>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     let (org, _) = find_in_scope(&state, &user, id).await?;
     if !authz::may_restructure_own_org(&user, &org.org_code) {
         return Err(Failure::forbidden("不能删除自己所在的组织").into());

@@ -1,5 +1,5 @@
-//! `/api/roles` (002): create, list, get, update, soft delete, assign permissions; and the
-//! permission list `/api/permissions`. Managing roles needs role level 1 (002).
+//! `/api/roles` (admin API): create, list, get, update, soft delete, assign permissions; and the
+//! permission list `/api/permissions`. Managing roles needs role level 1 (admin API).
 //!
 //! Built-in roles keep their code; `admin` always holds every permission and keeps level 1; a role
 //! still held by enabled users cannot be deleted.
@@ -15,14 +15,14 @@ use super::extract::{AuthUser, Json, Path};
 use super::validate::Validator;
 use super::{AuditPolicy, Routes};
 use crate::db::{NewRole, Role, RoleUpdate};
-use crate::envelope::{DataAskError, Failure, Family, Success};
+use crate::envelope::{AuthAdminError, Failure, Family, Success};
 use crate::permissions::{ADMIN_ROLE, Access, Permission, SUPER_ADMIN_LEVEL};
 use crate::state::AppState;
 
 /// The routes.
 pub(crate) fn routes() -> Routes {
     let write = Access::perm_at_level(Permission::RoleWrite, SUPER_ADMIN_LEVEL);
-    Routes::new(Family::DataAsk, "role")
+    Routes::new(Family::AuthAdmin, "role")
         .route(Method::POST, "/api/roles", write, create)
         .route(
             Method::GET,
@@ -92,7 +92,7 @@ struct CreateBody {
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<CreateBody>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     let mut v = Validator::new();
     let role_code = v.code("role_code", body.role_code.as_deref(), 64);
     let role_name = v.required("role_name", body.role_name.as_deref(), 64);
@@ -128,13 +128,13 @@ async fn create(
 }
 
 /// `GET /api/roles`.
-async fn list(State(state): State<AppState>) -> Result<Success<Value>, DataAskError> {
+async fn list(State(state): State<AppState>) -> Result<Success<Value>, AuthAdminError> {
     let roles: Vec<Value> = state.db.list_roles().await?.iter().map(role_json).collect();
     Ok(Success::data(Value::Array(roles)))
 }
 
 /// `GET /api/roles/{id}`: the role with its permissions.
-async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Success<Value>, DataAskError> {
+async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Success<Value>, AuthAdminError> {
     let role = find(&state, id).await?;
     let permissions = state.db.role_permissions(id).await?;
     let mut value = role_json(&role);
@@ -157,7 +157,7 @@ async fn update(
     user: AuthUser,
     Path(id): Path<i64>,
     Json(body): Json<UpdateBody>,
-) -> Result<Success<Value>, DataAskError> {
+) -> Result<Success<Value>, AuthAdminError> {
     let role = find(&state, id).await?;
     let mut v = Validator::new();
     let role_name = match body.role_name {
@@ -204,7 +204,7 @@ async fn update(
 }
 
 /// `DELETE /api/roles/{id}`: status 0; not for built-in roles nor roles held by enabled users.
-async fn delete(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, DataAskError> {
+async fn delete(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, AuthAdminError> {
     let role = find(&state, id).await?;
     if role.builtin {
         return Err(Failure::forbidden("内置角色不能删除").into());
@@ -236,7 +236,7 @@ async fn assign(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Json(body): Json<AssignBody>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     let role = find(&state, id).await?;
     if role.role_code == ADMIN_ROLE {
         return Err(Failure::forbidden("admin 角色始终拥有全部权限").into());
@@ -270,7 +270,7 @@ async fn assign(
 async fn role_permissions(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-) -> Result<Success<Value>, DataAskError> {
+) -> Result<Success<Value>, AuthAdminError> {
     let role = find(&state, id).await?;
     let permissions = if role.role_code == ADMIN_ROLE {
         state.db.list_permissions().await?
@@ -283,7 +283,7 @@ async fn role_permissions(
 }
 
 /// `GET /api/permissions`: the catalogue.
-async fn permissions(State(state): State<AppState>) -> Result<Success<Value>, DataAskError> {
+async fn permissions(State(state): State<AppState>) -> Result<Success<Value>, AuthAdminError> {
     let permissions = state.db.list_permissions().await?;
     Ok(Success::data(json!(permissions)))
 }

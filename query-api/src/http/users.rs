@@ -1,4 +1,4 @@
-//! `/api/users` (002: create, get, list, update, soft delete) and 004's `toggle-status` and `stats`.
+//! `/api/users` (the admin API: create, get, list, update, soft delete) and the platform API's `toggle-status` and `stats`.
 //!
 //! Rules beyond the route's permission (`user:*` at role level <= 2):
 //! - a user who is not a super admin sees and manages only users of their organization subtree
@@ -24,18 +24,18 @@ use super::{AuditPolicy, Routes};
 use crate::auth::{Principal, check_policy, hash_password};
 use crate::authz::{self, GrantProblem, OrgScope};
 use crate::db::{NewUser, Role, UserFilter, UserRecord, UserUpdate};
-use crate::envelope::{DataAskError, Failure, Family, StatusOk, Success, WhalefallError};
+use crate::envelope::{AuthAdminError, Failure, Family, PlatformError, StatusOk, Success};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 use owl_model::clock::format_millis;
 
-/// Role level that may manage users (002).
+/// Role level that may manage users (admin API).
 const MANAGE_LEVEL: i64 = 2;
 
 /// The routes.
 pub(crate) fn routes() -> Routes {
     let write = Access::perm_at_level(Permission::UserWrite, MANAGE_LEVEL);
-    Routes::new(Family::DataAsk, "user")
+    Routes::new(Family::AuthAdmin, "user")
         .route(Method::POST, "/api/users", write, create)
         .route(
             Method::GET,
@@ -51,7 +51,7 @@ pub(crate) fn routes() -> Routes {
         )
         .route(Method::PUT, "/api/users/{id}", write, update)
         .route(Method::DELETE, "/api/users/{id}", write, delete)
-        .family(Family::Whalefall)
+        .family(Family::Platform)
         .route(
             Method::GET,
             "/api/users/stats",
@@ -73,7 +73,7 @@ pub fn router() -> Router<AppState> {
     routes().into_router()
 }
 
-/// A user as every endpoint shows it (002's fields first; never the password hash).
+/// A user as every endpoint shows it (the admin API's fields first; never the password hash).
 pub(crate) fn user_json(user: &UserRecord) -> Value {
     json!({
         "id": user.id,
@@ -110,7 +110,7 @@ async fn find_visible(
     }
 }
 
-/// Resolves the role by id or (004's body) by code, and checks the actor may assign it.
+/// Resolves the role by id or (the platform API's body) by code, and checks the actor may assign it.
 async fn resolve_role(
     state: &AppState,
     actor: &Principal,
@@ -190,7 +190,7 @@ struct CreateBody {
     password: Option<String>,
     org_code: Option<String>,
     role_id: Option<i64>,
-    /// 004's body names the role by code.
+    /// The platform API's body names the role by code.
     role: Option<String>,
     phone: Option<String>,
     address: Option<String>,
@@ -214,10 +214,10 @@ async fn create(
     State(state): State<AppState>,
     actor: AuthUser,
     Json(body): Json<CreateBody>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     let scope = authz::org_scope(&actor);
     let mut v = Validator::new();
-    // 004's body has only `username`, the login name; 002's has `user_code` and a display name.
+    // The platform API's body has only `username`, the login name; the admin API's has `user_code` and a display name.
     let user_code = v.code(
         "user_code",
         body.user_code.as_deref().or(body.username.as_deref()),
@@ -299,7 +299,7 @@ async fn list(
     State(state): State<AppState>,
     actor: AuthUser,
     Query(params): Query<ListParams>,
-) -> Result<Success<Value>, DataAskError> {
+) -> Result<Success<Value>, AuthAdminError> {
     let mut v = Validator::new();
     let page = Page::new(&mut v, params.page, params.page_size);
     let status = v.status("status", params.status);
@@ -333,7 +333,7 @@ async fn get(
     State(state): State<AppState>,
     actor: AuthUser,
     Path(id): Path<i64>,
-) -> Result<Success<Value>, DataAskError> {
+) -> Result<Success<Value>, AuthAdminError> {
     let (user, _) = find_visible(&state, &actor, id).await?;
     Ok(Success::data(user_json(&user)))
 }
@@ -359,7 +359,7 @@ async fn update(
     actor: AuthUser,
     Path(id): Path<i64>,
     Json(body): Json<UpdateBody>,
-) -> Result<Success<Value>, DataAskError> {
+) -> Result<Success<Value>, AuthAdminError> {
     let (target, scope) = find_visible(&state, &actor, id).await?;
     authz::check_rank(&actor, &target)?;
     let is_self = target.id == actor.user_id;
@@ -462,17 +462,17 @@ async fn delete(
     State(state): State<AppState>,
     actor: AuthUser,
     Path(id): Path<i64>,
-) -> Result<Response, DataAskError> {
+) -> Result<Response, AuthAdminError> {
     set_status(&state, &actor, id, |_| 0).await?;
     Ok(Success::message("用户删除成功").into_response())
 }
 
-/// `POST /api/users/{id}/toggle-status` (004).
+/// `POST /api/users/{id}/toggle-status` (platform API).
 async fn toggle_status(
     State(state): State<AppState>,
     actor: AuthUser,
     Path(id): Path<i64>,
-) -> Result<StatusOk<Value>, WhalefallError> {
+) -> Result<StatusOk<Value>, PlatformError> {
     let user = set_status(&state, &actor, id, |u| if u.status == 1 { 0 } else { 1 }).await?;
     let message = if user.status == 1 {
         "用户已启用"
@@ -485,8 +485,8 @@ async fn toggle_status(
     ))
 }
 
-/// `GET /api/users/stats` (004).
-async fn stats(State(state): State<AppState>, actor: AuthUser) -> Result<StatusOk<Value>, WhalefallError> {
+/// `GET /api/users/stats` (platform API).
+async fn stats(State(state): State<AppState>, actor: AuthUser) -> Result<StatusOk<Value>, PlatformError> {
     let scope = authz::org_scope(&actor).map(|s| s.into_iter().collect());
     let stats = state.db.user_stats(&scope, Some(actor.user_id)).await?;
     Ok(StatusOk::new(

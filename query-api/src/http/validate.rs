@@ -147,7 +147,7 @@ impl Validator {
     }
 }
 
-/// 002's pagination: `page` from 1, `page_size` 1 to 100 (default 10).
+/// The admin API's pagination: `page` from 1, `page_size` 1 to 100 (default 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     /// Page number.
@@ -156,7 +156,7 @@ pub struct Page {
     pub page_size: i64,
 }
 
-/// The largest page 002 allows.
+/// The largest page the admin API allows.
 pub const MAX_PAGE_SIZE: i64 = 100;
 
 impl Page {
@@ -172,7 +172,7 @@ impl Page {
         }
     }
 
-    /// 002's pagination object.
+    /// The admin API's pagination object.
     pub fn describe(&self, total: i64) -> serde_json::Value {
         let total_pages = if total == 0 {
             0
@@ -209,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn pagination_follows_002() {
+    fn pagination_follows_the_admin_api() {
         let mut v = Validator::new();
         let page = Page::new(&mut v, None, None);
         assert!(v.is_ok());

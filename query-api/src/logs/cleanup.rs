@@ -35,7 +35,7 @@ pub(crate) enum CleanupType {
 }
 
 impl CleanupType {
-    /// The 003 name.
+    /// The log API name.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             CleanupType::Kind(kind) => kind.as_str(),
@@ -43,7 +43,7 @@ impl CleanupType {
         }
     }
 
-    /// Parses 003's `type`.
+    /// Parses the log API's `type`.
     pub(crate) fn parse(text: &str) -> Option<CleanupType> {
         match text {
             "all" => Some(CleanupType::All),
@@ -195,7 +195,7 @@ async fn wait_for_worker(store: &LogConfigStore, job: i64) -> Result<CleanupRepo
     }
 }
 
-/// 003's CleanupResponse data.
+/// The log API's CleanupResponse data.
 pub(crate) fn render(policy: &CleanupPolicy, report: &CleanupReport, completed_at: DateTime<Utc>) -> Value {
     let by_kind = report.by_kind();
     let mut details = Map::new();

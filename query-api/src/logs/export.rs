@@ -23,7 +23,7 @@ pub(crate) const EXPORT_PAGE: usize = 1000;
 pub(crate) enum Format {
     /// Comma-separated values with a header row.
     Csv,
-    /// One JSON record per line (003's LogItem).
+    /// One JSON record per line (the log API's LogItem).
     Ndjson,
 }
 

@@ -1,9 +1,9 @@
-//! The log API's domain side: what `http/logs.rs` (003 and 004 under `/api/v1/logs`) and
-//! `http/crm_logs.rs` (000 under `/api/analytics-monitoring/logs`) need beyond HTTP.
+//! The log API's domain side: what `http/logs.rs` (log API and platform API under `/api/v1/logs`) and
+//! `http/crm_logs.rs` (the CRM analytics API under `/api/analytics-monitoring/logs`) need beyond HTTP.
 //!
 //! - [`params`]: query parameters, time ranges, `LOG_QUERY_TIME_RANGE_TOO_LARGE`,
 //!   `LOG_QUERY_TOO_BROAD`, and the caller's region and environment scope applied to the filter.
-//! - [`render`]: 003's LogItem and summaries, 000's log item, sizes.
+//! - [`render`]: the log API's LogItem and summaries, the CRM analytics API's log item, sizes.
 //! - [`trace`]: the waterfall and timeline of a trace.
 //! - [`settings`]: the log config (`owl_logconfig`) with its `alerts` section kept in the alert
 //!   store.
@@ -138,11 +138,11 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(failure.code(), "LOG_QUERY_TIMEOUT");
-        assert_eq!(failure.status(crate::envelope::Family::Log).as_u16(), 504);
+        assert_eq!(failure.status(crate::envelope::Family::LogsV1).as_u16(), 504);
         // The timed-out work still runs, so the user's one slot is still taken.
         let busy = search(&state, &user, |_| Ok(())).await.unwrap_err();
         assert_eq!(busy.code(), "LOG_QUERY_TOO_MANY");
-        assert_eq!(busy.status(crate::envelope::Family::Log).as_u16(), 429);
+        assert_eq!(busy.status(crate::envelope::Family::LogsV1).as_u16(), 429);
         // Another user is not affected.
         search(&state, &principal(8), |_| Ok(())).await.unwrap();
         release.send(()).unwrap();

@@ -40,9 +40,9 @@ impl RawQuery {
     }
 }
 
-/// 003's default page size.
+/// The log API's default page size.
 pub(crate) const DEFAULT_LIMIT: i64 = 50;
-/// 003's largest page size.
+/// The log API's largest page size.
 pub(crate) const MAX_LIMIT: i64 = 200;
 /// The longest span of query, errors, slow requests and export.
 pub(crate) const QUERY_MAX_DAYS: i64 = 7;
@@ -55,7 +55,7 @@ pub(crate) const BROAD_MAX_LIMIT: i64 = 100;
 /// The longest text filter accepted, in characters.
 const MAX_TEXT_CHARS: usize = 512;
 
-/// Parameters common to the paged 003 endpoints.
+/// Parameters common to the paged the log API endpoints.
 pub(crate) const COMMON: &[&str] = &[
     "startTime",
     "endTime",
@@ -261,7 +261,7 @@ impl TimeRange {
         (self.end - Duration::milliseconds(1)).max(self.start)
     }
 
-    /// 003's `period`.
+    /// The log API's `period`.
     pub(crate) fn period(&self) -> serde_json::Value {
         json!({ "start": owl_model::format_timestamp(&self.start), "end": owl_model::format_timestamp(&self.last()) })
     }
@@ -327,7 +327,7 @@ pub(crate) fn resolve_range(
     Ok(range)
 }
 
-/// The level names of 003 (`WARNING` accepted for `WARN`).
+/// The level names of the log API (`WARNING` accepted for `WARN`).
 pub(crate) fn levels(v: &mut Validator, field: &str, names: &[String]) -> Vec<Level> {
     let mut out = Vec::new();
     for name in names {
@@ -344,7 +344,7 @@ pub(crate) fn levels(v: &mut Validator, field: &str, names: &[String]) -> Vec<Le
     out
 }
 
-/// 003's `sortBy` and `sortOrder`.
+/// The log API's `sortBy` and `sortOrder`.
 pub(crate) fn sort(params: &Params, v: &mut Validator) -> (SortBy, SortOrder) {
     let by = match params.choice(v, "sortBy", &["@timestamp", "level", "duration", "service"]) {
         Some("level") => SortBy::Level,
@@ -359,7 +359,7 @@ pub(crate) fn sort(params: &Params, v: &mut Validator) -> (SortBy, SortOrder) {
     (by, order)
 }
 
-/// 003's `page` and `limit`, with the index's deepest page.
+/// The log API's `page` and `limit`, with the index's deepest page.
 pub(crate) fn page(params: &Params, v: &mut Validator) -> (usize, usize) {
     let page = params.int(v, "page", 1, 1_000_000).unwrap_or(1);
     let limit = params.int(v, "limit", 1, MAX_LIMIT).unwrap_or(DEFAULT_LIMIT);
@@ -506,7 +506,7 @@ fn environment_spellings(canonical: &str) -> Vec<String> {
 }
 
 /// Applies the caller's scope: the regions are the intersection of the requested ones and the
-/// allowed ones (003: a region-limited user never sees another region, whatever `region` says), the
+/// allowed ones (the log API: a region-limited user never sees another region, whatever `region` says), the
 /// environments those the role may read. Returns `false` when nothing can match (a CN user asking
 /// for US): the caller answers an empty result without touching the index.
 pub(crate) fn apply_scope(filter: &mut LogFilter, scope: &Scope, requested_regions: &[String]) -> bool {

@@ -1,4 +1,4 @@
-//! How records and figures are written in answers: 003's LogItem and summaries, 000's log item,
+//! How records and figures are written in answers: the log API's LogItem and summaries, the CRM analytics API's log item,
 //! human sizes.
 
 use chrono::{DateTime, Timelike, Utc};
@@ -17,7 +17,7 @@ pub(crate) fn num(value: f64) -> Value {
     json!((value * 1000.0).round() / 1000.0)
 }
 
-/// A mean in milliseconds as 003 shows it: a whole number of milliseconds, 0 when there is none.
+/// A mean in milliseconds as the log API shows it: a whole number of milliseconds, 0 when there is none.
 pub(crate) fn mean_ms(value: Option<f64>) -> Value {
     num(value.unwrap_or(0.0).round())
 }
@@ -30,7 +30,7 @@ pub(crate) fn percent(part: u64, whole: u64) -> Value {
     num((part as f64 / whole as f64 * 10_000.0).round() / 100.0)
 }
 
-/// Bytes as 003 writes sizes: `512B`, `1.5KB`, `2.3GB` (base 1024, one decimal, `.0` dropped).
+/// Bytes as the log API writes sizes: `512B`, `1.5KB`, `2.3GB` (base 1024, one decimal, `.0` dropped).
 pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
     if bytes < 1024 {
@@ -47,12 +47,12 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
     format!("{text}{}", UNITS[unit])
 }
 
-/// 003's LogItem: the record in its canonical shape (with `id`, so `GET /logs/{id}` can find it).
+/// The log API's LogItem: the record in its canonical shape (with `id`, so `GET /logs/{id}` can find it).
 pub(crate) fn log_item(record: &LogRecord) -> Value {
     serde_json::to_value(record).unwrap_or(Value::Null)
 }
 
-/// An item of 003's slow-request list.
+/// An item of the log API's slow-request list.
 pub(crate) fn slow_item(record: &LogRecord) -> Value {
     let http = record.http.as_ref();
     let mut item = json!({
@@ -73,12 +73,12 @@ pub(crate) fn slow_item(record: &LogRecord) -> Value {
     item
 }
 
-/// `HH:00` (003's hour label) and the bucket's start, so buckets of different days stay apart.
+/// `HH:00` (the log API's hour label) and the bucket's start, so buckets of different days stay apart.
 pub(crate) fn hour_label(start: &DateTime<Utc>) -> String {
     format!("{:02}:00", start.hour())
 }
 
-/// 003's `byHour` of errors: `{hour, time, count}`.
+/// The log API's `byHour` of errors: `{hour, time, count}`.
 pub(crate) fn hour_counts(buckets: &[TimeBucket]) -> Value {
     Value::Array(
         buckets
@@ -88,7 +88,7 @@ pub(crate) fn hour_counts(buckets: &[TimeBucket]) -> Value {
     )
 }
 
-/// 003's `byHour` of stats: `{hour, time, count, errorRate, avgDuration}`; `errorRate` is the
+/// The log API's `byHour` of stats: `{hour, time, count, errorRate, avgDuration}`; `errorRate` is the
 /// percentage of error records (ERROR level, an error object or a 5xx status) in the hour.
 pub(crate) fn hour_stats(buckets: &[TimeBucket]) -> Value {
     Value::Array(
@@ -107,12 +107,12 @@ pub(crate) fn hour_stats(buckets: &[TimeBucket]) -> Value {
     )
 }
 
-/// A time as 000 writes it: naive UTC, `2025-01-01T12:00:00` (fractions only when present).
+/// A time as the CRM analytics API writes it: naive UTC, `2025-01-01T12:00:00` (fractions only when present).
 pub(crate) fn naive_time(at: &DateTime<Utc>) -> String {
     at.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string()
 }
 
-/// 000's log item; `WARN` is written `WARNING`.
+/// The CRM analytics API's log item; `WARN` is written `WARNING`.
 pub(crate) fn crm_item(record: &LogRecord) -> Value {
     let extra = record
         .extra
@@ -142,7 +142,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_like_003() {
+    fn sizes_read_like_the_log_api() {
         assert_eq!(human_bytes(0), "0B");
         assert_eq!(human_bytes(512), "512B");
         assert_eq!(human_bytes(1536), "1.5KB");
@@ -160,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn crm_items_follow_000() {
+    fn crm_items_follow_the_analytics_monitoring_api() {
         let record = LogRecord::from_json_slice(
             br#"{"id":"507f1f77bcf86cd799439011","timestamp":"2025-01-01T12:00:00","level":"WARNING","message":"m",
                 "service":"foundation-service","name":"a.b","function":"login","line":45,"file":"/app/auth.py",

@@ -9,7 +9,7 @@
 //! firehose nobody reads: the newest are sent and an `overflow` event says how many were skipped.
 //!
 //! Events: `ready` once subscribed (`{"since": ...}`), `log` per record (id = record id, data =
-//! 003's LogItem), `overflow` (`{"skipped": n}`), `end` (`{"reason": ...}`) before the server
+//! The log API's LogItem), `overflow` (`{"skipped": n}`), `end` (`{"reason": ...}`) before the server
 //! closes a stream whose rights ran out; the HTTP layer adds a `keep-alive` comment every 15 s.
 //!
 //! A stream never outlives the rights it was opened with: before every poll the token is checked

@@ -1,4 +1,4 @@
-//! 003's trace view (`GET /api/v1/logs/trace/:traceId`) from the index's spans.
+//! The log API's trace view (`GET /api/v1/logs/trace/:traceId`) from the index's spans.
 //!
 //! Records that carry a span id become spans; several records of one span (its access record and
 //! the application lines written inside it) fold into one: the earliest start, the latest end, the

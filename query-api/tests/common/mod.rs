@@ -166,7 +166,7 @@ impl Reply {
 }
 
 /// The base configuration of a test: a temp data dir, the admin password, a generated JWT secret,
-/// a minimum password length of 6 so 002's example password `test123` is accepted, and channels
+/// a minimum password length of 6 so the admin API's example password `test123` is accepted, and channels
 /// allowed to reach sinks on 127.0.0.1.
 pub fn base_config(dir: &std::path::Path) -> owl_config::Config {
     let mut config = owl_config::Config {
@@ -299,7 +299,7 @@ impl TestEnv {
         ids
     }
 
-    /// Logs in through 002's endpoint and returns `(access, refresh)`.
+    /// Logs in through the admin API's endpoint and returns `(access, refresh)`.
     pub async fn login(&self, username: &str, password: &str) -> (String, String) {
         let reply = self
             .call(

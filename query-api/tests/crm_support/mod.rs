@@ -218,7 +218,7 @@ impl CrmEnv {
         batch.commit().await.unwrap();
     }
 
-    /// GETs a 000 endpoint and returns `data`, checking the envelope.
+    /// GETs a CRM analytics API endpoint and returns `data`, checking the envelope.
     pub async fn crm_get(&self, token: &str, path: &str, message: &str) -> (Value, String) {
         let reply = self
             .call("GET", path, Some(token), None)

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::common::TestEnv;
 
-/// A record from JSON (`@timestamp` and the rest in 003's shape).
+/// A record from JSON (`@timestamp` and the rest in the log API's shape).
 pub fn record(value: Value) -> LogRecord {
     LogRecord::from_json_value(value, Utc::now()).expect("test record parses")
 }
@@ -135,7 +135,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// Whether a record counts as an error (003: ERROR, an error object, or a 5xx).
+/// Whether a record counts as an error (the log API: ERROR, an error object, or a 5xx).
 pub fn is_error(r: &LogRecord) -> bool {
     r.level == Level::Error || r.error.is_some() || r.status_code().is_some_and(|s| s >= 500)
 }

@@ -1,4 +1,4 @@
-//! Merging the groups of each metric's statements into 002's rows and totals.
+//! Merging the groups of each metric's statements into the admin API's rows and totals.
 
 use std::collections::BTreeMap;
 

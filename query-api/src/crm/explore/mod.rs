@@ -1,4 +1,4 @@
-//! 002's analytics: the overview and the query of declared metrics by declared dimensions.
+//! The admin API's analytics: the overview and the query of declared metrics by declared dimensions.
 //!
 //! Every metric, dimension and filter a client may name is declared here (and listed by
 //! `GET /api/analytics/metrics`); a name outside the declaration is a 400 naming the field. A query

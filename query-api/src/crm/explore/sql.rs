@@ -89,7 +89,7 @@ impl CrmStore {
         }
     }
 
-    /// 002's overview over a window, in `scope`.
+    /// The admin API's overview over a window, in `scope`.
     pub(crate) async fn overview(
         &self,
         window: &Window,
