@@ -40,6 +40,7 @@ pub mod authz;
 pub mod crm;
 mod csv_out;
 mod db;
+mod directory;
 pub mod envelope;
 pub mod http;
 mod kv;
@@ -48,6 +49,7 @@ mod logs;
 mod metrics;
 mod permissions;
 mod state;
+pub mod validate;
 
 use axum::Router;
 use tokio::net::TcpListener;

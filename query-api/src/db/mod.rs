@@ -19,7 +19,7 @@ pub use orgs::{NewOrganization, OrgUpdate, Organization, ROOT_PARENT, subtree};
 pub use owl_sql::Backend;
 pub(crate) use owl_sql::{Sql, like_pattern};
 pub use roles::{NewRole, PermissionRow, Role, RoleUpdate};
-pub use users::{NewUser, UserFilter, UserRecord, UserUpdate};
+pub use users::{NewUser, UserFilter, UserRecord, UserStats, UserUpdate};
 
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]

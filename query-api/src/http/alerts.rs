@@ -52,7 +52,6 @@ use serde_json::{Value, json};
 
 use super::Routes;
 use super::extract::{AuthUser, ClientIp, Json, Path};
-use super::validate::Validator;
 use crate::envelope::{
     AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, FailureKind, Family, FieldError, LogsV1Error,
     LogsV1Ok,
@@ -62,6 +61,7 @@ use crate::logs::params::{
 };
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
+use crate::validate::Validator;
 
 /// Most alerts `alerts/active` lists.
 pub const MAX_ACTIVE: i64 = 1000;

@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 
 use super::analytics_monitoring::{json_body, to_json_text};
 use super::extract::{AuthUser, Json, Query};
-use super::validate::Validator;
 use super::{AuditPolicy, Routes};
 use crate::authz;
 use crate::crm::explore::{self, AnalyticsQuery, QueryBody};
@@ -28,6 +27,7 @@ use crate::crm::{AnalyticsCache, CacheStatus, CrmStore, OrgScope};
 use crate::envelope::{AuthAdminError, Failure, Family, Success};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
+use crate::validate::Validator;
 
 /// The routes.
 pub(crate) fn routes() -> Routes {

@@ -16,13 +16,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json, Path, Query};
-use super::validate::{Page, Validator};
 use super::{AuditPolicy, Routes};
 use crate::csv_out::CsvLine;
 use crate::db::{AuditEntry, AuditFilter, Database};
 use crate::envelope::{AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, Family};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
+use crate::validate::{Page, Validator};
 use owl_model::clock::format_millis;
 
 /// Rows read per page while exporting.

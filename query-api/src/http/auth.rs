@@ -10,13 +10,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{AuthUser, ClientIp, Json, bearer_token, parse_json};
-use super::validate::Validator;
 use super::{AuditNote, AuditPolicy, Routes};
 use crate::auth::{AuthError, Principal, TokenPair};
 use crate::db::UserRecord;
 use crate::envelope::{AuthAdminError, Coded, Failure, Family, PlatformError, StatusOk, Success};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
+use crate::validate::Validator;
 
 /// The routes.
 pub(crate) fn routes() -> Routes {

@@ -24,12 +24,12 @@ use serde_json::{Map, Value, json};
 
 use super::Routes;
 use super::extract::{AuthUser, Json};
-use super::validate::Validator;
 use crate::envelope::{AnalyticsMonitoringError, AnalyticsMonitoringOk, Family};
 use crate::logs::params::{GivenTime, Params, RawQuery, apply_scope};
 use crate::logs::render::{crm_item, naive_time};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
+use crate::validate::Validator;
 
 /// The CRM analytics API's default page size.
 pub const DEFAULT_PAGE_SIZE: i64 = 50;

@@ -34,7 +34,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::extract::{AuthUser, Path, ShutdownSignal, parse_json, parse_part};
-use super::validate::Validator;
 use super::{AuditPolicy, Routes};
 use crate::envelope::{Failure, Family, LogsV1Error, LogsV1Ok};
 use crate::logs::cleanup::CleanupType;
@@ -46,6 +45,7 @@ use crate::logs::render::{self, human_bytes, mean_ms, num, percent};
 use crate::logs::{cleanup, export, search, settings, stream, trace};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
+use crate::validate::Validator;
 
 /// The slow-request threshold of the log API (`thresholdMs` default, and `slowRequestCount` of stats).
 pub const DEFAULT_SLOW_MS: i64 = 2000;

@@ -38,7 +38,6 @@ pub(crate) mod middleware;
 pub mod organizations;
 pub mod roles;
 pub mod users;
-pub mod validate;
 
 use std::sync::Arc;
 
@@ -127,25 +126,15 @@ impl AuditNote {
     }
 }
 
-/// The answer of every creation: the resource as read back after its insert (so the answer shows
-/// what the database holds, defaults and joined names included), `201` with `message`, and the new
-/// id on the audit entry. A resource that cannot be read back right after its insert is a server
-/// error.
-pub(crate) fn created<T>(
-    id: i64,
-    what: &str,
-    found: Option<T>,
-    message: &str,
-    render: impl FnOnce(&T) -> serde_json::Value,
-) -> Result<Response, Failure> {
-    let resource = found
-        .ok_or_else(|| Failure::internal(anyhow::anyhow!("{what} {id} vanished right after its insert")))?;
-    let body = crate::envelope::Success::with_message(message, render(&resource)).created();
-    Ok(AuditNote {
+/// The answer of every creation: `201` with `message` and the resource as stored, and the new id
+/// on the audit entry.
+pub(crate) fn created(id: i64, message: &str, resource: serde_json::Value) -> Response {
+    let body = crate::envelope::Success::with_message(message, resource).created();
+    AuditNote {
         resource_id: Some(id.to_string()),
         ..AuditNote::default()
     }
-    .attach(body))
+    .attach(body)
 }
 
 /// A table of routes: an axum router plus the declaration of every route in it.

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 
 use crate::authz::scope::Scope;
 use crate::envelope::Failure;
-use crate::http::validate::Validator;
+use crate::validate::Validator;
 
 /// The query string as name/value pairs, in order, repeated names kept.
 #[derive(Debug, Clone, Default)]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::catalogue::*;
 use crate::crm::OrgScope;
 use crate::crm::period::{Period, PeriodError, Window, parse_optional_date};
-use crate::http::validate::Validator;
+use crate::validate::Validator;
 
 /// A filter's value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

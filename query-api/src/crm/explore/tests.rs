@@ -6,7 +6,7 @@ use super::csv::*;
 use super::query::*;
 use super::sql::*;
 use crate::crm::period::{Period, Window};
-use crate::http::validate::Validator;
+use crate::validate::Validator;
 
 fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 6, 15).unwrap()
