@@ -4,11 +4,13 @@
 //! a webhook sink, mutes, and requests from an IP_ANOMALY-blocked address refused.
 
 mod common;
+mod logs_common;
 
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{CLIENT_IP, TestEnv, Variant};
+use logs_common::error_fields;
 use owl_alerts::{Alert, AlertSeverity, AlertState, AlertStatus, AlertStore, AlertType, BlockedIp, Channel};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -180,12 +182,7 @@ async fn config_round_trip(variant: Variant) {
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert_eq!(reply.body["error"]["code"], "LOG_ALERT_CHANNEL_INVALID");
-    let fields: Vec<&str> = reply.body["error"]["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&reply.body);
     assert_eq!(
         fields,
         [

@@ -71,12 +71,7 @@ async fn config_round_trip(variant: Variant) {
         .call("PUT", "/api/v1/logs/config", Some(&admin), Some(change))
         .await
         .expect(StatusCode::OK);
-    let stored = env
-        .call("GET", "/api/v1/logs/config", Some(&admin), None)
-        .await
-        .expect(StatusCode::OK)
-        .body["data"]
-        .clone();
+    let stored = config_of(&env, &admin).await;
     assert_eq!(stored, reply.body["data"], "what PUT answers is what GET reads");
     assert_eq!(stored["level"], "WARN");
     assert_eq!(
@@ -111,12 +106,7 @@ async fn config_round_trip(variant: Variant) {
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert_eq!(reply.body["error"]["code"], "LOG_QUERY_INVALID_PARAMS");
-    let fields: Vec<&str> = reply.body["error"]["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&reply.body);
     assert_eq!(
         fields,
         [
@@ -189,12 +179,7 @@ async fn alert_thresholds_live_in_the_alert_store() {
     )
     .await
     .expect(StatusCode::OK);
-    let data = env
-        .call("GET", "/api/v1/logs/config", Some(&admin), None)
-        .await
-        .expect(StatusCode::OK)
-        .body["data"]
-        .clone();
+    let data = config_of(&env, &admin).await;
     assert_eq!(data["alerts"]["slowRequest"]["thresholdMs"], 2500);
     assert_eq!(
         data["alerts"]["notifications"]["slack"]["webhookConfigured"],
@@ -252,12 +237,7 @@ async fn a_refused_alert_section_stores_nothing() {
         )
         .await
         .expect(StatusCode::BAD_REQUEST);
-    let fields: Vec<&str> = reply.body["error"]["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&reply.body);
     assert_eq!(fields, ["retention.http", "alerts.slowRequest.thresholdMs"]);
     let reply = env
         .call(
@@ -289,12 +269,7 @@ async fn a_refused_alert_section_stores_nothing() {
     )
     .await
     .expect(StatusCode::BAD_REQUEST);
-    let data = env
-        .call("GET", "/api/v1/logs/config", Some(&admin), None)
-        .await
-        .expect(StatusCode::OK)
-        .body["data"]
-        .clone();
+    let data = config_of(&env, &admin).await;
     assert_eq!(data["level"], "DEBUG", "the log part was not stored");
     assert_eq!(data["alerts"]["slowRequest"]["thresholdMs"], 2000);
     let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM log_config")
@@ -307,6 +282,15 @@ async fn a_refused_alert_section_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(rows, 0, "the alert part rolled back");
+}
+
+/// `GET /api/v1/logs/config` as `token`: the answer's `data`.
+async fn config_of(env: &TestEnv, token: &str) -> Value {
+    env.call("GET", "/api/v1/logs/config", Some(token), None)
+        .await
+        .expect(StatusCode::OK)
+        .body["data"]
+        .clone()
 }
 
 struct RunningCollector {

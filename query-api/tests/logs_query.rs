@@ -855,12 +855,7 @@ async fn every_error_code_of_the_query_endpoints() {
     )
     .await
     .expect(StatusCode::BAD_REQUEST);
-    let fields: Vec<&str> = reply.body["error"]["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&reply.body);
     assert_eq!(fields, ["level", "sortBy", "limit"], "every error at once");
     for path in [
         "/api/v1/logs/errors?thresholdMs=5",

@@ -150,6 +150,16 @@ pub fn ids(items: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The fields a log API error names, in order (`error.errors[].field`).
+pub fn error_fields(body: &Value) -> Vec<String> {
+    body["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Sorts newest first, ties by id (the index's order).
 pub fn newest_first(records: &mut [&LogRecord]) {
     records.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then_with(|| a.id.cmp(&b.id)));
