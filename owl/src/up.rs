@@ -286,6 +286,8 @@ pub async fn run_all_on(
             owl_query_api::Options {
                 alert_engine: Some(alerts.engine.clone()),
                 components: vec![Arc::new(ReceiversHealth(receivers))],
+                // Applied once above, for every role.
+                schema_ready: true,
                 ..Default::default()
             },
         ),

@@ -66,8 +66,16 @@ pub struct Bootstrap {
 /// Connects to the configured database and brings the schema up to date (migrations and the
 /// permission catalogue).
 pub async fn connect_and_migrate(config: &Config) -> Result<Database, DbError> {
+    connect(config, true).await
+}
+
+/// Connects, applies the migrations unless the process already did, and syncs the permission
+/// catalogue.
+async fn connect(config: &Config, migrate: bool) -> Result<Database, DbError> {
     let database = Database::connect(&config.database_url(), config.storage.max_connections).await?;
-    database.migrate().await?;
+    if migrate {
+        database.migrate().await?;
+    }
     database.sync_permission_catalogue().await?;
     Ok(database)
 }
@@ -97,7 +105,12 @@ fn generate_password() -> String {
 /// `auth.admin_password` (`OWL_ADMIN_PASSWORD`) or a generated password that is printed once to
 /// stdout and written to `<data_dir>/initial-admin-password` (mode 0600).
 pub async fn bootstrap(config: &Config) -> anyhow::Result<Bootstrap> {
-    let database = connect_and_migrate(config).await.map_err(|e| {
+    bootstrap_with(config, false).await
+}
+
+/// [`bootstrap`] over a schema the process already brought up to date when `schema_ready`.
+pub async fn bootstrap_with(config: &Config, schema_ready: bool) -> anyhow::Result<Bootstrap> {
+    let database = connect(config, !schema_ready).await.map_err(|e| {
         anyhow::anyhow!(
             "while preparing the database {}: {e}",
             redact_url(&config.database_url())

@@ -79,7 +79,7 @@ pub async fn app_with(
     index: owl_index::Index,
     options: Options,
 ) -> anyhow::Result<(Router, AppState)> {
-    let prepared = bootstrap(&config).await?;
+    let prepared = admin::bootstrap_with(&config, options.schema_ready).await?;
     let state = AppState::new(config, prepared.database, index, options).await?;
     Ok((http::application(state.clone(), http::routes()), state))
 }

@@ -30,6 +30,9 @@ pub struct Options {
     pub alert_engine: Option<owl_alerts::AlertEngine>,
     /// More components for `/health/detailed`.
     pub components: Vec<Arc<dyn ComponentHealth>>,
+    /// Owl's schema is already up to date: the process applied the migrations when it started
+    /// (`owl up` does, once for every role), so the query API does not check again.
+    pub schema_ready: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("clock", &self.clock)
             .field("alert_engine", &self.alert_engine.is_some())
+            .field("schema_ready", &self.schema_ready)
             .field(
                 "components",
                 &self.components.iter().map(|c| c.name()).collect::<Vec<_>>(),
