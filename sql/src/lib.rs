@@ -25,6 +25,8 @@
 
 mod builder;
 mod migrate;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
