@@ -315,6 +315,9 @@ pub struct Hooks {
     pub retention: Arc<dyn RetentionSource>,
     /// Counts what each receiver takes (shown by the query API's `/health/detailed` in `owl up`).
     pub receivers: Arc<ReceiverStats>,
+    /// The process's scheduler runs retention as a job (`owl up`, `owl collector`), so the
+    /// collector does not run it every `check_interval_s` itself.
+    pub scheduled_maintenance: bool,
 }
 
 impl Default for Hooks {
@@ -325,6 +328,7 @@ impl Default for Hooks {
             observer: None,
             retention: Arc::new(FileRetention),
             receivers: Arc::default(),
+            scheduled_maintenance: false,
         }
     }
 }
@@ -352,6 +356,7 @@ pub async fn run_with(
         observer,
         retention,
         receivers,
+        scheduled_maintenance,
     } = hooks;
     let retention_job = RetentionJob::new(index.clone(), &config.storage.retention, retention);
     let retention_interval = Duration::from_secs(config.storage.retention.check_interval_s);
@@ -370,7 +375,14 @@ pub async fn run_with(
             }
         })
     };
-    let retention_task = tokio::spawn(retention_job.run(retention_interval, stop.clone()));
+    let retention_task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            if !scheduled_maintenance {
+                retention_job.run(retention_interval, stop).await;
+            }
+        }
+    });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "collector listening");
     }

@@ -3,4 +3,5 @@
 //! end-to-end tests call the same functions.
 
 pub mod demo;
+pub mod jobs;
 pub mod up;

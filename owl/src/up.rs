@@ -89,15 +89,34 @@ impl LogSettings {
         LogSettings { runtime, stop }
     }
 
-    /// The collector's hooks: the live settings filter ingest and set the scheduled retention,
-    /// the alert engine observes.
+    /// The collector's hooks: the live settings filter ingest, the alert engine observes.
     fn hooks(&self, alerts: &Alerts, receivers: Arc<owl_collector::ReceiverStats>) -> owl_collector::Hooks {
         owl_collector::Hooks {
             filter: self.runtime.filter(),
             observer: Some(alerts.observer.clone()),
             retention: self.runtime.retention(),
             receivers,
+            // The `retention` job of the scheduler runs it ([`LogSettings::start_jobs`]).
+            scheduled_maintenance: true,
         }
+    }
+
+    /// The scheduler of this process, with retention over the index writer at the live
+    /// retention.
+    async fn start_jobs(
+        &self,
+        config: &Config,
+        db: &owl_sql::Db,
+        index: &Index,
+    ) -> anyhow::Result<crate::jobs::Jobs> {
+        let retention = owl_collector::RetentionJob::new(
+            index.clone(),
+            &config.storage.retention,
+            self.runtime.retention(),
+        );
+        crate::jobs::Jobs::start(config, db, retention)
+            .await
+            .context("while starting the scheduled jobs")
     }
 
     /// Stops after the collector stopped.
@@ -261,6 +280,7 @@ pub async fn run_all_on(
     let db = open_database(&config).await?;
     let alerts = Alerts::start(&config, &db).await?;
     let log_config = LogSettings::start(&config, &db, &index).await;
+    let jobs = log_config.start_jobs(&config, &db, &index).await?;
     let receivers = Arc::new(owl_collector::ReceiverStats::default());
     let collector = spawn_role(
         "collector",
@@ -288,6 +308,8 @@ pub async fn run_all_on(
                 components: vec![Arc::new(ReceiversHealth(receivers))],
                 // Applied once above, for every role.
                 schema_ready: true,
+                // The scheduler above runs audit retention.
+                scheduled_maintenance: true,
                 ..Default::default()
             },
         ),
@@ -343,6 +365,7 @@ pub async fn run_all_on(
             errors.push(e);
         }
     }
+    jobs.stop().await;
     alerts.stop().await;
     log_config.stop().await;
     db.close().await;
@@ -366,8 +389,10 @@ pub async fn run_role(mut config: Config, role: Role, shutdown: CancellationToke
             let db = open_database(&config).await?;
             let alerts = Alerts::start(&config, &db).await?;
             let log_config = LogSettings::start(&config, &db, &index).await;
+            let jobs = log_config.start_jobs(&config, &db, &index).await?;
             let hooks = log_config.hooks(&alerts, Arc::default());
             let ran = owl_collector::run_with(config, index, listener, shutdown, hooks).await;
+            jobs.stop().await;
             alerts.stop().await;
             log_config.stop().await;
             db.close().await;

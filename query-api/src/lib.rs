@@ -108,12 +108,15 @@ pub async fn run_with(
     shutdown: CancellationToken,
     options: Options,
 ) -> anyhow::Result<()> {
+    let scheduled_maintenance = options.scheduled_maintenance;
     let (router, state) = app_with(config, index, options).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, database = state.db.backend().name(), kv = state.kv.backend(), "query API listening");
     // Live log streams end with the server instead of holding its graceful shutdown open.
     let router = router.layer(axum::Extension(logs::StreamShutdown(shutdown.clone())));
-    tokio::spawn(http::middleware::audit_retention(state.clone(), shutdown.clone()));
+    if !scheduled_maintenance {
+        tokio::spawn(http::middleware::audit_retention(state.clone(), shutdown.clone()));
+    }
     owl_http::serve(listener, router, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!("while serving the query API on {address}: {e}"))?;

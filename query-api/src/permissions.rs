@@ -53,6 +53,10 @@ pub enum Permission {
     AnalyticsExport,
     /// Read service health, system and database metrics, active alerts (the CRM analytics API monitoring).
     MonitoringRead,
+    /// See the scheduled jobs and their runs (the platform API's `/api/jobs`).
+    SchedulerView,
+    /// Create, change, delete, enable, disable, pause, resume and run jobs.
+    SchedulerManage,
 }
 
 /// One catalogue entry.
@@ -212,6 +216,24 @@ pub const CATALOGUE: &[PermissionInfo] = &[
         "*",
         "服务健康、系统与数据库指标、活跃预警",
         &["admin", "ops"],
+    ),
+    info(
+        Permission::SchedulerView,
+        "scheduler_view",
+        "查看定时任务",
+        "/api/jobs",
+        "GET",
+        "查看定时任务与执行记录",
+        &["admin", "ops"],
+    ),
+    info(
+        Permission::SchedulerManage,
+        "scheduler_manage",
+        "管理定时任务",
+        "/api/jobs",
+        "*",
+        "创建、修改、删除、启用、禁用、暂停、恢复与立即执行定时任务",
+        &["admin"],
     ),
 ];
 
@@ -389,7 +411,17 @@ mod tests {
         };
         assert_eq!(
             granted("ops"),
-            ["log:read", "log:cleanup", "log:alert", "monitoring:read"]
+            [
+                "log:read",
+                "log:cleanup",
+                "log:alert",
+                "monitoring:read",
+                "scheduler_view"
+            ]
+        );
+        assert!(
+            !granted("ops").contains(&"scheduler_manage"),
+            "ops sees jobs, admin steers them"
         );
         assert_eq!(granted("developer"), ["log:read"]);
         assert!(!granted("ops").contains(&"log:config"));

@@ -33,6 +33,9 @@ pub struct Options {
     /// Owl's schema is already up to date: the process applied the migrations when it started
     /// (`owl up` does, once for every role), so the query API does not check again.
     pub schema_ready: bool,
+    /// The process's scheduler runs audit retention as a job (`owl up`), so the query API does not
+    /// run it every `check_interval_s` itself.
+    pub scheduled_maintenance: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -41,6 +44,7 @@ impl std::fmt::Debug for Options {
             .field("clock", &self.clock)
             .field("alert_engine", &self.alert_engine.is_some())
             .field("schema_ready", &self.schema_ready)
+            .field("scheduled_maintenance", &self.scheduled_maintenance)
             .field(
                 "components",
                 &self.components.iter().map(|c| c.name()).collect::<Vec<_>>(),

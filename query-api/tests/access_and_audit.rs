@@ -166,7 +166,13 @@ async fn route_role_matrix(variant: Variant) {
     assert_eq!(of("admin").len(), owl_query_api::CATALOGUE.len());
     assert_eq!(
         of("ops"),
-        ["log:alert", "log:cleanup", "log:read", "monitoring:read"]
+        [
+            "log:alert",
+            "log:cleanup",
+            "log:read",
+            "monitoring:read",
+            "scheduler_view"
+        ]
     );
     assert_eq!(of("developer"), ["log:read"]);
     assert!(of("nobody").is_empty());

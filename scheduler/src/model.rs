@@ -35,6 +35,10 @@ impl TaskType {
         TaskType::WarmAnalyticsCache,
     ];
 
+    /// The types Owl's schedulers run today; a job of another type would never start, so the API
+    /// refuses to create one.
+    pub const RUNNABLE: [TaskType; 2] = [TaskType::Retention, TaskType::AuditRetention];
+
     /// The stored and API name (`audit_retention`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -150,3 +150,178 @@ async fn an_alert_config_change_applies_before_the_put_answers() {
     assert_eq!(alerts["data"]["items"][0]["type"], "SLOW_REQUEST", "{alerts}");
     node.stop().await;
 }
+
+/// The platform API's scheduled jobs over `owl up`: the built-in jobs exist from the first start,
+/// a run asked for is started by the scheduler where the index is and recorded with what it did,
+/// one run at a time, and a bad schedule is a 400 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owl_up_lists_runs_and_steers_its_jobs() {
+    let node = start().await;
+    let http = reqwest::Client::new();
+    let token = admin_token(&http, &node).await;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let request = http
+            .request(method, format!("{}{path}", node.query))
+            .bearer_auth(&token);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, list) = call(reqwest::Method::GET, "/api/jobs", None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["status"], "success");
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["audit_retention", "retention"]);
+    let retention = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "retention")
+        .unwrap()
+        .clone();
+    assert_eq!(retention["status"], "active");
+    assert_eq!(retention["builtin"], true);
+    assert!(retention["next_run_at"].is_string(), "{retention}");
+    let id = retention["id"].as_str().unwrap().to_string();
+
+    // Run now: queued at once, started where the index is, recorded with its report.
+    let (status, run) = call(reqwest::Method::POST, &format!("/api/jobs/{id}/run"), None).await;
+    assert_eq!(status, 202, "{run}");
+    let run_id = run["data"]["run_id"].as_str().unwrap().to_string();
+    let runs: Value = wait_for("the retention run to finish", Duration::from_secs(20), || {
+        let url = format!("{}/api/jobs/{id}/runs", node.query);
+        let (http, token) = (&http, &token);
+        async move {
+            let body: Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (body["data"][0]["status"] == "succeeded").then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(runs["data"][0]["id"], run_id.as_str());
+    assert_eq!(runs["data"][0]["trigger"], "manual");
+    assert!(runs["data"][0]["duration_ms"].is_i64(), "{runs}");
+    assert_eq!(runs["data"][0]["detail"]["policy"]["http_days"], 14, "{runs}");
+    assert_eq!(runs["pagination"]["total"], 1);
+
+    // Paused, it says so; a bad schedule names the field; an unknown task type is named too.
+    let (status, paused) = call(reqwest::Method::POST, &format!("/api/jobs/{id}/pause"), None).await;
+    assert_eq!(
+        (status, paused["data"]["status"].as_str()),
+        (200, Some("paused")),
+        "{paused}"
+    );
+    let (status, refused) = call(
+        reqwest::Method::PUT,
+        &format!("/api/jobs/{id}"),
+        Some(serde_json::json!({"schedule": "every hour"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["status"], "error");
+    assert!(
+        refused["message"].as_str().unwrap().contains("every hour"),
+        "{refused}"
+    );
+    let (status, created) = call(
+        reqwest::Method::POST,
+        "/api/jobs",
+        Some(serde_json::json!({
+            "name": "账户同步任务", "task_type": "sync_accounts", "db_type": "postgresql",
+            "schedule": "0 */30 * * * *", "description": "每30分钟同步一次账户"
+        })),
+    )
+    .await;
+    assert_eq!(status, 400, "{created}");
+    assert!(
+        created["message"].as_str().unwrap().contains("sync_accounts"),
+        "{created}"
+    );
+    let (status, refused) = call(
+        reqwest::Method::POST,
+        "/api/jobs",
+        Some(serde_json::json!({"name": "merge", "task_type": "merge_partitions", "schedule": "0 4 * * *"})),
+    )
+    .await;
+    assert_eq!(status, 400, "a type no scheduler runs yet is refused: {refused}");
+
+    // A job of one's own: created, disabled (then it does not run), deleted.
+    let (status, created) = call(
+        reqwest::Method::POST,
+        "/api/jobs",
+        Some(serde_json::json!({
+            "name": "audit sweep", "task_type": "audit_retention", "schedule": "0 */30 * * * *",
+            "description": "every half hour"
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let own = created["data"]["id"].as_str().unwrap().to_string();
+    let (status, _) = call(reqwest::Method::POST, &format!("/api/jobs/{own}/disable"), None).await;
+    assert_eq!(status, 200);
+    let (status, refused) = call(reqwest::Method::POST, &format!("/api/jobs/{own}/run"), None).await;
+    assert_eq!(status, 409, "a disabled job does not run: {refused}");
+    let (status, _) = call(reqwest::Method::DELETE, &format!("/api/jobs/{own}"), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(reqwest::Method::GET, &format!("/api/jobs/{own}"), None).await;
+    assert_eq!(status, 404);
+    let (status, refused) = call(reqwest::Method::DELETE, &format!("/api/jobs/{id}"), None).await;
+    assert_eq!(status, 403, "built-in jobs are disabled, not deleted: {refused}");
+    // Every change was audited, with the job it changed.
+    let (status, audit) = call(
+        reqwest::Method::GET,
+        "/api/foundation/audit-logs?resource_type=job&page_size=50",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{audit}");
+    let entries: Vec<(String, String)> = audit["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let path = e["path"].as_str().unwrap_or_default().to_string();
+            (
+                format!("{} {path}", e["method"].as_str().unwrap_or_default()),
+                e["resource_id"].to_string(),
+            )
+        })
+        .collect();
+    for expected in [
+        format!("POST /api/jobs/{id}/run"),
+        format!("POST /api/jobs/{id}/pause"),
+        format!("PUT /api/jobs/{id}"),
+        format!("POST /api/jobs/{own}/disable"),
+        format!("DELETE /api/jobs/{own}"),
+    ] {
+        assert!(
+            entries.iter().any(|(e, _)| *e == expected),
+            "{expected} in {entries:?}"
+        );
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|(e, resource)| e == "POST /api/jobs" && resource.contains(&own)),
+        "the creation names the new job: {entries:?}"
+    );
+    node.stop().await;
+}

@@ -91,6 +91,14 @@ impl Database {
         })
     }
 
+    /// A handle over a pool opened elsewhere (the `owl` binary's, for its jobs).
+    pub fn over(db: owl_sql::Db) -> Database {
+        Database {
+            db,
+            access_generation: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// Brings Owl's schema up to date.
     pub async fn migrate(&self) -> Result<(), DbError> {
         Ok(owl_sql::migrate(&self.db).await?)

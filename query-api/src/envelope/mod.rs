@@ -110,6 +110,8 @@ pub enum FailureKind {
     NotFound,
     /// Input failed validation (400; 422 in the platform API family, which documents it).
     Invalid,
+    /// A request parameter is wrong (400 in every family, the platform API's 请求参数错误).
+    BadRequest,
     /// The request conflicts with the current state (409).
     Conflict,
     /// The request body is over the limit (413).
@@ -275,7 +277,7 @@ impl Failure {
             (FailureKind::PermissionDenied | FailureKind::Forbidden, _) => StatusCode::FORBIDDEN,
             (FailureKind::NotFound, _) => StatusCode::NOT_FOUND,
             (FailureKind::Invalid, Family::Platform) => StatusCode::UNPROCESSABLE_ENTITY,
-            (FailureKind::Invalid, _) => StatusCode::BAD_REQUEST,
+            (FailureKind::Invalid, _) | (FailureKind::BadRequest, _) => StatusCode::BAD_REQUEST,
             (FailureKind::Conflict, _) => StatusCode::CONFLICT,
             (FailureKind::PayloadTooLarge, _) => StatusCode::PAYLOAD_TOO_LARGE,
             (FailureKind::TooManyRequests, _) => StatusCode::TOO_MANY_REQUESTS,
@@ -295,7 +297,7 @@ impl Failure {
             FailureKind::PermissionDenied => PERMISSION_DENIED_CODE,
             FailureKind::Forbidden => "FORBIDDEN",
             FailureKind::NotFound => "NOT_FOUND",
-            FailureKind::Invalid => "LOG_QUERY_INVALID_PARAMS",
+            FailureKind::Invalid | FailureKind::BadRequest => "LOG_QUERY_INVALID_PARAMS",
             FailureKind::Conflict => "CONFLICT",
             FailureKind::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             FailureKind::TooManyRequests => "TOO_MANY_REQUESTS",
@@ -311,7 +313,9 @@ impl Failure {
             FailureKind::Unauthorized => "AuthenticationError",
             FailureKind::PermissionDenied | FailureKind::Forbidden => "AuthorizationError",
             FailureKind::NotFound => "ResourceNotFoundError",
-            FailureKind::Invalid | FailureKind::PayloadTooLarge => "ValidationError",
+            FailureKind::Invalid | FailureKind::BadRequest | FailureKind::PayloadTooLarge => {
+                "ValidationError"
+            }
             FailureKind::Conflict => "ConflictError",
             FailureKind::TooManyRequests => "RateLimitError",
             FailureKind::Unavailable | FailureKind::Timeout => "ExternalServiceError",
@@ -647,6 +651,8 @@ impl<T: Serialize> IntoResponse for Success<T> {
 pub struct StatusOk<T> {
     status: &'static str,
     data: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pagination: Option<Value>,
     message: String,
     #[serde(skip)]
     http_status: StatusCode,
@@ -658,9 +664,30 @@ impl<T: Serialize> StatusOk<T> {
         StatusOk {
             status: "success",
             data,
+            pagination: None,
             message: message.into(),
             http_status: StatusCode::OK,
         }
+    }
+
+    /// A page of a list: `{status:"success", data:[...], pagination:{page, per_page, total,
+    /// pages}, message}`.
+    pub fn page(data: T, page: i64, per_page: i64, total: i64, message: impl Into<String>) -> StatusOk<T> {
+        let pages = if total == 0 {
+            0
+        } else {
+            (total + per_page - 1) / per_page
+        };
+        StatusOk {
+            pagination: Some(json!({ "page": page, "per_page": per_page, "total": total, "pages": pages })),
+            ..StatusOk::new(data, message)
+        }
+    }
+
+    /// Answers `201 Created`.
+    pub fn created(mut self) -> StatusOk<T> {
+        self.http_status = StatusCode::CREATED;
+        self
     }
 
     /// The same body under another HTTP status and top-level `status` (detailed health: 503 and

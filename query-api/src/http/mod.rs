@@ -33,6 +33,7 @@ pub mod auth;
 pub mod crm_logs;
 pub mod extract;
 pub mod health;
+pub mod jobs;
 pub mod logs;
 pub(crate) mod middleware;
 pub mod organizations;
@@ -320,6 +321,7 @@ pub fn routes() -> Routes {
         .merge(logs::routes())
         .merge(crm_logs::routes())
         .merge(alerts::routes())
+        .merge(jobs::routes())
 }
 
 /// Answers paths no route knows, in the family the path belongs to.
