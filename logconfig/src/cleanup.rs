@@ -50,6 +50,39 @@ impl CleanupPolicy {
         }
     }
 
+    /// The parameters of a scheduled `cleanup` job, in the log API's CleanupLogDto spelling:
+    /// `{"type": "all" | "http" | "application" | "error", "olderThanDays": 1..=3650}`; every
+    /// problem is named.
+    pub fn from_job_params(params: &serde_json::Value) -> Result<CleanupPolicy, String> {
+        let kind = params["type"].as_str().unwrap_or("all");
+        let days = params["olderThanDays"]
+            .as_u64()
+            .filter(|d| (1..=u64::from(crate::model::MAX_RETENTION_DAYS)).contains(d))
+            .ok_or_else(|| {
+                format!(
+                    "params.olderThanDays must be a number of days from 1 to {}",
+                    crate::model::MAX_RETENTION_DAYS
+                )
+            })? as u32;
+        let mut policy = CleanupPolicy::default();
+        match kind {
+            "all" => {
+                policy.http_days = Some(days);
+                policy.application_days = Some(days);
+                policy.error_days = Some(days);
+            }
+            "http" => policy.http_days = Some(days),
+            "application" => policy.application_days = Some(days),
+            "error" => policy.error_days = Some(days),
+            other => {
+                return Err(format!(
+                    "params.type `{other}` is not a record kind: use all, http, application or error"
+                ));
+            }
+        }
+        Ok(policy)
+    }
+
     /// The kinds the policy touches.
     pub fn kinds(&self) -> Vec<Kind> {
         Kind::ALL
@@ -460,6 +493,29 @@ pub async fn cleanup_worker(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn job_params_name_their_problems() {
+        let all = CleanupPolicy::from_job_params(&json!({"olderThanDays": 30})).unwrap();
+        assert_eq!(all.kinds(), Kind::ALL.to_vec());
+        let http = CleanupPolicy::from_job_params(&json!({"type": "http", "olderThanDays": 7})).unwrap();
+        assert_eq!((http.http_days, http.error_days), (Some(7), None));
+        for (params, named) in [
+            (json!({"type": "http"}), "olderThanDays"),
+            (json!({"olderThanDays": 0}), "olderThanDays"),
+            (json!({"olderThanDays": 4000}), "olderThanDays"),
+            (json!({"type": "debug", "olderThanDays": 7}), "`debug`"),
+        ] {
+            let problem = CleanupPolicy::from_job_params(&params).unwrap_err();
+            assert!(problem.contains(named), "{params}: {problem}");
         }
     }
 }

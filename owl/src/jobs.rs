@@ -1,6 +1,7 @@
 //! Owl's built-in jobs and the tasks the `owl` binary runs for them. The scheduler runs where the
 //! index is (`owl up`, `owl collector`): retention drops the partitions past the retention in force
-//! (the live log settings), audit retention deletes audit rows past `storage.retention.audit_days`.
+//! (the live log settings), audit retention deletes audit rows past `storage.retention.audit_days`,
+//! and a `cleanup` job is the log API's cleanup on a schedule (`params`: `type`, `olderThanDays`).
 //! Both used to be loops of their own; as jobs, ops see their runs and can pause, reschedule or
 //! run them through `/api/jobs`.
 
@@ -87,6 +88,42 @@ impl Task for RetentionTask {
     }
 }
 
+/// The log API's cleanup on a schedule: the records of a kind (or all) older than the job's
+/// `olderThanDays`.
+struct CleanupTask(owl_index::Index);
+
+impl Task for CleanupTask {
+    fn task_type(&self) -> TaskType {
+        TaskType::Cleanup
+    }
+
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunReport, String>> {
+        Box::pin(async move {
+            let policy = owl_logconfig::CleanupPolicy::from_job_params(&job.params)?;
+            let index = self.0.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                owl_logconfig::run_cleanup(&index, &policy, chrono::Utc::now(), false)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok(RunReport {
+                files: report.files() as i64,
+                bytes: report.bytes() as i64,
+                records: 0,
+                detail: json!({
+                    "partitions": report
+                        .partitions
+                        .iter()
+                        .map(|p| format!("{}/{}", p.kind.as_str(), p.day))
+                        .collect::<Vec<_>>(),
+                    "params": job.params,
+                }),
+            })
+        })
+    }
+}
+
 /// Deletes audit rows older than the configured days.
 struct AuditRetentionTask {
     db: owl_query_api::Database,
@@ -125,7 +162,12 @@ pub struct Jobs {
 impl Jobs {
     /// Creates the built-in jobs that are missing and starts the scheduler of this process over
     /// Owl's database, with the index writer's retention.
-    pub async fn start(config: &Config, db: &owl_sql::Db, retention: RetentionJob) -> anyhow::Result<Jobs> {
+    pub async fn start(
+        config: &Config,
+        db: &owl_sql::Db,
+        index: &owl_index::Index,
+        retention: RetentionJob,
+    ) -> anyhow::Result<Jobs> {
         let store = JobStore::new(db.clone());
         let clock = Clock::system();
         let created = store.ensure(&builtin(), clock.now_ms()).await?;
@@ -134,6 +176,7 @@ impl Jobs {
         }
         let tasks: Vec<Arc<dyn Task>> = vec![
             Arc::new(RetentionTask(retention)),
+            Arc::new(CleanupTask(index.clone())),
             Arc::new(AuditRetentionTask {
                 db: owl_query_api::Database::over(db.clone()),
                 days: config.storage.retention.audit_days,

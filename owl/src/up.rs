@@ -114,7 +114,7 @@ impl LogSettings {
             &config.storage.retention,
             self.runtime.retention(),
         );
-        crate::jobs::Jobs::start(config, db, retention)
+        crate::jobs::Jobs::start(config, db, index, retention)
             .await
             .context("while starting the scheduled jobs")
     }

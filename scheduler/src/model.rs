@@ -37,7 +37,7 @@ impl TaskType {
 
     /// The types Owl's schedulers run today; a job of another type would never start, so the API
     /// refuses to create one.
-    pub const RUNNABLE: [TaskType; 2] = [TaskType::Retention, TaskType::AuditRetention];
+    pub const RUNNABLE: [TaskType; 3] = [TaskType::Retention, TaskType::AuditRetention, TaskType::Cleanup];
 
     /// The stored and API name (`audit_retention`).
     pub fn as_str(self) -> &'static str {

@@ -263,6 +263,58 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
     .await;
     assert_eq!(status, 400, "a type no scheduler runs yet is refused: {refused}");
 
+    // A cleanup on a schedule: its parameters are checked, and a run reports what it dropped.
+    let (status, refused) = call(
+        reqwest::Method::POST,
+        "/api/jobs",
+        Some(
+            serde_json::json!({"name": "weekly http cleanup", "task_type": "cleanup",
+                                 "schedule": "0 4 * * 0", "params": {"type": "http"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("olderThanDays"),
+        "{refused}"
+    );
+    let (status, cleanup) = call(
+        reqwest::Method::POST,
+        "/api/jobs",
+        Some(
+            serde_json::json!({"name": "weekly http cleanup", "task_type": "cleanup",
+                                 "schedule": "0 4 * * 0", "params": {"type": "http", "olderThanDays": 7}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{cleanup}");
+    let cleanup_id = cleanup["data"]["id"].as_str().unwrap().to_string();
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &format!("/api/jobs/{cleanup_id}/run"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let runs: Value = wait_for("the cleanup run to finish", Duration::from_secs(20), || {
+        let url = format!("{}/api/jobs/{cleanup_id}/runs", node.query);
+        let (http, token) = (&http, &token);
+        async move {
+            let body: Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (body["data"][0]["status"] == "succeeded").then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(runs["data"][0]["detail"]["params"]["olderThanDays"], 7, "{runs}");
+
     // A job of one's own: created, disabled (then it does not run), deleted.
     let (status, created) = call(
         reqwest::Method::POST,

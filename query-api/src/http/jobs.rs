@@ -131,7 +131,9 @@ fn parse_task_type(v: &mut Validator, text: Option<&str>, required: bool) -> Opt
                 v.error(
                     "task_type",
                     "enum",
-                    format!("task_type `{task}` has no runner yet: use retention or audit_retention"),
+                    format!(
+                        "task_type `{task}` has no runner yet: use retention, audit_retention or cleanup"
+                    ),
                 );
                 None
             }
@@ -164,6 +166,15 @@ fn parse_schedule(v: &mut Validator, text: Option<&str>, required: bool) -> Opti
             }
             None
         }
+    }
+}
+
+/// The parameters a task needs (a `cleanup` its `type` and `olderThanDays`).
+fn check_params(v: &mut Validator, task_type: Option<TaskType>, params: &Value) {
+    if task_type == Some(TaskType::Cleanup)
+        && let Err(problem) = owl_logconfig::CleanupPolicy::from_job_params(params)
+    {
+        v.error("params", "cleanup", problem);
     }
 }
 
@@ -231,13 +242,15 @@ async fn create(
     for (key, value) in body.extra {
         params.entry(key).or_insert(value);
     }
+    let params = Value::Object(params);
+    check_params(&mut v, task_type, &params);
     bad_request(v)?;
     let new = NewJob {
         name: name.expect("validated above"),
         task_type: task_type.expect("validated above"),
         schedule: schedule.expect("validated above"),
         description,
-        params: Value::Object(params),
+        params,
         builtin: false,
     };
     let now = state.clock.now_ms();
@@ -284,8 +297,19 @@ async fn update(
         params: parse_params(&mut v, body.params),
     };
     bad_request(v)?;
+    let store = store(&state);
+    let current = store.get(&id).await.map_err(store_failure)?;
+    let current = current.ok_or_else(|| not_found(&id))?;
+    let mut v = Validator::new();
+    let params = change.params.clone().unwrap_or_else(|| current.params.clone());
+    check_params(
+        &mut v,
+        Some(change.task_type.unwrap_or(current.task_type)),
+        &params,
+    );
+    bad_request(v)?;
     let now = state.clock.now_ms();
-    let job = store(&state)
+    let job = store
         .update(&id, &change, now, &user.user_code)
         .await
         .map_err(store_failure)?
