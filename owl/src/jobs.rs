@@ -1,7 +1,8 @@
 //! Owl's built-in jobs and the tasks the `owl` binary runs for them. The scheduler runs where the
 //! index is (`owl up`, `owl collector`): retention drops the partitions past the retention in force
 //! (the live log settings), audit retention deletes audit rows past `storage.retention.audit_days`,
-//! and a `cleanup` job is the log API's cleanup on a schedule (`params`: `type`, `olderThanDays`).
+//! disk check samples the collector's own host for the alert rules (DISK_SPACE), and a `cleanup`
+//! job is the log API's cleanup on a schedule (`params`: `type`, `olderThanDays`).
 //! Both used to be loops of their own; as jobs, ops see their runs and can pause, reschedule or
 //! run them through `/api/jobs`.
 
@@ -32,6 +33,12 @@ pub fn builtin() -> Vec<NewJob> {
             TaskType::Retention,
             "0 0 * * * *",
             "每小时按日志配置的保留天数删除过期的日志分区与指标文件",
+        ),
+        job(
+            "disk_check",
+            TaskType::DiskCheck,
+            "0 */5 * * * *",
+            "每 5 分钟采样本机磁盘、CPU 与内存，超过告警阈值时发出 DISK_SPACE 等告警",
         ),
         job(
             "audit_retention",
@@ -124,6 +131,52 @@ impl Task for CleanupTask {
     }
 }
 
+/// Samples the host the collector runs on and hands the sample to the alert engine, which raises
+/// DISK_SPACE (and CPU_HIGH, MEMORY_HIGH) from it as from any agent's sample: for a collector
+/// whose host no agent reports.
+struct DiskCheckTask {
+    sampler: Arc<std::sync::Mutex<owl_host::Sampler>>,
+    engine: owl_alerts::AlertEngine,
+    region: Option<String>,
+}
+
+impl Task for DiskCheckTask {
+    fn task_type(&self) -> TaskType {
+        TaskType::DiskCheck
+    }
+
+    fn run<'a>(&'a self, _job: &'a Job) -> BoxFuture<'a, Result<RunReport, String>> {
+        Box::pin(async move {
+            let (sampler, region) = (self.sampler.clone(), self.region.clone());
+            // Sampling CPU waits sysinfo's minimum interval: off the runtime's threads.
+            let sample = tokio::task::spawn_blocking(move || {
+                let mut sampler = sampler
+                    .lock()
+                    .map_err(|_| "the host sampler failed".to_string())?;
+                Ok::<_, String>(sampler.sample(&owl_host::host_name(), region))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            self.engine.observe_metric(&sample);
+            let disks: Vec<Value> = sample
+                .disks
+                .iter()
+                .map(|d| json!({ "mount": d.mount, "percent": d.percent, "used_bytes": d.used_bytes, "total_bytes": d.total_bytes }))
+                .collect();
+            Ok(RunReport {
+                files: sample.disks.len() as i64,
+                bytes: sample.disks.iter().map(|d| d.used_bytes as i64).sum(),
+                records: 1,
+                detail: json!({
+                    "host": sample.host,
+                    "max_disk_percent": sample.max_disk_percent(),
+                    "disks": disks,
+                }),
+            })
+        })
+    }
+}
+
 /// Deletes audit rows older than the configured days.
 struct AuditRetentionTask {
     db: owl_query_api::Database,
@@ -167,6 +220,7 @@ impl Jobs {
         db: &owl_sql::Db,
         index: &owl_index::Index,
         retention: RetentionJob,
+        engine: owl_alerts::AlertEngine,
     ) -> anyhow::Result<Jobs> {
         let store = JobStore::new(db.clone());
         let clock = Clock::system();
@@ -174,7 +228,7 @@ impl Jobs {
         if created > 0 {
             tracing::info!(created, "built-in jobs created");
         }
-        let tasks: Vec<Arc<dyn Task>> = vec![
+        let mut tasks: Vec<Arc<dyn Task>> = vec![
             Arc::new(RetentionTask(retention)),
             Arc::new(CleanupTask(index.clone())),
             Arc::new(AuditRetentionTask {
@@ -183,6 +237,16 @@ impl Jobs {
                 clock: clock.clone(),
             }),
         ];
+        match owl_host::Sampler::new() {
+            Ok(sampler) => tasks.push(Arc::new(DiskCheckTask {
+                sampler: Arc::new(std::sync::Mutex::new(sampler)),
+                engine,
+                region: None,
+            })),
+            Err(error) => {
+                tracing::warn!(%error, "this host cannot be sampled; disk_check jobs wait for another collector")
+            }
+        }
         let owner = format!("{}:{}", owl_host::host_name(), std::process::id());
         let scheduler = Scheduler::new(store, owner, clock, tasks, SchedulerOptions::default());
         let stop = CancellationToken::new();

@@ -108,13 +108,14 @@ impl LogSettings {
         config: &Config,
         db: &owl_sql::Db,
         index: &Index,
+        alerts: &Alerts,
     ) -> anyhow::Result<crate::jobs::Jobs> {
         let retention = owl_collector::RetentionJob::new(
             index.clone(),
             &config.storage.retention,
             self.runtime.retention(),
         );
-        crate::jobs::Jobs::start(config, db, index, retention)
+        crate::jobs::Jobs::start(config, db, index, retention, alerts.engine.clone())
             .await
             .context("while starting the scheduled jobs")
     }
@@ -280,7 +281,7 @@ pub async fn run_all_on(
     let db = open_database(&config).await?;
     let alerts = Alerts::start(&config, &db).await?;
     let log_config = LogSettings::start(&config, &db, &index).await;
-    let jobs = log_config.start_jobs(&config, &db, &index).await?;
+    let jobs = log_config.start_jobs(&config, &db, &index, &alerts).await?;
     let receivers = Arc::new(owl_collector::ReceiverStats::default());
     let collector = spawn_role(
         "collector",
@@ -389,7 +390,7 @@ pub async fn run_role(mut config: Config, role: Role, shutdown: CancellationToke
             let db = open_database(&config).await?;
             let alerts = Alerts::start(&config, &db).await?;
             let log_config = LogSettings::start(&config, &db, &index).await;
-            let jobs = log_config.start_jobs(&config, &db, &index).await?;
+            let jobs = log_config.start_jobs(&config, &db, &index, &alerts).await?;
             let hooks = log_config.hooks(&alerts, Arc::default());
             let ran = owl_collector::run_with(config, index, listener, shutdown, hooks).await;
             jobs.stop().await;

@@ -81,5 +81,8 @@ async fn two_collectors_run_each_due_run_once() {
     assert_eq!(runners.len(), 2, "both collectors took part: {runners:?}");
     // Both created the built-in jobs at start, once.
     let names: Vec<String> = store.list().await.unwrap().into_iter().map(|j| j.name).collect();
-    assert_eq!(names, ["audit_retention", "every second", "retention"]);
+    assert_eq!(
+        names,
+        ["audit_retention", "disk_check", "every second", "retention"]
+    );
 }

@@ -37,7 +37,12 @@ impl TaskType {
 
     /// The types Owl's schedulers run today; a job of another type would never start, so the API
     /// refuses to create one.
-    pub const RUNNABLE: [TaskType; 3] = [TaskType::Retention, TaskType::AuditRetention, TaskType::Cleanup];
+    pub const RUNNABLE: [TaskType; 4] = [
+        TaskType::Retention,
+        TaskType::AuditRetention,
+        TaskType::Cleanup,
+        TaskType::DiskCheck,
+    ];
 
     /// The stored and API name (`audit_retention`).
     pub fn as_str(self) -> &'static str {

@@ -182,7 +182,7 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
         .iter()
         .map(|j| j["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["audit_retention", "retention"]);
+    assert_eq!(names, ["audit_retention", "disk_check", "retention"]);
     let retention = list["data"]
         .as_array()
         .unwrap()
@@ -221,6 +221,64 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
     assert!(runs["data"][0]["duration_ms"].is_i64(), "{runs}");
     assert_eq!(runs["data"][0]["detail"]["policy"]["http_days"], 14, "{runs}");
     assert_eq!(runs["pagination"]["total"], 1);
+
+    // The disk check samples this host for the alert rules: with thresholds every disk passes,
+    // its run raises DISK_SPACE.
+    let put = http
+        .put(format!("{}/api/v1/logs/alerts/config", node.query))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"diskSpace": {"enabled": true, "warningPercent": 0.01, "criticalPercent": 0.02}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+    let disk = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "disk_check")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = call(reqwest::Method::POST, &format!("/api/jobs/{disk}/run"), None).await;
+    assert_eq!(status, 202);
+    let runs: Value = wait_for("the disk check to finish", Duration::from_secs(20), || {
+        let url = format!("{}/api/jobs/{disk}/runs", node.query);
+        let (http, token) = (&http, &token);
+        async move {
+            let body: Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (body["data"][0]["status"] == "succeeded").then_some(body)
+        }
+    })
+    .await;
+    assert!(
+        runs["data"][0]["detail"]["disks"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty()),
+        "{runs}"
+    );
+    wait_for("the DISK_SPACE alert", Duration::from_secs(20), || async {
+        let body: Value = http
+            .get(format!("{}/api/v1/logs/alerts?type=DISK_SPACE", node.query))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (body["data"]["total"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
 
     // Paused, it says so; a bad schedule names the field; an unknown task type is named too.
     let (status, paused) = call(reqwest::Method::POST, &format!("/api/jobs/{id}/pause"), None).await;
