@@ -510,6 +510,56 @@ impl Index {
         Ok(report)
     }
 
+    /// Merges the segments of every sealed partition (a UTC day before `now`'s, with no writer
+    /// open: nothing is being added to it) into one, so that a search opens one segment per day
+    /// instead of one per commit. A partition that a late record reopens meanwhile waits for the
+    /// merge (its writer lock is held throughout). Needs the writer.
+    pub fn merge_sealed(&self, now: DateTime<Utc>) -> Result<MergeReport> {
+        self.ensure_writable("merge")?;
+        let today = now.date_naive();
+        let mut report = MergeReport::default();
+        for kind in Kind::ALL {
+            for key in partition::list(&self.inner.root, kind, None, None)? {
+                if key.day >= today {
+                    continue;
+                }
+                let Some(partition) = self.partition(key, false)? else {
+                    continue;
+                };
+                let slot = lock(&partition.writer);
+                if slot.is_some() || partition.is_removed() {
+                    continue;
+                }
+                let tantivy = |e| IndexError::tantivy(&partition.dir, e);
+                let segments = partition.index.searchable_segment_ids().map_err(tantivy)?;
+                if segments.len() < 2 {
+                    continue;
+                }
+                let before = dir_usage(&partition.dir)?;
+                let mut open = self.open_writer(&partition)?;
+                open.writer.merge(&segments).wait().map_err(tantivy)?;
+                open.writer.garbage_collect_files().wait().map_err(tantivy)?;
+                open.writer.wait_merging_threads().map_err(tantivy)?;
+                partition.reader.reload().map_err(tantivy)?;
+                let after = dir_usage(&partition.dir)?;
+                drop(slot);
+                report.partitions.push(MergedPartition {
+                    key,
+                    segments_before: segments.len(),
+                    bytes_before: before.bytes,
+                    bytes_after: after.bytes,
+                });
+            }
+        }
+        if !report.partitions.is_empty() {
+            tracing::info!(
+                partitions = report.partitions.len(),
+                "merged the segments of sealed partitions"
+            );
+        }
+        Ok(report)
+    }
+
     /// Closes and deletes a partition; returns what deleting it freed.
     ///
     /// The partition map stays write-locked throughout, so no `add` or search can open the
@@ -972,3 +1022,23 @@ fn load(parts: &[PartView], source: &HitSource) -> Result<LogRecord> {
 
 #[cfg(test)]
 mod tests;
+
+/// What [`Index::merge_sealed`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// The partitions merged, each now one segment.
+    pub partitions: Vec<MergedPartition>,
+}
+
+/// One merged partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedPartition {
+    /// The partition.
+    pub key: PartitionKey,
+    /// Its segments before.
+    pub segments_before: usize,
+    /// Its bytes on disk before.
+    pub bytes_before: u64,
+    /// And after.
+    pub bytes_after: u64,
+}

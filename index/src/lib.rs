@@ -92,7 +92,7 @@ mod trace;
 
 pub use error::{IndexError, Result};
 pub use filter::LogFilter;
-pub use index::{Index, IndexSettings, MAX_TRACE_RECORDS};
+pub use index::{Index, IndexSettings, MAX_TRACE_RECORDS, MergeReport, MergedPartition};
 pub use metrics_store::MetricsStore;
 pub use partition::PartitionKey;
 pub use retention::{DiskUsage, PartitionUsage, RetentionPolicy, RetentionReport, Usage};

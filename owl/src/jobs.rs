@@ -1,7 +1,8 @@
 //! Owl's built-in jobs and the tasks the `owl` binary runs for them. The scheduler runs where the
 //! index is (`owl up`, `owl collector`): retention drops the partitions past the retention in force
 //! (the live log settings), audit retention deletes audit rows past `storage.retention.audit_days`,
-//! disk check samples the collector's own host for the alert rules (DISK_SPACE), and a `cleanup`
+//! merging compacts each sealed day partition into one segment, disk check samples the collector's
+//! own host for the alert rules (DISK_SPACE), and a `cleanup`
 //! job is the log API's cleanup on a schedule (`params`: `type`, `olderThanDays`).
 //! Both used to be loops of their own; as jobs, ops see their runs and can pause, reschedule or
 //! run them through `/api/jobs`.
@@ -33,6 +34,12 @@ pub fn builtin() -> Vec<NewJob> {
             TaskType::Retention,
             "0 0 * * * *",
             "每小时按日志配置的保留天数删除过期的日志分区与指标文件",
+        ),
+        job(
+            "merge_partitions",
+            TaskType::MergePartitions,
+            "0 30 0 * * *",
+            "每天 00:30 (UTC) 合并已封存日分区的段，每天一个段，追踪与查询打开更少的文件",
         ),
         job(
             "disk_check",
@@ -125,6 +132,44 @@ impl Task for CleanupTask {
                         .map(|p| format!("{}/{}", p.kind.as_str(), p.day))
                         .collect::<Vec<_>>(),
                     "params": job.params,
+                }),
+            })
+        })
+    }
+}
+
+/// Merges the segments of the sealed day partitions, one segment per day.
+struct MergePartitionsTask(owl_index::Index);
+
+impl Task for MergePartitionsTask {
+    fn task_type(&self) -> TaskType {
+        TaskType::MergePartitions
+    }
+
+    fn run<'a>(&'a self, _job: &'a Job) -> BoxFuture<'a, Result<RunReport, String>> {
+        Box::pin(async move {
+            let index = self.0.clone();
+            let report = tokio::task::spawn_blocking(move || index.merge_sealed(chrono::Utc::now()))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let before: u64 = report.partitions.iter().map(|p| p.bytes_before).sum();
+            let after: u64 = report.partitions.iter().map(|p| p.bytes_after).sum();
+            Ok(RunReport {
+                files: report.partitions.len() as i64,
+                bytes: before.saturating_sub(after) as i64,
+                records: 0,
+                detail: json!({
+                    "partitions": report
+                        .partitions
+                        .iter()
+                        .map(|p| json!({
+                            "partition": p.key.to_string(),
+                            "segments_before": p.segments_before,
+                            "bytes_before": p.bytes_before,
+                            "bytes_after": p.bytes_after,
+                        }))
+                        .collect::<Vec<_>>(),
                 }),
             })
         })
@@ -231,6 +276,7 @@ impl Jobs {
         let mut tasks: Vec<Arc<dyn Task>> = vec![
             Arc::new(RetentionTask(retention)),
             Arc::new(CleanupTask(index.clone())),
+            Arc::new(MergePartitionsTask(index.clone())),
             Arc::new(AuditRetentionTask {
                 db: owl_query_api::Database::over(db.clone()),
                 days: config.storage.retention.audit_days,

@@ -83,6 +83,12 @@ async fn two_collectors_run_each_due_run_once() {
     let names: Vec<String> = store.list().await.unwrap().into_iter().map(|j| j.name).collect();
     assert_eq!(
         names,
-        ["audit_retention", "disk_check", "every second", "retention"]
+        [
+            "audit_retention",
+            "disk_check",
+            "every second",
+            "merge_partitions",
+            "retention"
+        ]
     );
 }

@@ -37,11 +37,12 @@ impl TaskType {
 
     /// The types Owl's schedulers run today; a job of another type would never start, so the API
     /// refuses to create one.
-    pub const RUNNABLE: [TaskType; 4] = [
+    pub const RUNNABLE: [TaskType; 5] = [
         TaskType::Retention,
         TaskType::AuditRetention,
         TaskType::Cleanup,
         TaskType::DiskCheck,
+        TaskType::MergePartitions,
     ];
 
     /// The stored and API name (`audit_retention`).

@@ -182,7 +182,10 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
         .iter()
         .map(|j| j["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["audit_retention", "disk_check", "retention"]);
+    assert_eq!(
+        names,
+        ["audit_retention", "disk_check", "merge_partitions", "retention"]
+    );
     let retention = list["data"]
         .as_array()
         .unwrap()
@@ -316,7 +319,7 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
     let (status, refused) = call(
         reqwest::Method::POST,
         "/api/jobs",
-        Some(serde_json::json!({"name": "merge", "task_type": "merge_partitions", "schedule": "0 4 * * *"})),
+        Some(serde_json::json!({"name": "warm", "task_type": "warm_analytics_cache", "schedule": "0 4 * * *"})),
     )
     .await;
     assert_eq!(status, 400, "a type no scheduler runs yet is refused: {refused}");

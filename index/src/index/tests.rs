@@ -1638,3 +1638,50 @@ fn stats_group_absolute_and_relative_urls_by_their_path() {
         assert_eq!(paths, [("/api/v1/forms", 3), ("/", 1)], "{mode:?}");
     }
 }
+
+#[test]
+fn sealed_partitions_merge_into_one_segment_and_answer_the_same() {
+    let records = dataset();
+    let (_dir, index) = loaded(Mode::Committed, &records);
+    index.close().unwrap();
+    let before = ids(&all_hits(&index, &LogFilter::default()).hits);
+    assert_eq!(before, ids(&records));
+    let segments = |index: &Index| -> Vec<usize> {
+        index
+            .cached_partitions()
+            .iter()
+            .map(|p| p.index.searchable_segment_ids().unwrap().len())
+            .collect()
+    };
+    assert!(
+        segments(&index).iter().any(|&n| n > 1),
+        "the test needs partitions of several segments"
+    );
+    let report = index.merge_sealed(Utc::now()).unwrap();
+    assert!(!report.partitions.is_empty());
+    assert!(
+        report
+            .partitions
+            .iter()
+            .all(|p| p.segments_before > 1 && p.bytes_after > 0)
+    );
+    assert!(segments(&index).iter().all(|&n| n <= 1), "{:?}", segments(&index));
+    assert_eq!(ids(&all_hits(&index, &LogFilter::default()).hits), before);
+    assert!(
+        index.merge_sealed(Utc::now()).unwrap().partitions.is_empty(),
+        "nothing left to merge"
+    );
+    // A partition of today is not sealed: it stays as it is.
+    let today = Utc::now();
+    for i in 0..3 {
+        let record = LogRecord::from_json_value(
+            serde_json::json!({"id": format!("today-{i}"), "@timestamp": today.to_rfc3339(), "message": "m", "level": "INFO"}),
+            today,
+        )
+        .unwrap();
+        index.add(&[record]).unwrap();
+        index.commit().unwrap();
+    }
+    index.close().unwrap();
+    assert!(index.merge_sealed(today).unwrap().partitions.is_empty());
+}

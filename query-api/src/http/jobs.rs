@@ -132,7 +132,7 @@ fn parse_task_type(v: &mut Validator, text: Option<&str>, required: bool) -> Opt
                     "task_type",
                     "enum",
                     format!(
-                        "task_type `{task}` has no runner yet: use retention, audit_retention, cleanup or disk_check"
+                        "task_type `{task}` has no runner yet: use retention, audit_retention, cleanup, disk_check or merge_partitions"
                     ),
                 );
                 None
