@@ -202,23 +202,7 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
     let (status, run) = call(reqwest::Method::POST, &format!("/api/jobs/{id}/run"), None).await;
     assert_eq!(status, 202, "{run}");
     let run_id = run["data"]["run_id"].as_str().unwrap().to_string();
-    let runs: Value = wait_for("the retention run to finish", Duration::from_secs(20), || {
-        let url = format!("{}/api/jobs/{id}/runs", node.query);
-        let (http, token) = (&http, &token);
-        async move {
-            let body: Value = http
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (body["data"][0]["status"] == "succeeded").then_some(body)
-        }
-    })
-    .await;
+    let runs = finished_run(&http, &node, &token, &id).await;
     assert_eq!(runs["data"][0]["id"], run_id.as_str());
     assert_eq!(runs["data"][0]["trigger"], "manual");
     assert!(runs["data"][0]["duration_ms"].is_i64(), "{runs}");
@@ -246,23 +230,7 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
         .to_string();
     let (status, _) = call(reqwest::Method::POST, &format!("/api/jobs/{disk}/run"), None).await;
     assert_eq!(status, 202);
-    let runs: Value = wait_for("the disk check to finish", Duration::from_secs(20), || {
-        let url = format!("{}/api/jobs/{disk}/runs", node.query);
-        let (http, token) = (&http, &token);
-        async move {
-            let body: Value = http
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (body["data"][0]["status"] == "succeeded").then_some(body)
-        }
-    })
-    .await;
+    let runs = finished_run(&http, &node, &token, &disk).await;
     assert!(
         runs["data"][0]["detail"]["disks"]
             .as_array()
@@ -319,7 +287,9 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
     let (status, refused) = call(
         reqwest::Method::POST,
         "/api/jobs",
-        Some(serde_json::json!({"name": "warm", "task_type": "warm_analytics_cache", "schedule": "0 4 * * *"})),
+        Some(
+            serde_json::json!({"name": "warm", "task_type": "warm_analytics_cache", "schedule": "0 4 * * *"}),
+        ),
     )
     .await;
     assert_eq!(status, 400, "a type no scheduler runs yet is refused: {refused}");
@@ -357,23 +327,7 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
     )
     .await;
     assert_eq!(status, 202);
-    let runs: Value = wait_for("the cleanup run to finish", Duration::from_secs(20), || {
-        let url = format!("{}/api/jobs/{cleanup_id}/runs", node.query);
-        let (http, token) = (&http, &token);
-        async move {
-            let body: Value = http
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (body["data"][0]["status"] == "succeeded").then_some(body)
-        }
-    })
-    .await;
+    let runs = finished_run(&http, &node, &token, &cleanup_id).await;
     assert_eq!(runs["data"][0]["detail"]["params"]["olderThanDays"], 7, "{runs}");
 
     // A job of one's own: created, disabled (then it does not run), deleted.
@@ -437,4 +391,25 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
         "the creation names the new job: {entries:?}"
     );
     node.stop().await;
+}
+
+/// The runs of a job once its newest run succeeded.
+async fn finished_run(http: &reqwest::Client, node: &Node, token: &str, job: &str) -> Value {
+    let url = format!("{}/api/jobs/{job}/runs", node.query);
+    wait_for("the job's run to finish", Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            let body: Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (body["data"][0]["status"] == "succeeded").then_some(body)
+        }
+    })
+    .await
 }

@@ -16,7 +16,6 @@ use axum::routing::post;
 use owl_alerts::{AlertEngine, AlertStore, Clock, EngineOptions, NotifierOptions};
 use owl_model::{Client, Http, LogRecord, Service, Trace};
 use serde_json::Value;
-use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -255,62 +254,20 @@ impl SmtpServer {
     }
 }
 
-/// Whether the tests that need PostgreSQL are skipped on this machine.
-pub fn services_skipped() -> bool {
-    std::env::var("OWL_TEST_SKIP_SERVICES").is_ok_and(|v| v == "1")
-}
+// Not every test binary of this crate needs it.
+#[allow(unused_imports)]
+pub use owl_sql::testing::services_skipped;
 
 /// A throw-away PostgreSQL database, dropped with the guard.
-pub struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
+pub struct PgDatabase(owl_sql::testing::TempPostgres);
 
 impl PgDatabase {
     pub async fn create() -> PgDatabase {
-        let admin_url = std::env::var("OWL_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let name = format!("owl_alerts_test_{}", uuid::Uuid::new_v4().simple());
-        let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin_url} is required (OWL_TEST_SKIP_SERVICES=1 to skip): {e}")
-        });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut connection)
-            .await
-            .unwrap();
-        connection.close().await.unwrap();
-        PgDatabase { admin_url, name }
+        PgDatabase(owl_sql::testing::TempPostgres::create("owl_alerts_test").await)
     }
 
     pub fn url(&self) -> String {
-        let base = self
-            .admin_url
-            .rsplit_once('/')
-            .map_or(self.admin_url.as_str(), |(base, _)| base);
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut connection)
-                    .await;
-                }
-            });
-        });
-        let _ = cleanup.join();
+        self.0.url()
     }
 }
 
