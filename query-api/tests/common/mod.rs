@@ -18,7 +18,6 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use owl_query_api::{AppState, Clock, Options};
 use serde_json::Value;
-use sqlx::Connection;
 use tower::ServiceExt;
 
 /// Where the suite runs.
@@ -61,58 +60,7 @@ pub const ADMIN_PASSWORD: &str = "Admin123";
 pub const CLIENT_IP: &str = "192.0.2.10";
 
 /// A throw-away PostgreSQL database, dropped with the guard.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        let admin_url = postgres_admin_url();
-        let name = format!("owl_test_{}", uuid::Uuid::new_v4().simple());
-        let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin_url} is required (OWL_TEST_SKIP_SERVICES=1 to skip): {e}")
-        });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut connection)
-            .await
-            .unwrap();
-        connection.close().await.unwrap();
-        PgDatabase { admin_url, name }
-    }
-
-    fn url(&self) -> String {
-        let base = self
-            .admin_url
-            .rsplit_once('/')
-            .map_or(self.admin_url.as_str(), |(base, _)| base);
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop runs outside any runtime we may block: clean up on a thread of its own.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut connection)
-                    .await;
-                }
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
+type PgDatabase = owl_sql::testing::TempPostgres;
 
 /// A Redis key prefix of this test, cleared with the guard.
 struct RedisPrefix {
@@ -198,7 +146,7 @@ impl TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let mut config = base_config(dir.path());
         let pg = if variant.uses_services() {
-            Some(PgDatabase::create().await)
+            Some(PgDatabase::create("owl_test").await)
         } else {
             None
         };
