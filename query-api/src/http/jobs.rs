@@ -259,11 +259,7 @@ async fn create(
         .await
         .map_err(store_failure)?;
     let body = StatusOk::new(job_json(&job, now), "任务创建成功").created();
-    Ok(super::AuditNote {
-        resource_id: Some(job.id.clone()),
-        ..super::AuditNote::default()
-    }
-    .attach(body))
+    Ok(super::created(&job.id, body))
 }
 
 /// The body of `PUT /api/jobs/{job_id}`; absent fields keep their value.

@@ -127,15 +127,22 @@ impl AuditNote {
     }
 }
 
-/// The answer of every creation: `201` with `message` and the resource as stored, and the new id
-/// on the audit entry.
-pub(crate) fn created(id: i64, message: &str, resource: serde_json::Value) -> Response {
-    let body = crate::envelope::Success::with_message(message, resource).created();
+/// The answer of every creation: its `201` body (in the route's family) with the new resource's
+/// id on the audit entry.
+pub(crate) fn created(id: impl ToString, body: impl IntoResponse) -> Response {
     AuditNote {
         resource_id: Some(id.to_string()),
         ..AuditNote::default()
     }
     .attach(body)
+}
+
+/// [`created`] in the admin API's envelope: `{success: true, message, data}`.
+pub(crate) fn created_success(id: i64, message: &str, resource: serde_json::Value) -> Response {
+    created(
+        id,
+        crate::envelope::Success::with_message(message, resource).created(),
+    )
 }
 
 /// A table of routes: an axum router plus the declaration of every route in it.

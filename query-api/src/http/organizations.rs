@@ -77,7 +77,7 @@ async fn create(
     Json(body): Json<orgs::NewOrgInput>,
 ) -> Result<Response, AuthAdminError> {
     let org = orgs::create(&state, &user, body).await?;
-    Ok(super::created(org.id, "组织创建成功", org_json(&org)))
+    Ok(super::created_success(org.id, "组织创建成功", org_json(&org)))
 }
 
 #[derive(Debug, Deserialize)]

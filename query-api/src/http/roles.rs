@@ -74,7 +74,7 @@ async fn create(
     Json(body): Json<roles::NewRoleInput>,
 ) -> Result<Response, AuthAdminError> {
     let role = roles::create(&state, body).await?;
-    Ok(super::created(role.id, "角色创建成功", role_json(&role)))
+    Ok(super::created_success(role.id, "角色创建成功", role_json(&role)))
 }
 
 /// `GET /api/roles`.

@@ -93,7 +93,7 @@ async fn create(
     Json(body): Json<users::NewUserInput>,
 ) -> Result<Response, AuthAdminError> {
     let user = users::create(&state, &actor, body).await?;
-    Ok(super::created(user.id, "用户创建成功", user_json(&user)))
+    Ok(super::created_success(user.id, "用户创建成功", user_json(&user)))
 }
 
 /// `GET /api/users`: `{success, data:{list, pagination}}`.
