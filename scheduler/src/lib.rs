@@ -19,4 +19,4 @@ mod store;
 pub use model::{Job, JobRun, RunReport, RunTrigger, TaskType, UnknownTaskType};
 pub use runner::{Scheduler, SchedulerOptions, Task};
 pub use schedule::{Schedule, ScheduleError};
-pub use store::{JobChange, JobStore, NewJob, RunRequestError, StoreError};
+pub use store::{JobChange, JobStore, NewJob, RUN_HISTORY_MS, RunRequestError, StoreError};

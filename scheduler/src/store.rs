@@ -83,6 +83,9 @@ pub struct JobChange {
     pub params: Option<Value>,
 }
 
+/// How long the history of finished runs is kept: a job every five minutes leaves some 8,600 rows.
+pub const RUN_HISTORY_MS: i64 = 30 * 86_400_000;
+
 const JOB_COLUMNS: &str = "id, name, task_type, schedule, description, params, builtin, enabled, paused, next_run_at, \
      last_run_at, last_outcome, lease_owner, lease_until, created_at, updated_at, updated_by";
 
@@ -470,6 +473,11 @@ impl JobStore {
             .bind(run.job_id.clone());
         job.push(" AND lease_owner = ").bind(owner.to_string());
         job.query().execute(self.db.pool()).await?;
+        let mut old = self.db.sql("DELETE FROM job_runs WHERE job_id = ");
+        old.bind(run.job_id.clone())
+            .push(" AND status IN ('succeeded', 'failed') AND queued_at < ")
+            .bind(now_ms - RUN_HISTORY_MS);
+        old.query().execute(self.db.pool()).await?;
         Ok(())
     }
 }

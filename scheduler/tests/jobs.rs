@@ -234,6 +234,15 @@ async fn lifecycle(store: JobStore) {
         Some("failed")
     );
 
+    // The history keeps 30 days: a run finished after that drops the runs older than it.
+    clock.advance(Duration::from_millis(owl_scheduler::RUN_HISTORY_MS as u64 + 1));
+    counting.fail.store(false, Ordering::Relaxed);
+    store.request_run(&job.id, clock.now_ms()).await.unwrap();
+    assert_eq!(run_ticks(&scheduler).await, 1);
+    let (runs, total) = store.runs(&job.id, 0, 10).await.unwrap();
+    assert_eq!(total, 1, "{runs:?}");
+    assert_eq!(runs[0].status, "succeeded");
+
     // Changed: a new schedule sets the next run from now; deleting removes the history too.
     let change = JobChange {
         schedule: Some("0 0 3 * * *".parse().unwrap()),
