@@ -4,25 +4,44 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::Connection;
 
+use crate::Backend;
+
 /// Whether the tests that need PostgreSQL, MariaDB or Redis are skipped
 /// (`OWL_TEST_SKIP_SERVICES=1`, for machines without them).
 pub fn services_skipped() -> bool {
     std::env::var("OWL_TEST_SKIP_SERVICES").is_ok_and(|v| v == "1")
 }
 
-/// A PostgreSQL database of its own, created on the server `OWL_TEST_POSTGRES_URL` names
-/// (`postgres://postgres@127.0.0.1:5432/test` by default) and dropped with the guard.
-pub struct TempPostgres {
+/// A database of its own on a real server, dropped with the guard: PostgreSQL at
+/// `OWL_TEST_POSTGRES_URL` (`postgres://postgres@127.0.0.1:5432/test` by default) or MySQL/MariaDB
+/// at `OWL_TEST_MYSQL_URL` (`mysql://root@127.0.0.1:3306/test`).
+pub struct TempDatabase {
+    backend: Backend,
     admin_url: String,
     name: String,
 }
 
-impl TempPostgres {
-    /// Creates the database; panics, naming the server, when it cannot.
-    pub async fn create(prefix: &str) -> TempPostgres {
+/// The PostgreSQL kind, by the name the stores' tests use.
+pub type TempPostgres = TempDatabase;
+
+impl TempDatabase {
+    /// A PostgreSQL database; panics, naming the server, when it cannot be made.
+    pub async fn create(prefix: &str) -> TempDatabase {
+        TempDatabase::on(Backend::Postgres, prefix).await
+    }
+
+    /// A MySQL/MariaDB database; panics, naming the server, when it cannot be made.
+    pub async fn mysql(prefix: &str) -> TempDatabase {
+        TempDatabase::on(Backend::MySql, prefix).await
+    }
+
+    async fn on(backend: Backend, prefix: &str) -> TempDatabase {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let admin_url = std::env::var("OWL_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let (variable, default) = match backend {
+            Backend::MySql => ("OWL_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
+            _ => ("OWL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        };
+        let admin_url = std::env::var(variable).unwrap_or_else(|_| default.to_string());
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -31,15 +50,40 @@ impl TempPostgres {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin_url} is required (OWL_TEST_SKIP_SERVICES=1 to skip): {e}")
-        });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut connection)
-            .await
-            .expect("create the test database");
-        let _ = connection.close().await;
-        TempPostgres { admin_url, name }
+        let create = format!("CREATE DATABASE {name}");
+        let refused = |e: sqlx::Error| -> ! {
+            panic!(
+                "{} at {admin_url} is required (OWL_TEST_SKIP_SERVICES=1 to skip): {e}",
+                backend.name()
+            )
+        };
+        match backend {
+            Backend::MySql => {
+                let mut connection = sqlx::MySqlConnection::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| refused(e));
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(&mut connection)
+                    .await
+                    .expect("create the test database");
+                let _ = connection.close().await;
+            }
+            _ => {
+                let mut connection = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| refused(e));
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(&mut connection)
+                    .await
+                    .expect("create the test database");
+                let _ = connection.close().await;
+            }
+        }
+        TempDatabase {
+            backend,
+            admin_url,
+            name,
+        }
     }
 
     /// Its URL.
@@ -52,20 +96,32 @@ impl TempPostgres {
     }
 }
 
-impl Drop for TempPostgres {
+impl Drop for TempDatabase {
     fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let (backend, admin_url, name) = (self.backend, self.admin_url.clone(), self.name.clone());
         // Dropped inside a runtime, which cannot block: a thread of its own does the dropping.
         let dropping = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async {
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
-                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
-                        .execute(&mut connection)
-                        .await;
+                match backend {
+                    Backend::MySql => {
+                        if let Ok(mut connection) = sqlx::MySqlConnection::connect(&admin_url).await {
+                            let drop = format!("DROP DATABASE IF EXISTS {name}");
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                                .execute(&mut connection)
+                                .await;
+                        }
+                    }
+                    _ => {
+                        if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
+                            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                                .execute(&mut connection)
+                                .await;
+                        }
+                    }
                 }
             });
         });

@@ -45,11 +45,6 @@ pub fn services_skipped() -> bool {
     std::env::var("OWL_TEST_SKIP_SERVICES").is_ok_and(|v| v == "1")
 }
 
-fn postgres_admin_url() -> String {
-    std::env::var("OWL_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
 fn redis_url() -> String {
     std::env::var("OWL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
 }

@@ -11,7 +11,6 @@
 use axum::http::StatusCode;
 use owl_query_api::crm::{CrmStore, NewCrmOrganization, NewCrmUser, NewCustomer, NewOrder, NewServiceRecord};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use super::common::{TestEnv, Variant, services_skipped};
 
@@ -30,108 +29,12 @@ pub enum CrmDb {
 /// Milliseconds in a day.
 pub const DAY: i64 = 86_400_000;
 
-fn postgres_admin_url() -> String {
-    std::env::var("OWL_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-fn mysql_admin_url() -> String {
-    std::env::var("OWL_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_string())
-}
-
-fn replace_database(url: &str, name: &str) -> String {
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    format!("{base}/{name}")
-}
-
-/// A throw-away database on a server, dropped with the guard.
-pub struct ServerDatabase {
-    db: CrmDb,
-    admin_url: String,
-    name: String,
-}
-
-impl ServerDatabase {
-    async fn create(db: CrmDb) -> ServerDatabase {
-        let name = format!("owl_crm_test_{}", uuid::Uuid::new_v4().simple());
-        let admin_url = match db {
-            CrmDb::Postgres => postgres_admin_url(),
-            CrmDb::MySql => mysql_admin_url(),
-            CrmDb::Shared => unreachable!("owl's database needs no server of its own"),
-        };
-        let create = format!("CREATE DATABASE {name}");
-        match db {
-            CrmDb::Postgres => {
-                let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-                    panic!("PostgreSQL at {admin_url} is required (OWL_TEST_SKIP_SERVICES=1 to skip): {e}")
-                });
-                sqlx::query(sqlx::AssertSqlSafe(create))
-                    .execute(&mut connection)
-                    .await
-                    .unwrap();
-                connection.close().await.unwrap();
-            }
-            CrmDb::MySql => {
-                let mut connection = sqlx::MySqlConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "MySQL/MariaDB at {admin_url} is required (OWL_TEST_SKIP_SERVICES=1 to skip): {e}"
-                        )
-                    });
-                sqlx::query(sqlx::AssertSqlSafe(create))
-                    .execute(&mut connection)
-                    .await
-                    .unwrap();
-                connection.close().await.unwrap();
-            }
-            CrmDb::Shared => {}
-        }
-        ServerDatabase { db, admin_url, name }
-    }
-
-    fn url(&self) -> String {
-        replace_database(&self.admin_url, &self.name)
-    }
-}
-
-impl Drop for ServerDatabase {
-    fn drop(&mut self) {
-        let (db, admin_url, name) = (self.db, self.admin_url.clone(), self.name.clone());
-        // Drop runs outside any runtime we may block: clean up on a thread of its own.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                match db {
-                    CrmDb::Postgres => {
-                        if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut c).await;
-                        }
-                    }
-                    CrmDb::MySql => {
-                        if let Ok(mut c) = sqlx::MySqlConnection::connect(&admin_url).await {
-                            let drop = format!("DROP DATABASE IF EXISTS {name}");
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut c).await;
-                        }
-                    }
-                    CrmDb::Shared => {}
-                }
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
-
 /// An application with a CRM database.
 pub struct CrmEnv {
     pub env: TestEnv,
     pub store: CrmStore,
     pub db: CrmDb,
-    _server: Option<ServerDatabase>,
+    _server: Option<owl_sql::testing::TempDatabase>,
 }
 
 impl std::ops::Deref for CrmEnv {
@@ -160,9 +63,10 @@ impl CrmEnv {
         }
         let server = match db {
             CrmDb::Shared => None,
-            other => Some(ServerDatabase::create(other).await),
+            CrmDb::Postgres => Some(owl_sql::testing::TempDatabase::create("owl_crm_test").await),
+            CrmDb::MySql => Some(owl_sql::testing::TempDatabase::mysql("owl_crm_test").await),
         };
-        let crm_url = server.as_ref().map(ServerDatabase::url);
+        let crm_url = server.as_ref().map(owl_sql::testing::TempDatabase::url);
         let env = TestEnv::start_with(variant, |config| {
             if let Some(url) = crm_url {
                 config.storage.crm_database_url = owl_config::Secret::new(url);
