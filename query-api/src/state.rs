@@ -115,6 +115,22 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The alert store over this state's database.
+    pub fn alert_store(&self) -> owl_alerts::AlertStore {
+        owl_alerts::AlertStore::new(self.db.sql_db().clone(), self.secrets.clone())
+    }
+
+    /// Makes this process's alert engine, if it runs one, apply a stored change before the change
+    /// is answered. Other processes hear of it from the store
+    /// ([`owl_alerts::AlertStore::announce_change`]).
+    pub async fn reload_alert_engine(&self) {
+        if let Some(engine) = &self.alert_engine
+            && !engine.reload().await
+        {
+            tracing::warn!("the alert engine has stopped; the change applies when it starts again");
+        }
+    }
+
     /// Builds the state over an already migrated database.
     pub async fn new(
         config: Config,

@@ -2,6 +2,15 @@
 
 use crate::envelope::{Failure, FieldError};
 
+/// How many pages of `size` hold `total` items.
+pub fn page_count(total: i64, size: i64) -> i64 {
+    if total <= 0 || size <= 0 {
+        0
+    } else {
+        (total + size - 1) / size
+    }
+}
+
 /// Collects field errors.
 #[derive(Debug, Default)]
 pub struct Validator {
@@ -174,11 +183,7 @@ impl Page {
 
     /// The admin API's pagination object.
     pub fn describe(&self, total: i64) -> serde_json::Value {
-        let total_pages = if total == 0 {
-            0
-        } else {
-            (total + self.page_size - 1) / self.page_size
-        };
+        let total_pages = page_count(total, self.page_size);
         serde_json::json!({
             "page": self.page,
             "page_size": self.page_size,

@@ -9,6 +9,7 @@ use crate::crm::CrmStoreError;
 use crate::crm::period::PeriodError;
 use crate::db::DbError;
 use crate::kv::KvError;
+use owl_alerts::SettingsProblem;
 
 impl From<DbError> for Failure {
     fn from(error: DbError) -> Failure {
@@ -82,5 +83,32 @@ impl From<PeriodError> for Failure {
 impl From<Denied> for Failure {
     fn from(denied: Denied) -> Failure {
         Failure::forbidden(denied.0)
+    }
+}
+
+/// The 400 of invalid alert settings, each field named under `prefix` (`alerts.` inside the log
+/// configuration); a channel problem is `LOG_ALERT_CHANNEL_INVALID`.
+pub(crate) fn settings_failure(problems: Vec<SettingsProblem>, prefix: &str) -> Failure {
+    let channel = problems.iter().any(|p| p.channel);
+    let errors: Vec<FieldError> = problems
+        .into_iter()
+        .map(|p| {
+            let constraint = if p.channel { "channel" } else { "rule" };
+            FieldError::new(format!("{prefix}{}", p.field), constraint, p.message)
+        })
+        .collect();
+    let failure = Failure::invalid(errors);
+    if channel {
+        let message = format!(
+            "告警通道配置无效：{}",
+            failure
+                .errors
+                .iter()
+                .find(|e| e.constraint.as_deref() == Some("channel"))
+                .map_or("", |e| e.message.as_str())
+        );
+        Failure { message, ..failure }.with_code("LOG_ALERT_CHANNEL_INVALID")
+    } else {
+        failure
     }
 }

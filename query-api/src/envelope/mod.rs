@@ -21,6 +21,8 @@
 
 mod domain;
 
+pub(crate) use domain::settings_failure;
+
 use std::marker::PhantomData;
 
 use axum::Json;
@@ -507,6 +509,11 @@ impl RequestContext {
     }
 }
 
+/// An optional epoch-milliseconds time as the APIs write it, or `null`.
+pub(crate) fn time_or_null(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |ms| json!(owl_model::clock::format_millis(ms)))
+}
+
 /// Now as the log API writes times.
 pub(crate) fn now_rfc3339() -> String {
     owl_model::format_timestamp(&chrono::Utc::now())
@@ -673,11 +680,7 @@ impl<T: Serialize> StatusOk<T> {
     /// A page of a list: `{status:"success", data:[...], pagination:{page, per_page, total,
     /// pages}, message}`.
     pub fn page(data: T, page: i64, per_page: i64, total: i64, message: impl Into<String>) -> StatusOk<T> {
-        let pages = if total == 0 {
-            0
-        } else {
-            (total + per_page - 1) / per_page
-        };
+        let pages = crate::validate::page_count(total, per_page);
         StatusOk {
             pagination: Some(json!({ "page": page, "per_page": per_page, "total": total, "pages": pages })),
             ..StatusOk::new(data, message)

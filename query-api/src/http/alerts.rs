@@ -53,8 +53,8 @@ use serde_json::{Value, json};
 use super::Routes;
 use super::extract::{AuthUser, ClientIp, Json, Path};
 use crate::envelope::{
-    AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, FailureKind, Family, FieldError, LogsV1Error,
-    LogsV1Ok,
+    AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, FailureKind, Family, LogsV1Error, LogsV1Ok,
+    settings_failure, time_or_null,
 };
 use crate::logs::params::{
     COMMON, DEFAULT_LIMIT, MAX_LIMIT, Params, RawQuery, STATS_MAX_DAYS, resolve_range,
@@ -126,26 +126,8 @@ pub fn router() -> axum::Router<AppState> {
     routes().into_router()
 }
 
-/// Makes this process's alert engine, if it runs one, apply a stored change before the change is
-/// answered. Other processes hear of it from the store ([`AlertStore::announce_change`]).
-pub(crate) async fn engine_reload(state: &AppState) {
-    if let Some(engine) = &state.alert_engine
-        && !engine.reload().await
-    {
-        tracing::warn!("the alert engine has stopped; the change applies when it starts again");
-    }
-}
-
-fn store(state: &AppState) -> AlertStore {
-    AlertStore::new(state.db.sql_db().clone(), state.secrets.clone())
-}
-
 fn store_failure(error: owl_alerts::StoreError) -> Failure {
     Failure::internal(error)
-}
-
-fn time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |ms| json!(format_millis(ms)))
 }
 
 /// The log API's AlertItem with the incident's facts.
@@ -156,7 +138,7 @@ fn item(alert: &Alert) -> Value {
         "severity": alert.severity.as_str(),
         "message": alert.message,
         "context": alert.context,
-        "sentAt": time(alert.sent_at),
+        "sentAt": time_or_null(alert.sent_at),
         "channels": alert.channels,
         "status": alert.status.as_str(),
         "state": alert.state.as_str(),
@@ -166,8 +148,8 @@ fn item(alert: &Alert) -> Value {
         "region": alert.region,
         "createdAt": format_millis(alert.created_at),
         "lastSeenAt": format_millis(alert.last_seen_at),
-        "resolvedAt": time(alert.resolved_at),
-        "acknowledgedAt": time(alert.acknowledged_at),
+        "resolvedAt": time_or_null(alert.resolved_at),
+        "acknowledgedAt": time_or_null(alert.acknowledged_at),
         "acknowledgedBy": alert.acknowledged_by,
         "lastError": alert.last_error,
     })
@@ -233,7 +215,7 @@ async fn history(
         status,
         ..base.clone()
     };
-    let store = store(&state);
+    let store = state.alert_store();
     let (alerts, total) = store
         .list_alerts(&filter, (page - 1) * limit, limit)
         .await
@@ -263,45 +245,19 @@ async fn history(
 
 fn config_view(effective: &EffectiveSettings) -> Value {
     let mut view = effective.settings.view();
-    view["updatedAt"] = time(effective.updated_at);
+    view["updatedAt"] = time_or_null(effective.updated_at);
     view["updatedBy"] = json!(effective.updated_by);
     view
 }
 
 /// `GET /api/v1/logs/alerts/config`.
 async fn get_config(State(state): State<AppState>) -> Result<LogsV1Ok<Value>, LogsV1Error> {
-    let effective = store(&state)
+    let effective = state
+        .alert_store()
         .effective_settings(&state.config)
         .await
         .map_err(store_failure)?;
     Ok(LogsV1Ok::new(config_view(&effective)))
-}
-
-/// The 400 of invalid alert settings, each field named under `prefix` (`alerts.` inside the log
-/// configuration).
-pub(crate) fn settings_failure(problems: Vec<SettingsProblem>, prefix: &str) -> Failure {
-    let channel = problems.iter().any(|p| p.channel);
-    let errors: Vec<FieldError> = problems
-        .into_iter()
-        .map(|p| {
-            let constraint = if p.channel { "channel" } else { "rule" };
-            FieldError::new(format!("{prefix}{}", p.field), constraint, p.message)
-        })
-        .collect();
-    let failure = Failure::invalid(errors);
-    if channel {
-        let message = format!(
-            "告警通道配置无效：{}",
-            failure
-                .errors
-                .iter()
-                .find(|e| e.constraint.as_deref() == Some("channel"))
-                .map_or("", |e| e.message.as_str())
-        );
-        Failure { message, ..failure }.with_code("LOG_ALERT_CHANNEL_INVALID")
-    } else {
-        failure
-    }
 }
 
 /// `PUT /api/v1/logs/alerts/config`.
@@ -312,7 +268,8 @@ async fn put_config(
 ) -> Result<LogsV1Ok<Value>, LogsV1Error> {
     let now = state.clock.now_ms();
     let may_move_channels = user.has(Permission::LogConfig);
-    let saved = store(&state)
+    let saved = state
+        .alert_store()
         .update_settings(&state.config, &user.user_code, now, |current: &AlertSettings| {
             // Where notices and channel credentials go is configuration (`log:config`); `log:alert`
             // may switch channels on and off and tune the rules.
@@ -330,7 +287,7 @@ async fn put_config(
         })
         .await
         .map_err(|e| Failure::internal(e).with_code("LOG_CONFIG_UPDATE_FAILED"))??;
-    engine_reload(&state).await;
+    state.reload_alert_engine().await;
     tracing::info!(by = %user.user_code, version = ?saved.version, "alert configuration updated");
     Ok(LogsV1Ok::with_message(config_view(&saved), "告警配置已更新"))
 }
@@ -359,7 +316,8 @@ async fn test_channel(
         "message 最多 1000 个字符",
     );
     v.finish()?;
-    let effective = store(&state)
+    let effective = state
+        .alert_store()
         .effective_settings(&state.config)
         .await
         .map_err(store_failure)?;
@@ -415,7 +373,8 @@ fn mute_json(mute: &Mute) -> Value {
 
 /// `GET /api/v1/logs/alerts/mutes`.
 async fn list_mutes(State(state): State<AppState>) -> Result<LogsV1Ok<Value>, LogsV1Error> {
-    let mutes = store(&state)
+    let mutes = state
+        .alert_store()
         .mutes(state.clock.now_ms())
         .await
         .map_err(store_failure)?;
@@ -497,8 +456,8 @@ async fn mute(
         created_by: user.user_code.clone(),
         created_at: now,
     };
-    store(&state).mute(&mute).await.map_err(store_failure)?;
-    engine_reload(&state).await;
+    state.alert_store().mute(&mute).await.map_err(store_failure)?;
+    state.reload_alert_engine().await;
     tracing::info!(by = %user.user_code, r#type = %alert_type, until = %format_millis(until_ms), "alert type muted");
     Ok(LogsV1Ok::with_message(mute_json(&mute), "告警已静默"))
 }
@@ -511,11 +470,12 @@ async fn unmute(
     let alert_type: AlertType = name
         .parse()
         .map_err(|e: owl_alerts::UnknownValue| Failure::invalid_field("type", "enum", e.to_string()))?;
-    let lifted = store(&state)
+    let lifted = state
+        .alert_store()
         .unmute(alert_type, state.clock.now_ms())
         .await
         .map_err(store_failure)?;
-    engine_reload(&state).await;
+    state.reload_alert_engine().await;
     if !lifted {
         return Err(Failure::not_found(format!("{alert_type} 未被静默")).into());
     }
@@ -527,7 +487,8 @@ async fn unmute(
 
 /// `GET /api/v1/logs/alerts/blocked-ips`.
 async fn list_blocked(State(state): State<AppState>) -> Result<LogsV1Ok<Value>, LogsV1Error> {
-    let blocked = store(&state)
+    let blocked = state
+        .alert_store()
         .blocked_ips(state.clock.now_ms())
         .await
         .map_err(store_failure)?;
@@ -551,7 +512,8 @@ async fn unblock(
     State(state): State<AppState>,
     Path(ip): Path<String>,
 ) -> Result<LogsV1Ok<Value>, LogsV1Error> {
-    let lifted = store(&state)
+    let lifted = state
+        .alert_store()
         .unblock_ip(&ip, state.clock.now_ms())
         .await
         .map_err(store_failure)?;
@@ -587,7 +549,8 @@ async fn active(
         regions: user.scope().regions_for(None),
         ..AlertFilter::default()
     };
-    let (alerts, total) = store(&state)
+    let (alerts, total) = state
+        .alert_store()
         .list_alerts(&filter, 0, MAX_ACTIVE)
         .await
         .map_err(store_failure)?;
@@ -603,7 +566,7 @@ async fn acknowledge(
     user: AuthUser,
     Path(alert_id): Path<uuid::Uuid>,
 ) -> Result<AnalyticsMonitoringOk<bool>, AnalyticsMonitoringError> {
-    let store = store(&state);
+    let store = state.alert_store();
     let not_found = || Failure::not_found(format!("预警 {alert_id} 不存在"));
     let alert = store
         .get_alert(alert_id)
@@ -650,7 +613,7 @@ impl Blocklist {
     pub(crate) fn new(state: &AppState) -> Arc<Blocklist> {
         let ip_anomaly = &state.config.alerts.ip_anomaly;
         Arc::new(Blocklist {
-            store: store(state),
+            store: state.alert_store(),
             clock: state.clock.clone(),
             enforce: ip_anomaly.enforce_at_query_api,
             exempt: ip_anomaly

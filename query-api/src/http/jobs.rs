@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::Routes;
 use super::extract::{AuthUser, Json, Path, Query};
-use crate::envelope::{Failure, FailureKind, Family, PlatformError, StatusOk};
+use crate::envelope::{Failure, FailureKind, Family, PlatformError, StatusOk, time_or_null};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 use crate::validate::Validator;
@@ -68,10 +68,6 @@ fn not_found(id: &str) -> Failure {
     Failure::not_found(format!("任务 {id} 不存在"))
 }
 
-fn time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |ms| json!(format_millis(ms)))
-}
-
 /// A job as every endpoint shows it.
 fn job_json(job: &Job, now_ms: i64) -> Value {
     json!({
@@ -85,8 +81,8 @@ fn job_json(job: &Job, now_ms: i64) -> Value {
         "enabled": job.enabled,
         "paused": job.paused,
         "status": job.status(now_ms),
-        "next_run_at": time(job.next_run_at),
-        "last_run_at": time(job.last_run_at),
+        "next_run_at": time_or_null(job.next_run_at),
+        "last_run_at": time_or_null(job.last_run_at),
         "last_outcome": job.last_outcome,
         "running_on": job.lease_until.filter(|until| *until >= now_ms).and(job.lease_owner.clone()),
         "created_at": format_millis(job.created_at),
@@ -103,8 +99,8 @@ fn run_json(run: &JobRun) -> Value {
         "trigger": run.trigger,
         "status": run.status,
         "queued_at": format_millis(run.queued_at),
-        "started_at": time(run.started_at),
-        "finished_at": time(run.finished_at),
+        "started_at": time_or_null(run.started_at),
+        "finished_at": time_or_null(run.finished_at),
         "duration_ms": run.duration_ms,
         "error": run.error,
         "files": run.report.files,

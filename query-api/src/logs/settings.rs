@@ -7,7 +7,7 @@
 //! every field sent is stored or none is.
 
 use chrono::{DateTime, Utc};
-use owl_alerts::{AlertSettingsPatch, AlertStore, EffectiveSettings};
+use owl_alerts::{AlertSettingsPatch, EffectiveSettings};
 use owl_logconfig::{LogConfig, LogConfigStore, LogConfigUpdate, Problem};
 use serde_json::Value;
 
@@ -38,10 +38,6 @@ pub(crate) fn store(state: &AppState) -> LogConfigStore {
     LogConfigStore::new(state.db.sql_db().clone(), LogConfig::defaults(&state.config))
 }
 
-fn alert_store(state: &AppState) -> AlertStore {
-    AlertStore::new(state.db.sql_db().clone(), state.secrets.clone())
-}
-
 fn config_failure(error: impl Into<anyhow::Error>) -> Failure {
     Failure::internal(error).with_code("LOG_CONFIG_UPDATE_FAILED")
 }
@@ -56,7 +52,8 @@ fn view(config: &LogConfig, alerts: &EffectiveSettings) -> Result<Value, Failure
 /// `GET`: the stored log settings and the alert configuration in force.
 pub(crate) async fn load(state: &AppState) -> Result<Value, Failure> {
     let stored = store(state).load().await.map_err(Failure::internal)?;
-    let alerts = alert_store(state)
+    let alerts = state
+        .alert_store()
         .effective_settings(&state.config)
         .await
         .map_err(Failure::internal)?;
@@ -74,8 +71,8 @@ pub(crate) async fn update(
         match update_once(state, change, by, now).await {
             Ok(Some(answer)) => {
                 if change.alerts.is_some() {
-                    alert_store(state).announce_change().await;
-                    crate::http::alerts::engine_reload(state).await;
+                    state.alert_store().announce_change().await;
+                    state.reload_alert_engine().await;
                 }
                 return Ok(answer);
             }
@@ -133,7 +130,7 @@ async fn update_once(
     now: DateTime<Utc>,
 ) -> Result<Option<Value>, Attempt> {
     let logs = store(state);
-    let alerts = alert_store(state);
+    let alerts = state.alert_store();
     let mut tx = state.db.pool().begin().await?;
     let current = logs.load_on(&mut tx).await?;
     let mut problems: Vec<FieldError> = Vec::new();
@@ -163,7 +160,7 @@ async fn update_once(
         }
     };
     if let Some(found) = refused {
-        let failure = crate::http::alerts::settings_failure(found, "alerts.");
+        let failure = crate::envelope::settings_failure(found, "alerts.");
         problems.extend(failure.errors);
     }
     let Some(mut next) = next.filter(|_| problems.is_empty()) else {
