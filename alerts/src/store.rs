@@ -45,9 +45,6 @@ pub enum StoreError {
         /// Attempts made.
         attempts: u32,
     },
-    /// Connecting failed.
-    #[error("alert store: {0}")]
-    Sql(#[from] owl_sql::SqlError),
     /// The database refused or could not be reached.
     #[error("alert store database error: {0}")]
     Sqlx(#[from] sqlx::Error),

@@ -375,14 +375,8 @@ pub async fn run_with(
             }
         })
     };
-    let retention_task = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            if !scheduled_maintenance {
-                retention_job.run(retention_interval, stop).await;
-            }
-        }
-    });
+    let retention_task =
+        (!scheduled_maintenance).then(|| tokio::spawn(retention_job.run(retention_interval, stop.clone())));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "collector listening");
     }
@@ -393,7 +387,9 @@ pub async fn run_with(
     let served = owl_http::serve(listener, router(state), stop.clone()).await;
     stop.cancel();
     let _ = watch_failure.await;
-    let _ = retention_task.await;
+    if let Some(task) = retention_task {
+        let _ = task.await;
+    }
     let stopped = collector.shutdown().await;
     served.context("while serving the collector")?;
     stopped

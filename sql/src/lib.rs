@@ -76,6 +76,18 @@ impl Backend {
         }
     }
 
+    /// Refuses a backend that cannot hold Owl's own schema (`storage.database_url`): MySQL and
+    /// MariaDB serve only as a CRM database.
+    pub fn holds_owl_schema(self) -> Result<(), SqlError> {
+        match self {
+            Backend::Sqlite | Backend::Postgres => Ok(()),
+            Backend::MySql => Err(SqlError::Unsupported {
+                backend: self.name(),
+                what: "Owl's own schema (storage.database_url)",
+            }),
+        }
+    }
+
     /// The UTC day number (days since 1970-01-01) of an epoch-milliseconds expression: integer
     /// division is `/` on SQLite and PostgreSQL integers but `DIV` on MySQL, where `/` yields a
     /// DECIMAL the `Any` driver cannot decode. Times before 1970 are outside what Owl stores.

@@ -32,15 +32,11 @@ pub async fn open(url: &str, max_connections: u32) -> Result<Db, SqlError> {
 
 /// Brings Owl's own schema up to date (idempotent).
 pub async fn migrate(db: &Db) -> Result<(), SqlError> {
-    let migrator = match db.backend() {
-        Backend::Sqlite => &SQLITE,
-        Backend::Postgres => &POSTGRES,
-        Backend::MySql => {
-            return Err(SqlError::Unsupported {
-                backend: db.backend().name(),
-                what: "Owl's own schema (storage.database_url)",
-            });
-        }
+    db.backend().holds_owl_schema()?;
+    let migrator = if db.backend() == Backend::Postgres {
+        &POSTGRES
+    } else {
+        &SQLITE
     };
     Ok(run_migrator(db, migrator).await?)
 }

@@ -50,35 +50,17 @@ impl TempDatabase {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let create = format!("CREATE DATABASE {name}");
-        let refused = |e: sqlx::Error| -> ! {
+        let mut connection = admin(&admin_url).await.unwrap_or_else(|e| {
             panic!(
                 "{} at {admin_url} is required (OWL_TEST_SKIP_SERVICES=1 to skip): {e}",
                 backend.name()
             )
-        };
-        match backend {
-            Backend::MySql => {
-                let mut connection = sqlx::MySqlConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| refused(e));
-                sqlx::query(sqlx::AssertSqlSafe(create))
-                    .execute(&mut connection)
-                    .await
-                    .expect("create the test database");
-                let _ = connection.close().await;
-            }
-            _ => {
-                let mut connection = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| refused(e));
-                sqlx::query(sqlx::AssertSqlSafe(create))
-                    .execute(&mut connection)
-                    .await
-                    .expect("create the test database");
-                let _ = connection.close().await;
-            }
-        }
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .expect("create the test database");
+        let _ = connection.close().await;
         TempDatabase {
             backend,
             admin_url,
@@ -96,6 +78,12 @@ impl TempDatabase {
     }
 }
 
+/// A connection to the server's administrative database, whichever backend it is.
+async fn admin(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(url).await
+}
+
 impl Drop for TempDatabase {
     fn drop(&mut self) {
         let (backend, admin_url, name) = (self.backend, self.admin_url.clone(), self.name.clone());
@@ -105,23 +93,17 @@ impl Drop for TempDatabase {
                 return;
             };
             runtime.block_on(async {
-                match backend {
-                    Backend::MySql => {
-                        if let Ok(mut connection) = sqlx::MySqlConnection::connect(&admin_url).await {
-                            let drop = format!("DROP DATABASE IF EXISTS {name}");
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
-                                .execute(&mut connection)
-                                .await;
-                        }
-                    }
-                    _ => {
-                        if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
-                            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
-                                .execute(&mut connection)
-                                .await;
-                        }
-                    }
+                if let Ok(mut connection) = admin(&admin_url).await {
+                    // PostgreSQL refuses to drop a database with sessions left unless forced.
+                    let force = if backend == Backend::Postgres {
+                        " WITH (FORCE)"
+                    } else {
+                        ""
+                    };
+                    let drop = format!("DROP DATABASE IF EXISTS {name}{force}");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut connection)
+                        .await;
                 }
             });
         });

@@ -76,15 +76,8 @@ pub struct Database {
 impl Database {
     /// Connects a pool of at most `max_connections` to Owl's own database (SQLite or PostgreSQL).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Database, DbError> {
+        Backend::of_url(url)?.holds_owl_schema()?;
         let db = owl_sql::Db::connect(url, max_connections).await?;
-        if db.backend() == Backend::MySql {
-            db.close().await;
-            return Err(owl_sql::SqlError::Unsupported {
-                backend: Backend::MySql.name(),
-                what: "Owl's own database (storage.database_url)",
-            }
-            .into());
-        }
         Ok(Database {
             db,
             access_generation: Arc::new(AtomicU64::new(0)),
