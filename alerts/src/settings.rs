@@ -716,7 +716,7 @@ impl Problems {
 }
 
 /// The log API's `UpdateAlertConfigDto`: every field optional; absent fields keep their value.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AlertSettingsPatch {
     /// SLOW_REQUEST.
@@ -801,7 +801,7 @@ impl AlertSettingsPatch {
 }
 
 /// Changes to SLOW_REQUEST.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlowRequestPatch {
     /// Whether the rule runs.
@@ -813,7 +813,7 @@ pub struct SlowRequestPatch {
 }
 
 /// Changes to HIGH_ERROR_RATE.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ErrorRatePatch {
     /// Whether the rule runs.
@@ -827,7 +827,7 @@ pub struct ErrorRatePatch {
 }
 
 /// Changes to IP_ANOMALY.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IpAnomalyPatch {
     /// Whether the rule runs.
@@ -839,7 +839,7 @@ pub struct IpAnomalyPatch {
 }
 
 /// Changes to DISK_SPACE.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DiskSpacePatch {
     /// Whether the rule runs.
@@ -851,7 +851,7 @@ pub struct DiskSpacePatch {
 }
 
 /// Changes to CPU_HIGH or MEMORY_HIGH.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ThresholdPatch {
     /// Whether the rule runs.
@@ -861,7 +861,7 @@ pub struct ThresholdPatch {
 }
 
 /// Changes to the channels.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationsPatch {
     /// Slack.
@@ -873,7 +873,7 @@ pub struct NotificationsPatch {
 }
 
 /// Changes to Slack.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackPatch {
     /// The webhook URL; `""` removes it.
@@ -883,7 +883,7 @@ pub struct SlackPatch {
 }
 
 /// Changes to Feishu.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FeishuPatch {
     /// The webhook URL; `""` removes it.
@@ -895,7 +895,7 @@ pub struct FeishuPatch {
 }
 
 /// Changes to email.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailPatch {
     /// Recipients (replaces the list).
@@ -907,6 +907,7 @@ pub struct EmailPatch {
     /// SMTP port.
     pub smtp_port: Option<u16>,
     /// `none`, `starttls` or `tls`.
+    #[schema(value_type = Option<String>)]
     pub tls: Option<SmtpTls>,
     /// SMTP user; `""` for none.
     pub username: Option<String>,

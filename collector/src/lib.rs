@@ -78,6 +78,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use agent_tokens::{AgentIdentity, AgentTokenError, AgentTokenStore, IssuedToken};
 pub use filter::{AdmitAll, IngestFilter};
+pub use http::openapi as api_docs;
 pub use http::{CollectorState, router};
 pub use ingest::{IngestError, IngestOutcome, Rejection};
 pub use observer::IngestObserver;

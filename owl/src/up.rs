@@ -311,6 +311,9 @@ pub async fn run_all_on(
                 schema_ready: true,
                 // The scheduler above runs audit retention.
                 scheduled_maintenance: true,
+                more_api_paths: Some(owl_collector::api_docs::paths(&format!(
+                    "http://{collector_addr}"
+                ))),
                 ..Default::default()
             },
         ),

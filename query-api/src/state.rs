@@ -36,6 +36,8 @@ pub struct Options {
     /// The process's scheduler runs audit retention as a job (`owl up`), so the query API does not
     /// run it every `check_interval_s` itself.
     pub scheduled_maintenance: bool,
+    /// More paths for `/openapi.json`: the collector's, when this process runs one (`owl up`).
+    pub more_api_paths: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Options {
@@ -103,6 +105,8 @@ pub struct SharedState {
     /// The CRM store, opened on first use ([`crate::crm::CrmStore::of`]), so that a CRM database
     /// that is down delays only the CRM endpoints.
     pub(crate) crm: tokio::sync::OnceCell<crate::crm::CrmStore>,
+    /// See [`Options::more_api_paths`].
+    pub more_api_paths: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -178,6 +182,7 @@ impl AppState {
             audit_masker: Arc::new(audit_masker),
             started_at: Instant::now(),
             crm: tokio::sync::OnceCell::new(),
+            more_api_paths: options.more_api_paths,
         };
         Ok(AppState {
             shared: Arc::new(shared),

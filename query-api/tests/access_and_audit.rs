@@ -256,10 +256,22 @@ async fn route_role_matrix(variant: Variant) {
         .expect(StatusCode::NOT_FOUND);
 }
 
-async fn scope_probe(user: AuthUser, Query(query): Query<BTreeMap<String, String>>) -> LogsV1Ok<Value> {
+/// The probe's filters.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct ProbeQuery {
+    region: Option<String>,
+    environment: Option<String>,
+}
+
+async fn scope_probe(user: AuthUser, Query(query): Query<ProbeQuery>) -> LogsV1Ok<Value> {
     let split = |key: &str| {
-        query
-            .get(key)
+        let value = if key == "region" {
+            &query.region
+        } else {
+            &query.environment
+        };
+        value
+            .as_ref()
             .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
     };
     let scope = user.scope();

@@ -5,6 +5,7 @@ mod error;
 mod health;
 mod ingest;
 mod loki;
+pub mod openapi;
 mod otlp;
 
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use crate::state::AppState;
 use crate::validate::Validator;
 
 /// An organization to create.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewOrgInput {
     pub org_code: Option<String>,
     pub org_name: Option<String>,
@@ -24,7 +24,7 @@ pub(crate) struct NewOrgInput {
 }
 
 /// Changes of an organization; absent fields keep their value.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct OrgChange {
     pub org_name: Option<String>,
     pub parent_code: Option<String>,

@@ -12,7 +12,7 @@ use crate::state::AppState;
 use crate::validate::Validator;
 
 /// A role to create.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewRoleInput {
     pub role_code: Option<String>,
     pub role_name: Option<String>,
@@ -23,7 +23,7 @@ pub(crate) struct NewRoleInput {
 }
 
 /// Changes of a role; absent fields keep their value.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct RoleChange {
     pub role_name: Option<String>,
     pub role_level: Option<i64>,
@@ -151,7 +151,7 @@ pub(crate) async fn delete(state: &AppState, id: i64) -> Result<(), Failure> {
 }
 
 /// The permissions a role holds from now on.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct AssignPermissions {
     pub permission_ids: Vec<i64>,
 }

@@ -20,7 +20,7 @@ use crate::validate::{Page, Validator};
 
 /// A user to create, as the admin API (`user_code`, `username`) or the platform API (`username`,
 /// `role`) sends it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewUserInput {
     pub user_code: Option<String>,
     pub username: Option<String>,
@@ -38,7 +38,7 @@ pub(crate) struct NewUserInput {
 }
 
 /// Changes of a user; absent fields keep their value.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct UserChange {
     pub username: Option<String>,
     pub password: Option<String>,
@@ -54,7 +54,7 @@ pub(crate) struct UserChange {
 }
 
 /// A page of the users list with its filters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub(crate) struct UserQuery {
     pub page: Option<i64>,
     pub page_size: Option<i64>,

@@ -77,6 +77,9 @@ pub(crate) fn routes() -> Routes {
     let global = alert.all_regions();
     Routes::new(Family::LogsV1, "alert")
         .route(Method::GET, "/api/v1/logs/alerts", alert, history)
+        .doc(super::openapi::Doc::params(
+            &[COMMON, &["type", "status"][..]].concat(),
+        ))
         .route(Method::GET, "/api/v1/logs/alerts/mutes", alert, list_mutes)
         .route(Method::POST, "/api/v1/logs/alerts/mutes", global, mute)
         .route(Method::DELETE, "/api/v1/logs/alerts/mutes/{type}", global, unmute)
@@ -292,7 +295,7 @@ async fn put_config(
     Ok(LogsV1Ok::with_message(config_view(&saved), "告警配置已更新"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestBody {
     channel: String,
@@ -383,7 +386,7 @@ async fn list_mutes(State(state): State<AppState>) -> Result<LogsV1Ok<Value>, Lo
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct MuteBody {
     r#type: String,

@@ -51,6 +51,7 @@ pub(crate) fn routes() -> Routes {
             AuditPolicy::Always,
             export,
         )
+        .doc(super::openapi::Doc::default().produces(&["text/csv"]))
 }
 
 /// The router of these endpoints.
@@ -85,7 +86,7 @@ async fn narrowed_scope(
     Ok(explore::narrow_scope(v, field, requested, &scope, &tree))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct OverviewParams {
     start_date: Option<String>,
     end_date: Option<String>,

@@ -182,7 +182,7 @@ async fn customers_summary(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct PeriodParams {
     period: Option<String>,
     start_date: Option<String>,
@@ -224,7 +224,7 @@ async fn customers_trend(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct RangeParams {
     start_date: Option<String>,
     end_date: Option<String>,
@@ -437,7 +437,7 @@ async fn database_metrics(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct HostParams {
     host: Option<String>,
 }

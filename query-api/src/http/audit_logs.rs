@@ -16,10 +16,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json, Path, Query};
+use super::openapi::Doc;
 use super::{AuditPolicy, Routes};
 use crate::csv_out::CsvLine;
 use crate::db::{AuditEntry, AuditFilter, Database};
 use crate::envelope::{AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, Family};
+use crate::logs::params::RawQuery;
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 use crate::validate::{Page, Validator};
@@ -33,6 +35,7 @@ pub(crate) fn routes() -> Routes {
     let read = Access::perm(Permission::AuditRead);
     Routes::new(Family::AnalyticsMonitoring, "audit_log")
         .route(Method::GET, "/api/foundation/audit-logs", read, list)
+        .doc(Doc::query::<ListParams>())
         .route(Method::GET, "/api/foundation/audit-logs/{id}", read, get)
         .route(
             Method::GET,
@@ -54,6 +57,7 @@ pub(crate) fn routes() -> Routes {
             AuditPolicy::Always,
             export,
         )
+        .doc(Doc::default().body::<ExportBody>(false).produces(&["text/csv"]))
 }
 
 /// The audit log router.
@@ -62,7 +66,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Filters shared by the list and the export.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 struct FilterParams {
     user_id: Option<i64>,
     username: Option<String>,
@@ -144,7 +148,7 @@ fn entry_json(entry: &AuditEntry) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct ListParams {
     page: Option<i64>,
     page_size: Option<i64>,
@@ -175,8 +179,9 @@ async fn page_of(
 /// `GET /api/foundation/audit-logs`.
 async fn list(
     State(state): State<AppState>,
-    Query(params): Query<Value>,
+    raw: RawQuery,
 ) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
+    let params = Value::Object(raw.0.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
     // Query strings carry every value as text; read them through the typed shape once, with
     // numbers parsed, so `user_id=abc` is a field error.
     let params: ListParams = typed_params(params)?;
@@ -219,7 +224,7 @@ async fn get(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct PageParams {
     page: Option<i64>,
     page_size: Option<i64>,
@@ -262,7 +267,7 @@ async fn by_resource(
     Ok(page_of(&state, page, filter).await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ExportBody {
     format: Option<String>,
     limit: Option<i64>,

@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Routes {
             AuditPolicy::Mutations,
             refresh,
         )
+        .doc(super::openapi::Doc::default().body::<RefreshBody>(true))
         .audited(
             Method::POST,
             "/api/auth/logout",
@@ -69,6 +70,7 @@ pub(crate) fn routes() -> Routes {
             AuditPolicy::Mutations,
             refresh_alias,
         )
+        .doc(super::openapi::Doc::default().body::<RefreshBody>(true))
         .route(Method::GET, "/api/me", Access::Authenticated, me)
 }
 
@@ -77,8 +79,14 @@ pub fn router() -> Router<AppState> {
     routes().into_router()
 }
 
+/// The refresh token in a body, when not sent as `Authorization: Bearer`.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
 /// The admin API's login body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     username: Option<String>,
     password: Option<String>,
@@ -168,10 +176,6 @@ async fn login_alias(
 fn refresh_token_of(headers: &HeaderMap, body: &Bytes) -> Result<String, Failure> {
     if let Some(token) = bearer_token(headers) {
         return Ok(token.to_string());
-    }
-    #[derive(Deserialize)]
-    struct RefreshBody {
-        refresh_token: Option<String>,
     }
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None

@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 
 use super::Routes;
 use super::extract::{AuthUser, Json};
+use super::openapi::Doc;
 use crate::envelope::{AnalyticsMonitoringError, AnalyticsMonitoringOk, Family};
 use crate::logs::params::{GivenTime, Params, RawQuery, apply_scope};
 use crate::logs::render::{crm_item, naive_time};
@@ -59,12 +60,14 @@ pub(crate) fn routes() -> Routes {
             read,
             query_get,
         )
+        .doc(Doc::params(QUERY_PARAMS))
         .route(
             Method::GET,
             "/api/analytics-monitoring/logs/statistics",
             read,
             statistics,
         )
+        .doc(Doc::params(STATISTICS_PARAMS))
 }
 
 /// The CRM log router.
@@ -72,8 +75,24 @@ pub fn router() -> Router<AppState> {
     routes().into_router()
 }
 
+/// The parameters of `GET /logs/query`: the body's fields.
+const QUERY_PARAMS: &[&str] = &[
+    "services",
+    "levels",
+    "start_time",
+    "end_time",
+    "keyword",
+    "file",
+    "function",
+    "page",
+    "page_size",
+];
+/// The parameters of `GET /logs/statistics`.
+const STATISTICS_PARAMS: &[&str] = &["services", "start_time", "end_time"];
+
 /// The CRM analytics API's query body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = CrmLogQuery)]
 #[serde(deny_unknown_fields)]
 struct QueryBody {
     services: Option<Vec<String>>,
@@ -216,18 +235,7 @@ impl QueryBody {
 
 /// Reads the GET variant's query string into the body's shape.
 fn from_query(raw: RawQuery, v: &mut Validator) -> QueryBody {
-    const ALLOWED: &[&str] = &[
-        "services",
-        "levels",
-        "start_time",
-        "end_time",
-        "keyword",
-        "file",
-        "function",
-        "page",
-        "page_size",
-    ];
-    let params = Params::new(raw, ALLOWED, &["services", "levels"], v);
+    let params = Params::new(raw, QUERY_PARAMS, &["services", "levels"], v);
     QueryBody {
         services: Some(params.list(v, "services")),
         levels: Some(params.list(v, "levels")),
@@ -305,12 +313,7 @@ async fn statistics(
     raw: RawQuery,
 ) -> Result<AnalyticsMonitoringOk<Value>, AnalyticsMonitoringError> {
     let mut v = Validator::new();
-    let params = Params::new(
-        raw,
-        &["services", "start_time", "end_time"],
-        &["services"],
-        &mut v,
-    );
+    let params = Params::new(raw, STATISTICS_PARAMS, &["services"], &mut v);
     let services = params.list(&mut v, "services");
     let start_text = params.text(&mut v, "start_time");
     let end_text = params.text(&mut v, "end_time");

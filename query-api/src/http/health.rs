@@ -35,8 +35,16 @@ const DISK_UNHEALTHY_PERCENT: f64 = 2.0;
 pub(crate) fn routes() -> Routes {
     Routes::new(Family::Platform, "health")
         .route(Method::GET, "/health", Access::Public, health)
+        .doc(unhealthy())
         .route(Method::GET, "/api/health", Access::Public, health)
+        .doc(unhealthy())
         .route(Method::GET, "/health/detailed", Access::Public, detailed)
+        .doc(unhealthy())
+}
+
+/// Unhealthy is a 503 in the success envelope, with `status: "error"`.
+fn unhealthy() -> super::openapi::Doc {
+    super::openapi::Doc::default().success_also(503)
 }
 
 /// The health router.

@@ -186,7 +186,7 @@ fn parse_params(v: &mut Validator, params: Option<Value>) -> Option<Value> {
 }
 
 /// The body of `POST /api/jobs` (the platform API's example also sends `db_type`, kept in `params`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateBody {
     name: Option<String>,
     task_type: Option<String>,
@@ -259,7 +259,7 @@ async fn create(
 }
 
 /// The body of `PUT /api/jobs/{job_id}`; absent fields keep their value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     name: Option<String>,
@@ -403,7 +403,7 @@ async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Re
 }
 
 /// The page of `GET /api/jobs/{job_id}/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct RunsParams {
     page: Option<i64>,
     per_page: Option<i64>,

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::extract::{AuthUser, Path, ShutdownSignal, parse_json, parse_part};
+use super::openapi::Doc;
 use super::{AuditPolicy, Routes};
 use crate::envelope::{Failure, Family, LogsV1Error, LogsV1Ok};
 use crate::logs::cleanup::CleanupType;
@@ -56,13 +57,20 @@ const TOP_PATHS: usize = 10;
 pub(crate) fn routes() -> Routes {
     let read = Access::perm(Permission::LogRead);
     let config = Access::perm(Permission::LogConfig);
+    let common = COMMON;
+    let ranged: &[&'static str] = &["startTime", "endTime", "service", "region"];
     Routes::new(Family::LogsV1, "log")
         .route(Method::GET, "/api/v1/logs/query", read, query)
+        .doc(Doc::params(&[common, QUERY_FILTERS].concat()))
         .route(Method::GET, "/api/v1/logs/trace/{traceId}", read, trace_of)
         .route(Method::GET, "/api/v1/logs/errors", read, errors)
+        .doc(Doc::params(&[common, ERROR_FILTERS].concat()))
         .route(Method::GET, "/api/v1/logs/slow-requests", read, slow_requests)
+        .doc(Doc::params(&[common, &["thresholdMs"], SLOW_FILTERS].concat()))
         .route(Method::GET, "/api/v1/logs/stats", read, stats)
+        .doc(Doc::params(&[ranged, &["groupBy"]].concat()))
         .route(Method::GET, "/api/v1/logs/modules", read, modules)
+        .doc(Doc::params(ranged))
         .audited(
             Method::GET,
             "/api/v1/logs/export",
@@ -71,7 +79,12 @@ pub(crate) fn routes() -> Routes {
             AuditPolicy::Always,
             export_logs,
         )
+        .doc(
+            Doc::params(&[ranged, &["sortBy", "sortOrder", "format"], QUERY_FILTERS].concat())
+                .produces(&["text/csv", "application/x-ndjson"]),
+        )
         .route(Method::GET, "/api/v1/logs/stream", read, live)
+        .doc(Doc::params(&[&["service", "region"], QUERY_FILTERS].concat()).produces(&["text/event-stream"]))
         .route(Method::GET, "/api/v1/logs/{id}", read, detail)
         .route(
             Method::POST,
@@ -79,6 +92,7 @@ pub(crate) fn routes() -> Routes {
             Access::perm(Permission::LogCleanup).all_regions(),
             run_cleanup,
         )
+        .doc(Doc::default().body::<CleanupBody>(true))
         .resource("log_config")
         .route(Method::GET, "/api/v1/logs/config", config, get_config)
         .route(
@@ -87,7 +101,13 @@ pub(crate) fn routes() -> Routes {
             config.all_regions(),
             put_config,
         )
+        .doc(Doc::default().body::<Value>(false))
 }
+
+/// The filters of `GET /errors`, beyond [`COMMON`].
+const ERROR_FILTERS: &[&str] = &["errorType", "errorCode", "userId", "url", "keyword"];
+/// The filters of `GET /slow-requests`, beyond [`COMMON`] and `thresholdMs`.
+const SLOW_FILTERS: &[&str] = &["url", "userId"];
 
 /// The log API router.
 pub fn router() -> Router<AppState> {
@@ -275,9 +295,8 @@ async fn errors(
     user: AuthUser,
     raw: RawQuery,
 ) -> Result<LogsV1Ok<Value>, LogsV1Error> {
-    const FILTERS: &[&str] = &["errorType", "errorCode", "userId", "url", "keyword"];
     let mut v = Validator::new();
-    let (listing, range) = Listing::parse(&state, raw, FILTERS, FILTERS, QUERY_MAX_DAYS, &mut v);
+    let (listing, range) = Listing::parse(&state, raw, ERROR_FILTERS, ERROR_FILTERS, QUERY_MAX_DAYS, &mut v);
     v.finish()?;
     let range = range?;
     let (found, stats) = match listing.scoped(&user, &range) {
@@ -325,13 +344,12 @@ async fn slow_requests(
     user: AuthUser,
     raw: RawQuery,
 ) -> Result<LogsV1Ok<Value>, LogsV1Error> {
-    const FILTERS: &[&str] = &["url", "userId"];
     let mut v = Validator::new();
     let (listing, range) = Listing::parse(
         &state,
         raw,
         &["thresholdMs", "url", "userId"],
-        FILTERS,
+        SLOW_FILTERS,
         QUERY_MAX_DAYS,
         &mut v,
     );
@@ -778,7 +796,7 @@ async fn put_config(
 }
 
 /// The log API's CleanupLogDto.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CleanupBody {
     #[serde(rename = "type")]

@@ -36,6 +36,7 @@ pub mod health;
 pub mod jobs;
 pub mod logs;
 pub(crate) mod middleware;
+pub mod openapi;
 pub mod organizations;
 pub mod roles;
 pub mod users;
@@ -149,6 +150,7 @@ pub(crate) fn created_success(id: i64, message: &str, resource: serde_json::Valu
 pub struct Routes {
     router: Router<AppState>,
     specs: Vec<Arc<RouteSpec>>,
+    docs: Vec<openapi::RouteDoc>,
     family: Family,
     resource: &'static str,
 }
@@ -159,6 +161,7 @@ impl Routes {
         Routes {
             router: Router::new(),
             specs: Vec::new(),
+            docs: Vec::new(),
             family,
             resource,
         }
@@ -180,7 +183,7 @@ impl Routes {
     pub fn route<H, T>(self, method: Method, path: &'static str, access: Access, handler: H) -> Routes
     where
         H: Handler<T, AppState>,
-        T: 'static,
+        T: openapi::Describe + 'static,
     {
         self.add(method, path, access, None, AuditPolicy::Mutations, handler)
     }
@@ -197,7 +200,7 @@ impl Routes {
     ) -> Routes
     where
         H: Handler<T, AppState>,
-        T: 'static,
+        T: openapi::Describe + 'static,
     {
         self.add(method, path, access, Some(action), audit, handler)
     }
@@ -213,7 +216,7 @@ impl Routes {
     ) -> Routes
     where
         H: Handler<T, AppState>,
-        T: 'static,
+        T: openapi::Describe + 'static,
     {
         let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
         let spec = Arc::new(RouteSpec {
@@ -232,6 +235,20 @@ impl Routes {
         }));
         self.router = self.router.route(path, method_router);
         self.specs.push(spec);
+        let mut input = openapi::Input::default();
+        T::describe(&mut input);
+        self.docs.push(openapi::RouteDoc {
+            input,
+            doc: openapi::Doc::default(),
+        });
+        self
+    }
+
+    /// Documents what the route added last reads by hand (its query string, its body) and
+    /// answers beyond JSON.
+    pub fn doc(mut self, doc: openapi::Doc) -> Routes {
+        let last = self.docs.last_mut().expect("doc follows a route");
+        last.doc = doc;
         self
     }
 
@@ -239,12 +256,18 @@ impl Routes {
     pub fn merge(mut self, other: Routes) -> Routes {
         self.router = self.router.merge(other.router);
         self.specs.extend(other.specs);
+        self.docs.extend(other.docs);
         self
     }
 
     /// The declarations.
     pub fn specs(&self) -> impl Iterator<Item = &RouteSpec> {
         self.specs.iter().map(|s| s.as_ref())
+    }
+
+    /// The declarations with their documentation.
+    pub fn documented(&self) -> impl Iterator<Item = (&RouteSpec, &openapi::RouteDoc)> {
+        self.specs.iter().map(|s| s.as_ref()).zip(&self.docs)
     }
 
     /// The router.
@@ -351,8 +374,10 @@ async fn not_found(request: Request) -> Response {
 pub fn application(state: AppState, table: Routes) -> Router {
     let max_body = state.config.query_api.max_body_bytes;
     let region = state.config.query_api.region.clone();
+    let api = openapi::document(&table, state.more_api_paths.as_ref());
     table
         .into_router()
+        .merge(openapi::docs_router(api))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(from_fn_with_state(state.clone(), middleware::authenticate))

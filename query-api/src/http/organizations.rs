@@ -80,7 +80,7 @@ async fn create(
     Ok(super::created_success(org.id, "组织创建成功", org_json(&org)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct ListParams {
     #[serde(rename = "type")]
     kind: Option<String>,

@@ -23,6 +23,23 @@ pub struct Node {
 }
 
 pub async fn start() -> Node {
+    start_with(UpOptions {
+        demo: false,
+        demo_rate: 0,
+    })
+    .await
+}
+
+/// `owl up --demo` on free ports: the demo's generated logs, CRM rows and directory.
+pub async fn start_demo() -> Node {
+    start_with(UpOptions {
+        demo: true,
+        demo_rate: 5,
+    })
+    .await
+}
+
+async fn start_with(options: UpOptions) -> Node {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data_dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -51,10 +68,6 @@ pub async fn start() -> Node {
     let query = format!("http://{}", query_listener.local_addr().unwrap());
     let collector = format!("http://{}", collector_listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    let options = UpOptions {
-        demo: false,
-        demo_rate: 0,
-    };
     let task = tokio::spawn(run_all_on(
         config,
         options,

@@ -21,7 +21,8 @@ pub enum FilterValue {
 }
 
 /// `POST /api/analytics/query` (and export) as sent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = AnalyticsQueryBody)]
 pub struct QueryBody {
     /// `YYYY-MM-DD`, default 29 days before the end.
     pub start_date: Option<String>,
