@@ -196,6 +196,52 @@ impl Generator {
             .collect()
     }
 
+    /// Writes the log API's own examples at `now`: its trace `CN-1733580000000-a1b2c3d4` (IAM ->
+    /// Form -> Approval, the span ids it shows), its LogItem (the failed Form request) and its
+    /// database error, so that its curl examples find what they show.
+    pub fn seed_examples(&mut self, now: DateTime<Utc>) -> std::io::Result<()> {
+        const TRACE: &str = "CN-1733580000000-a1b2c3d4";
+        let ts = |offset: i64| owl_model::format_timestamp(&(now + chrono::Duration::milliseconds(offset)));
+        let user = json!({"id": "user-001", "name": "zhangsan"});
+        let client = json!({"ip": "192.168.1.100", "user_agent": "Mozilla/5.0..."});
+        let iam = json!({
+            "@timestamp": ts(0), "level": "INFO", "message": "POST /api/v1/auth/verify | 200 | 23ms",
+            "trace": {"id": TRACE, "span_id": "IAM-1733580000100-m1n2o3", "parent_span_id": null},
+            "http": {"request_id": "1733580000100-iam", "method": "POST", "url": "/api/v1/auth/verify", "status_code": 200, "duration_ms": 23},
+            "user": user, "client": client,
+            "service": {"name": "IAM", "region": "CN", "instance": "iam-pod-1"},
+        });
+        let form = json!({
+            "@timestamp": ts(23), "level": "ERROR", "message": "POST /api/v1/forms | 500 | 1234ms",
+            "trace": {"id": TRACE, "span_id": "FORM-1733580000123-x1y2z3", "parent_span_id": "IAM-1733580000100-m1n2o3"},
+            "http": {"request_id": "1733580000123-abc", "method": "POST", "url": "/api/v1/forms", "status_code": 500, "duration_ms": 1234},
+            "user": user, "client": client,
+            "service": {"name": "Form", "region": "CN", "instance": "form-pod-1"},
+            "error": {"type": "InternalServerError", "message": "Database connection failed"},
+        });
+        let database = json!({
+            "@timestamp": ts(23), "level": "ERROR", "message": "Database connection failed",
+            "trace": {"id": TRACE, "span_id": "FORM-1733580000123-x1y2z3"},
+            "http": {"request_id": "1733580000123-abc", "method": "POST", "url": "/api/v1/forms", "status_code": 500, "duration_ms": 1234},
+            "user": user,
+            "service": {"name": "Form", "region": "CN", "instance": "form-pod-1"},
+            "error": {"type": "DatabaseError", "code": "CONNECTION_REFUSED", "message": "Failed to connect to database",
+                      "stack": "Error: Failed to connect...\n    at ..."},
+        });
+        let approval = json!({
+            "@timestamp": ts(100), "level": "INFO", "message": "POST /api/v1/approvals | 200 | 45ms",
+            "trace": {"id": TRACE, "span_id": "APPROVAL-1733580000200-p1q2r3", "parent_span_id": "FORM-1733580000123-x1y2z3"},
+            "http": {"request_id": "1733580000200-apv", "method": "POST", "url": "/api/v1/approvals", "status_code": 200, "duration_ms": 45},
+            "user": user,
+            "service": {"name": "Approval", "region": "CN", "instance": "approval-pod-1"},
+        });
+        self.sinks[1].line(&iam.to_string())?;
+        self.sinks[2].line(&form.to_string())?;
+        self.sinks[2].line(&database.to_string())?;
+        self.sinks[3].line(&approval.to_string())?;
+        self.flush()
+    }
+
     /// Writes one user request (four services, one trace) plus background lines at `now`.
     pub fn request(&mut self, now: DateTime<Utc>) -> std::io::Result<()> {
         self.sequence += 1;
@@ -378,6 +424,12 @@ impl Generator {
 /// Runs the generator until `shutdown`: `rate` requests a second.
 pub async fn run(dir: PathBuf, rate: u32, shutdown: CancellationToken) -> std::io::Result<()> {
     let mut generator = Generator::new(&dir, rand::rng().random())?;
+    // The seed examples once per data directory: a restart does not write them again.
+    let marker = dir.join(".seed-examples-written");
+    if !marker.exists() {
+        generator.seed_examples(Utc::now())?;
+        std::fs::write(&marker, b"")?;
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let per_tick = (rate / 5).max(1);
     loop {

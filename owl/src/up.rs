@@ -161,6 +161,9 @@ impl owl_query_api::ComponentHealth for ReceiversHealth {
     }
 }
 
+/// The shortest password `--demo` accepts (the seed examples' `test123`).
+pub const DEMO_MIN_PASSWORD_LENGTH: usize = 6;
+
 /// Options of `owl up`.
 #[derive(Debug, Clone, Copy)]
 pub struct UpOptions {
@@ -262,6 +265,9 @@ pub async fn run_all_on(
     let server_stop = CancellationToken::new();
 
     let demo_task = if options.demo {
+        // The seed examples' user test001 has the password test123.
+        config.auth.min_password_length = config.auth.min_password_length.min(DEMO_MIN_PASSWORD_LENGTH);
+
         let dir = config.data_dir.join("demo-logs");
         std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
         config.agent.inputs.extend(demo::agent_inputs(&dir));
@@ -279,6 +285,13 @@ pub async fn run_all_on(
     let index = open_index_off_runtime(&config).await?;
 
     let db = open_database(&config).await?;
+    if options.demo {
+        // The organizations and user the admin API's examples name, after the first admin and
+        // before the query API starts (which then finds both and seeds nothing concurrently).
+        owl_query_api::admin::load_demo_directory(&config)
+            .await
+            .context("while creating the demo organizations and user test001")?;
+    }
     let alerts = Alerts::start(&config, &db).await?;
     let log_config = LogSettings::start(&config, &db, &index).await;
     let jobs = log_config.start_jobs(&config, &db, &index, &alerts).await?;

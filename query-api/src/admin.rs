@@ -264,6 +264,61 @@ pub async fn reset_password(config: &Config, user_code: &str, password: &str) ->
     result
 }
 
+/// The organizations of the admin API's examples, as its create example writes them.
+pub const DEMO_ORGANIZATIONS: &[(&str, &str, &str, i64, &str)] = &[
+    ("0501", "广东省电力公司", "0", 1, ""),
+    ("050101", "广州供电局", "0501", 2, ""),
+    ("050102", "深圳供电局", "0501", 2, "深圳供电局"),
+];
+
+/// `owl up --demo`: the directory the seed examples name, once (after the first admin, who is
+/// created as on any first start): the organizations 0501, 050101 and 050102 and the user
+/// `test001` (password `test123`, role developer, of 050101), each exactly as the admin API's
+/// create examples write them, so that sending those examples again answers the stored resource.
+pub async fn load_demo_directory(config: &Config) -> anyhow::Result<()> {
+    let Bootstrap { database, .. } = bootstrap_with(config, true).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let result = async {
+        for (code, name, parent, level, description) in DEMO_ORGANIZATIONS {
+            if database.find_organization_by_code(code).await?.is_none() {
+                let org = crate::db::NewOrganization {
+                    org_code: (*code).to_string(),
+                    org_name: (*name).to_string(),
+                    parent_code: (*parent).to_string(),
+                    org_level: *level,
+                    description: (*description).to_string(),
+                    status: 1,
+                };
+                database.insert_organization(&org, now).await?;
+            }
+        }
+        if database.find_user_by_code("test001").await?.is_none() {
+            let role = database
+                .find_role_by_code("developer")
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the built-in role developer is missing"))?;
+            let user = NewUser {
+                user_code: "test001".into(),
+                username: "测试用户".into(),
+                password_hash: hash_password("test123".into()).await?,
+                org_code: "050101".into(),
+                role_id: role.id,
+                phone: "13800138001".into(),
+                address: "测试地址".into(),
+                email: String::new(),
+                avatar: String::new(),
+                regions: Vec::new(),
+                status: 1,
+            };
+            database.insert_user(&user, now).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    database.close().await;
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1263,3 +1263,58 @@ async fn a_user_manager_acts_only_below_itself_within_its_regions_and_grants_onl
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
 }
+
+/// A create sent again as it was (a retry after a lost answer, a setup script run twice) answers
+/// the resource as stored, 200; the same code with any field or the password different is 409.
+#[tokio::test]
+async fn a_repeated_create_answers_the_resource_and_a_different_one_conflicts() {
+    let Some(env) = TestEnv::start(Variant::Sqlite).await else {
+        return;
+    };
+    let admin = env.admin().await;
+    let org = json!({ "org_code": "0501", "org_name": "广东省电力公司", "parent_code": "0" });
+    let first = env
+        .call("POST", "/api/organizations", Some(&admin), Some(org.clone()))
+        .await
+        .expect(StatusCode::CREATED);
+    let again = env
+        .call("POST", "/api/organizations", Some(&admin), Some(org))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(again.body["success"], true);
+    assert_eq!(again.body["data"]["id"], first.body["data"]["id"]);
+    env.call(
+        "POST",
+        "/api/organizations",
+        Some(&admin),
+        Some(json!({ "org_code": "0501", "org_name": "另一个名字", "parent_code": "0" })),
+    )
+    .await
+    .expect(StatusCode::CONFLICT);
+
+    let user = json!({ "user_code": "test001", "username": "测试用户", "password": "test1234", "org_code": "0501", "role_id": 3, "phone": "13800138001" });
+    let first = env
+        .call("POST", "/api/users", Some(&admin), Some(user.clone()))
+        .await
+        .expect(StatusCode::CREATED);
+    let again = env
+        .call("POST", "/api/users", Some(&admin), Some(user.clone()))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(again.body["data"]["id"], first.body["data"]["id"]);
+    assert!(
+        again.body["data"].get("password_hash").is_none(),
+        "{}",
+        again.text
+    );
+    let mut other_password = user.clone();
+    other_password["password"] = json!("test5678");
+    env.call("POST", "/api/users", Some(&admin), Some(other_password))
+        .await
+        .expect(StatusCode::CONFLICT);
+    let mut other_phone = user;
+    other_phone["phone"] = json!("13800138002");
+    env.call("POST", "/api/users", Some(&admin), Some(other_phone))
+        .await
+        .expect(StatusCode::CONFLICT);
+}

@@ -188,6 +188,15 @@ fn ceil_seconds(duration: Duration) -> u64 {
 }
 
 impl Auth {
+    /// Whether `password` matches the PHC string `hash`, checked on the sign-in gate's threads;
+    /// `false` when the gate is full.
+    pub async fn password_matches(&self, password: String, hash: String) -> bool {
+        match self.verify_gate.admit() {
+            Some(admitted) => admitted.verify(password, hash).await.unwrap_or(false),
+            None => false,
+        }
+    }
+
     /// A service over the database and store, signing with `secret`.
     pub fn new(db: Database, kv: Arc<dyn KvStore>, secret: &[u8], clock: Clock, config: AuthConfig) -> Auth {
         Auth {

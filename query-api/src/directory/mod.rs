@@ -10,6 +10,17 @@ pub(crate) mod users;
 
 use crate::envelope::Failure;
 
+/// What a create did. Sending the same create again (a retry after a lost answer, a setup
+/// script run twice) finds the resource as that request would have made it: the second answer
+/// is the resource, not a conflict. The same code with anything else different is a conflict.
+#[derive(Debug)]
+pub(crate) enum Creation<T> {
+    /// Stored now.
+    Created(T),
+    /// Already stored exactly as asked.
+    Existing(T),
+}
+
 /// A row read back right after its insert: the answer shows what the database holds (defaults,
 /// joined names). One that cannot be read back is a server error.
 fn inserted<T>(id: i64, what: &str, found: Option<T>) -> Result<T, Failure> {

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use super::Creation;
 use crate::auth::Principal;
 use crate::authz::{self, OrgScope};
 use crate::db::{NewOrganization, OrgUpdate, Organization, ROOT_PARENT, subtree};
@@ -62,7 +63,7 @@ pub(crate) async fn create(
     state: &AppState,
     user: &Principal,
     body: NewOrgInput,
-) -> Result<Organization, Failure> {
+) -> Result<Creation<Organization>, Failure> {
     let scope = authz::org_scope(user);
     let mut v = Validator::new();
     let org_code = v.code("org_code", body.org_code.as_deref(), 64);
@@ -92,8 +93,18 @@ pub(crate) async fn create(
         description,
         status,
     };
+    if let Some(existing) = state.db.find_organization_by_code(&new.org_code).await?
+        && existing.org_name == new.org_name
+        && existing.parent_code == new.parent_code
+        && existing.org_level == new.org_level
+        && existing.description == new.description
+        && existing.status == new.status
+        && authz::in_org_scope(&scope, &existing.org_code)
+    {
+        return Ok(Creation::Existing(existing));
+    }
     let id = state.db.insert_organization(&new, state.clock.now_ms()).await?;
-    super::inserted(id, "organization", state.db.find_organization(id).await?)
+    super::inserted(id, "organization", state.db.find_organization(id).await?).map(Creation::Created)
 }
 
 /// The organizations `user` sees, of one status if given.

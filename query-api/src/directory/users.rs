@@ -11,6 +11,7 @@
 
 use serde::Deserialize;
 
+use super::Creation;
 use crate::auth::{Principal, check_policy, hash_password};
 use crate::authz::{self, GrantProblem, OrgScope};
 use crate::db::{NewUser, Role, UserFilter, UserRecord, UserStats, UserUpdate};
@@ -164,7 +165,7 @@ pub(crate) async fn create(
     state: &AppState,
     actor: &Principal,
     body: NewUserInput,
-) -> Result<UserRecord, Failure> {
+) -> Result<Creation<UserRecord>, Failure> {
     let scope = authz::org_scope(actor);
     let mut v = Validator::new();
     // The platform API's body has only `username`, the login name; the admin API's has `user_code` and a display name.
@@ -216,12 +217,33 @@ pub(crate) async fn create(
     let status = v.status("status", body.status).unwrap_or(1);
     v.finish()?;
 
+    let user_code = user_code.expect("validated above");
+    let username = username.expect("validated above");
+    let role_id = role.expect("validated above").id;
+    if let Some(existing) = state.db.find_user_by_code(&user_code).await? {
+        let same = existing.username == username
+            && existing.org_code == org_code
+            && existing.role_id == role_id
+            && existing.phone == phone
+            && existing.address == address
+            && existing.email == email
+            && existing.avatar == avatar
+            && existing.regions == regions
+            && existing.status == status
+            && state
+                .auth
+                .password_matches(password.clone(), existing.password_hash.clone())
+                .await;
+        if same && authz::may_see_user(actor, &scope, &existing) {
+            return Ok(Creation::Existing(existing));
+        }
+    }
     let new = NewUser {
-        user_code: user_code.expect("validated above"),
-        username: username.expect("validated above"),
+        user_code,
+        username,
         password_hash: hash_password(password).await.map_err(Failure::internal)?,
         org_code,
-        role_id: role.expect("validated above").id,
+        role_id,
         phone,
         address,
         email,
@@ -230,7 +252,7 @@ pub(crate) async fn create(
         status,
     };
     let id = state.db.insert_user(&new, state.clock.now_ms()).await?;
-    super::inserted(id, "user", state.db.find_user(id).await?)
+    super::inserted(id, "user", state.db.find_user(id).await?).map(Creation::Created)
 }
 
 /// A page of the users `actor` sees, the total, and the page as asked.

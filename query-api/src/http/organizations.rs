@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::Routes;
 use super::extract::{AuthUser, Json, Path, Query};
 use crate::db::Organization;
-use crate::directory::orgs;
+use crate::directory::{Creation, orgs};
 use crate::envelope::{AuthAdminError, Family, Success};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
@@ -76,8 +76,12 @@ async fn create(
     user: AuthUser,
     Json(body): Json<orgs::NewOrgInput>,
 ) -> Result<Response, AuthAdminError> {
-    let org = orgs::create(&state, &user, body).await?;
-    Ok(super::created_success(org.id, "组织创建成功", org_json(&org)))
+    Ok(match orgs::create(&state, &user, body).await? {
+        Creation::Created(org) => super::created_success(org.id, "组织创建成功", org_json(&org)),
+        Creation::Existing(org) => {
+            Success::with_message("组织已存在，与请求一致", org_json(&org)).into_response()
+        }
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::extract::{AuthUser, Json, Path, Query};
 use super::{AuditPolicy, Routes};
 use crate::db::UserRecord;
-use crate::directory::users;
+use crate::directory::{Creation, users};
 use crate::envelope::{AuthAdminError, Failure, Family, PlatformError, StatusOk, Success};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
@@ -92,8 +92,12 @@ async fn create(
     actor: AuthUser,
     Json(body): Json<users::NewUserInput>,
 ) -> Result<Response, AuthAdminError> {
-    let user = users::create(&state, &actor, body).await?;
-    Ok(super::created_success(user.id, "用户创建成功", user_json(&user)))
+    Ok(match users::create(&state, &actor, body).await? {
+        Creation::Created(user) => super::created_success(user.id, "用户创建成功", user_json(&user)),
+        Creation::Existing(user) => {
+            Success::with_message("用户已存在，与请求一致", user_json(&user)).into_response()
+        }
+    })
 }
 
 /// `GET /api/users`: `{success, data:{list, pagination}}`.

@@ -23,23 +23,34 @@ pub struct Node {
 }
 
 pub async fn start() -> Node {
-    start_with(UpOptions {
-        demo: false,
-        demo_rate: 0,
-    })
+    start_with(
+        UpOptions {
+            demo: false,
+            demo_rate: 0,
+        },
+        |_| {},
+    )
     .await
 }
 
 /// `owl up --demo` on free ports: the demo's generated logs, CRM rows and directory.
 pub async fn start_demo() -> Node {
-    start_with(UpOptions {
-        demo: true,
-        demo_rate: 5,
-    })
+    start_demo_with(|_| {}).await
+}
+
+/// [`start_demo`] with changes to the configuration.
+pub async fn start_demo_with(tweak: impl FnOnce(&mut Config)) -> Node {
+    start_with(
+        UpOptions {
+            demo: true,
+            demo_rate: 5,
+        },
+        tweak,
+    )
     .await
 }
 
-async fn start_with(options: UpOptions) -> Node {
+async fn start_with(options: UpOptions, tweak: impl FnOnce(&mut Config)) -> Node {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data_dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -62,6 +73,7 @@ async fn start_with(options: UpOptions) -> Node {
         poll_interval_ms: 50,
         ..InputConfig::default()
     }];
+    tweak(&mut config);
     config.validate().unwrap();
     let query_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let collector_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -143,10 +155,15 @@ pub fn search_recent(
 
 /// Logs in as the first admin.
 pub async fn admin_token(http: &reqwest::Client, node: &Node) -> String {
+    admin_token_with(http, node, ADMIN_PASSWORD).await
+}
+
+/// Logs in as the first admin, created with `password`.
+pub async fn admin_token_with(http: &reqwest::Client, node: &Node, password: &str) -> String {
     let login: Value = wait_for("the query API to sign in", Duration::from_secs(60), || async {
         let response = http
             .post(format!("{}/api/auth/login", node.query))
-            .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .json(&serde_json::json!({"username": "admin", "password": password}))
             .send()
             .await
             .ok()?;
