@@ -4,9 +4,10 @@
 //!
 //! Four examples are about systems Owl does not replace, and answer what Owl answers for them:
 //! the log API's `POST /api/v1/forms` shows the Data Plane headers a business service returns
-//! (checked here on the answer Owl gives that path), and the platform API's database instances,
-//! its account-sync task type and its instance statistics (`/api/instances`, `task_type:
-//! sync_accounts`, `/api/statistics`) belong to its database-management side.
+//! (checked here on the answer Owl gives that path); the platform API's database instances and
+//! its account-sync task type (`/api/instances`, `task_type: sync_accounts`) belong to its
+//! database-management side; and its `GET /api/statistics`, which that document gives three
+//! meanings, is not served (Owl's log statistics are `GET /api/v1/logs/stats`).
 
 mod common;
 
