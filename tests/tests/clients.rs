@@ -45,12 +45,6 @@ async fn send(python: PathBuf, name: &str, node: &Node, marker: &str) -> Value {
     run(python, args).await
 }
 
-async fn get_json(http: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
-    let response = http.get(url).bearer_auth(token).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opentelemetry_sdk_logs_and_traces_make_one_waterfall() {
     let Some(python) = python() else { return };

@@ -473,25 +473,6 @@ async fn webhook_sink() -> String {
     url
 }
 
-async fn login(http: &reqwest::Client, node: &Node, user: &str, password: &str) -> (String, String) {
-    let body: Value = http
-        .post(format!("{}/api/auth/login", node.query))
-        .json(&serde_json::json!({"username": user, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = |name: &str| {
-        body["data"][name]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"))
-            .to_string()
-    };
-    (token("access_token"), token("refresh_token"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_curl_example_answers_as_its_seed_shows() {
     let hook = webhook_sink().await;
@@ -506,34 +487,28 @@ async fn every_seed_curl_example_answers_as_its_seed_shows() {
     let http = reqwest::Client::new();
     let admin = admin_token_with(&http, &node, "Admin123").await;
     // The demo's seed trace is tailed and indexed within seconds of the start.
-    wait_for("the seed trace", Duration::from_secs(60), || async {
-        let response = http
-            .get(format!(
-                "{}/api/v1/logs/trace/CN-1733580000000-a1b2c3d4",
-                node.query
-            ))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .ok()?;
-        let body: Value = response.json().await.ok()?;
-        (body["data"]["spans"].as_array().map(Vec::len) >= Some(3)).then_some(())
-    })
+    let trace_url = format!("{}/api/v1/logs/trace/CN-1733580000000-a1b2c3d4", node.query);
+    wait_for_json(
+        "the seed trace",
+        Duration::from_secs(60),
+        &http,
+        trace_url.clone(),
+        &admin,
+        |body| body["data"]["spans"].as_array().map(Vec::len) >= Some(3),
+    )
     .await;
     // And slow Form requests of the demo (1 in 25 takes 2.1 s to 6 s; 3 s and more are asked).
-    wait_for("a slow Form request", Duration::from_secs(120), || async {
-        let response = http
-            .get(format!(
-                "{}/api/v1/logs/slow-requests?thresholdMs=3000&service=Form",
-                node.query
-            ))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .ok()?;
-        let body: Value = response.json().await.ok()?;
-        (body["data"]["total"].as_u64() > Some(0)).then_some(())
-    })
+    wait_for_json(
+        "a slow Form request",
+        Duration::from_secs(120),
+        &http,
+        format!(
+            "{}/api/v1/logs/slow-requests?thresholdMs=3000&service=Form",
+            node.query
+        ),
+        &admin,
+        |body| body["data"]["total"].as_u64() > Some(0),
+    )
     .await;
 
     let (mut test001, mut test001_refresh) = login(&http, &node, "test001", "test123").await;
@@ -576,31 +551,17 @@ async fn every_seed_curl_example_answers_as_its_seed_shows() {
 
     // What the seeds' examples show of the demo: test001 of 050101, the trace's three spans in
     // their order, the replayed creates answering the stored resources.
-    let users: Value = http
-        .get(format!(
+    let (_, users) = get_json(
+        &http,
+        format!(
             "{}/api/users?page=1&page_size=10&status=1&org_code=050101",
             node.query
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+        &admin,
+    )
+    .await;
     assert_eq!(users["data"]["list"][0]["user_code"], "test001", "{users}");
-    let trace: Value = http
-        .get(format!(
-            "{}/api/v1/logs/trace/CN-1733580000000-a1b2c3d4",
-            node.query
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, trace) = get_json(&http, trace_url, &admin).await;
     let spans: Vec<&str> = trace["data"]["spans"]
         .as_array()
         .unwrap()

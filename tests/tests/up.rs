@@ -134,18 +134,14 @@ async fn an_alert_config_change_applies_before_the_put_answers() {
         .await
         .unwrap();
     assert!(ingest.status().is_success(), "{}", ingest.text().await.unwrap());
-    let alerts: Value = wait_for("the SLOW_REQUEST alert", Duration::from_secs(20), || async {
-        let body: Value = http
-            .get(format!("{}/api/v1/logs/alerts?type=SLOW_REQUEST", node.query))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (body["data"]["total"].as_u64() > Some(0)).then_some(body)
-    })
+    let alerts = wait_for_json(
+        "the SLOW_REQUEST alert",
+        Duration::from_secs(20),
+        &http,
+        format!("{}/api/v1/logs/alerts?type=SLOW_REQUEST", node.query),
+        &token,
+        |body| body["data"]["total"].as_u64() > Some(0),
+    )
     .await;
     assert_eq!(alerts["data"]["items"][0]["type"], "SLOW_REQUEST", "{alerts}");
     node.stop().await;
@@ -237,18 +233,14 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
             .is_some_and(|d| !d.is_empty()),
         "{runs}"
     );
-    wait_for("the DISK_SPACE alert", Duration::from_secs(20), || async {
-        let body: Value = http
-            .get(format!("{}/api/v1/logs/alerts?type=DISK_SPACE", node.query))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (body["data"]["total"].as_u64() > Some(0)).then_some(())
-    })
+    wait_for_json(
+        "the DISK_SPACE alert",
+        Duration::from_secs(20),
+        &http,
+        format!("{}/api/v1/logs/alerts?type=DISK_SPACE", node.query),
+        &token,
+        |body| body["data"]["total"].as_u64() > Some(0),
+    )
     .await;
 
     // Paused, it says so; a bad schedule names the field; an unknown task type is named too.
@@ -395,21 +387,13 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
 
 /// The runs of a job once its newest run succeeded.
 async fn finished_run(http: &reqwest::Client, node: &Node, token: &str, job: &str) -> Value {
-    let url = format!("{}/api/jobs/{job}/runs", node.query);
-    wait_for("the job's run to finish", Duration::from_secs(20), || {
-        let url = url.clone();
-        async move {
-            let body: Value = http
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (body["data"][0]["status"] == "succeeded").then_some(body)
-        }
-    })
+    wait_for_json(
+        "the job's run to finish",
+        Duration::from_secs(20),
+        http,
+        format!("{}/api/jobs/{job}/runs", node.query),
+        token,
+        |body| body["data"][0]["status"] == "succeeded",
+    )
     .await
 }

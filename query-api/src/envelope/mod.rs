@@ -128,6 +128,24 @@ pub enum FailureKind {
     Internal,
 }
 
+impl FailureKind {
+    /// Every kind, for the API document.
+    pub const ALL: [FailureKind; 12] = [
+        FailureKind::Unauthorized,
+        FailureKind::PermissionDenied,
+        FailureKind::Forbidden,
+        FailureKind::NotFound,
+        FailureKind::Invalid,
+        FailureKind::BadRequest,
+        FailureKind::Conflict,
+        FailureKind::PayloadTooLarge,
+        FailureKind::TooManyRequests,
+        FailureKind::Unavailable,
+        FailureKind::Timeout,
+        FailureKind::Internal,
+    ];
+}
+
 /// A field-level validation error (the log API's `FieldError`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldError {
@@ -310,7 +328,7 @@ impl Failure {
     }
 
     /// The platform API's error type names.
-    fn platform_error(&self) -> &'static str {
+    pub fn platform_error(&self) -> &'static str {
         match self.kind {
             FailureKind::Unauthorized => "AuthenticationError",
             FailureKind::PermissionDenied | FailureKind::Forbidden => "AuthorizationError",

@@ -31,7 +31,7 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::extract::{AuthUser, ClientIp, Json, Path, Query, ShutdownSignal};
 use super::{RouteSpec, Routes};
-use crate::envelope::Family;
+use crate::envelope::{Failure, FailureKind, Family};
 use crate::logs::params::RawQuery;
 use crate::permissions::Access;
 use crate::state::AppState;
@@ -368,9 +368,47 @@ struct FamilyDoc {
     name: &'static str,
     success: Value,
     error: Value,
-    /// The status of a failed validation.
-    invalid: u16,
-    codes: &'static [&'static str],
+    /// The error codes its answers carry.
+    codes: Vec<&'static str>,
+}
+
+/// Codes the log API's routes set beside their failure kind's own (`Failure::with_code`).
+const ROUTE_CODES: [&str; 11] = [
+    "LOG_QUERY_TIME_RANGE_TOO_LARGE",
+    "LOG_QUERY_TOO_BROAD",
+    "LOG_QUERY_TOO_MANY",
+    "LOG_TRACE_NOT_FOUND",
+    "LOG_NOT_FOUND",
+    "LOG_STREAM_LIMIT_EXCEEDED",
+    "LOG_CLEANUP_IN_PROGRESS",
+    "LOG_CONFIG_UPDATE_FAILED",
+    "LOG_ALERT_TEST_FAILED",
+    "LOG_ALERT_CHANNEL_INVALID",
+    "IP_BLOCKED",
+];
+
+/// A family's error codes, from the failure kinds' own (`Failure::code`, `Failure::platform_error`).
+fn codes(family: Family) -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = Vec::new();
+    for kind in FailureKind::ALL {
+        let failure = Failure::new(kind, "");
+        let code = match family {
+            Family::Platform => failure.platform_error(),
+            _ => failure.code(),
+        };
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
+    if family == Family::LogsV1 {
+        codes.extend(ROUTE_CODES);
+    }
+    codes
+}
+
+/// The status a family answers a failed validation with (`Failure::status`).
+fn invalid_status(family: Family) -> u16 {
+    Failure::new(FailureKind::Invalid, "").status(family).as_u16()
 }
 
 fn family_doc(family: Family) -> FamilyDoc {
@@ -424,23 +462,7 @@ fn family_doc(family: Family) -> FamilyDoc {
                     "statusCode": {"type": "integer"},
                 },
             }),
-            invalid: 400,
-            codes: &[
-                "UNAUTHORIZED",
-                "LOG_PERMISSION_DENIED",
-                "FORBIDDEN",
-                "NOT_FOUND",
-                "LOG_QUERY_INVALID_PARAMS",
-                "LOG_QUERY_TIME_RANGE_TOO_LARGE",
-                "LOG_QUERY_TIMEOUT",
-                "LOG_TRACE_NOT_FOUND",
-                "CONFLICT",
-                "PAYLOAD_TOO_LARGE",
-                "TOO_MANY_REQUESTS",
-                "IP_BLOCKED",
-                "SERVICE_UNAVAILABLE",
-                "INTERNAL_SERVER_ERROR",
-            ],
+            codes: codes(family),
         },
         Family::AuthAdmin => FamilyDoc {
             name: "AuthAdmin",
@@ -471,19 +493,7 @@ fn family_doc(family: Family) -> FamilyDoc {
                     "data": {"type": "null"},
                 },
             }),
-            invalid: 400,
-            codes: &[
-                "UNAUTHORIZED",
-                "LOG_PERMISSION_DENIED",
-                "FORBIDDEN",
-                "NOT_FOUND",
-                "LOG_QUERY_INVALID_PARAMS",
-                "CONFLICT",
-                "PAYLOAD_TOO_LARGE",
-                "TOO_MANY_REQUESTS",
-                "SERVICE_UNAVAILABLE",
-                "INTERNAL_SERVER_ERROR",
-            ],
+            codes: codes(family),
         },
         Family::Platform => FamilyDoc {
             name: "Platform",
@@ -510,27 +520,13 @@ fn family_doc(family: Family) -> FamilyDoc {
                 "required": ["status", "error", "message", "code", "details"],
                 "properties": {
                     "status": {"const": "error"},
-                    "error": {"enum": [
-                        "AuthenticationError", "AuthorizationError", "ResourceNotFoundError",
-                        "ValidationError", "ConflictError", "RateLimitError",
-                        "ExternalServiceError", "InternalServerError",
-                    ]},
+                    "error": {"enum": codes(family)},
                     "message": string,
                     "code": {"type": "integer"},
                     "details": {"type": "object", "properties": {"errors": field_errors}},
                 },
             }),
-            invalid: 422,
-            codes: &[
-                "AuthenticationError",
-                "AuthorizationError",
-                "ResourceNotFoundError",
-                "ValidationError",
-                "ConflictError",
-                "RateLimitError",
-                "ExternalServiceError",
-                "InternalServerError",
-            ],
+            codes: codes(family),
         },
         Family::AnalyticsMonitoring => FamilyDoc {
             name: "AnalyticsMonitoring",
@@ -553,8 +549,7 @@ fn family_doc(family: Family) -> FamilyDoc {
                     },
                 },
             }),
-            invalid: 400,
-            codes: &[],
+            codes: Vec::new(),
         },
     }
 }
@@ -616,8 +611,7 @@ fn error_response(family: &FamilyDoc, description: &str) -> RefOr<utoipa::openap
         .into()
 }
 
-fn operation(spec: &RouteSpec, doc: &RouteDoc) -> Operation {
-    let family = family_doc(spec.family);
+fn operation(spec: &RouteSpec, doc: &RouteDoc, family: &FamilyDoc) -> Operation {
     let mut op = Operation::new();
     op.tags = Some(vec![spec.resource.to_string()]);
     op.summary = Some(summary(spec));
@@ -711,7 +705,7 @@ fn operation(spec: &RouteSpec, doc: &RouteDoc) -> Operation {
                 .build(),
         );
     }
-    let invalid = family.invalid.to_string();
+    let invalid = invalid_status(spec.family).to_string();
     let errors: [(&str, &str); 8] = [
         (
             "400",
@@ -734,12 +728,12 @@ fn operation(spec: &RouteSpec, doc: &RouteDoc) -> Operation {
     let mut seen = std::collections::BTreeSet::new();
     for (status, description) in errors {
         if seen.insert(status) {
-            responses = responses.response(status, error_response(&family, description));
+            responses = responses.response(status, error_response(family, description));
         }
     }
     responses = responses.response(
         "5XX",
-        error_response(&family, "A dependency is down or took too long."),
+        error_response(family, "A dependency is down or took too long."),
     );
     op.responses = responses.build();
     op
@@ -747,9 +741,20 @@ fn operation(spec: &RouteSpec, doc: &RouteDoc) -> Operation {
 
 /// The document of a route table, with `extra` paths (the collector's) beside its own.
 pub fn document(table: &Routes, extra: Option<&Value>) -> Value {
+    let families: Vec<(Family, FamilyDoc)> = FAMILIES.map(|family| (family, family_doc(family))).into();
+    let family_of = |family: Family| {
+        let (_, doc) = families
+            .iter()
+            .find(|(f, _)| *f == family)
+            .expect("every family is documented");
+        doc
+    };
     let mut paths: BTreeMap<String, PathItem> = BTreeMap::new();
     for (spec, doc) in table.documented() {
-        let item = PathItem::new(http_method(&spec.method), operation(spec, doc));
+        let item = PathItem::new(
+            http_method(&spec.method),
+            operation(spec, doc, family_of(spec.family)),
+        );
         paths
             .entry(spec.path.to_string())
             .and_modify(|existing| existing.merge_operations(item.clone()))
@@ -803,8 +808,7 @@ pub fn document(table: &Routes, extra: Option<&Value>) -> Value {
     // The envelopes use JSON Schema 2020-12 words (`const`, type lists) that utoipa's model does
     // not hold: they are added to the JSON.
     let mut api = serde_json::to_value(api).expect("an OpenAPI document serialises");
-    for family in FAMILIES {
-        let doc = family_doc(family);
+    for (_, doc) in families {
         let schemas = &mut api["components"]["schemas"];
         schemas[format!("{}Success", doc.name)] = doc.success;
         schemas[format!("{}Error", doc.name)] = doc.error;

@@ -160,10 +160,15 @@ pub async fn admin_token(http: &reqwest::Client, node: &Node) -> String {
 
 /// Logs in as the first admin, created with `password`.
 pub async fn admin_token_with(http: &reqwest::Client, node: &Node, password: &str) -> String {
+    login(http, node, "admin", password).await.0
+}
+
+/// Logs in as `user`, once the query API answers: its access and refresh tokens.
+pub async fn login(http: &reqwest::Client, node: &Node, user: &str, password: &str) -> (String, String) {
     let login: Value = wait_for("the query API to sign in", Duration::from_secs(60), || async {
         let response = http
             .post(format!("{}/api/auth/login", node.query))
-            .json(&serde_json::json!({"username": "admin", "password": password}))
+            .json(&serde_json::json!({"username": user, "password": password}))
             .send()
             .await
             .ok()?;
@@ -171,7 +176,37 @@ pub async fn admin_token_with(http: &reqwest::Client, node: &Node, password: &st
         response.json().await.ok()
     })
     .await;
-    login["data"]["access_token"].as_str().unwrap().to_string()
+    let token = |name: &str| {
+        login["data"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {login}"))
+            .to_string()
+    };
+    (token("access_token"), token("refresh_token"))
+}
+
+/// A GET with `token`: its status and JSON body (null when it has none).
+pub async fn get_json(http: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
+    let response = http.get(url).bearer_auth(token).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls a GET with `token` until its JSON body is `done`; the body.
+pub async fn wait_for_json(
+    what: &str,
+    timeout: Duration,
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(what, timeout, || async {
+        let response = http.get(&url).bearer_auth(token).send().await.ok()?;
+        let body: Value = response.json().await.ok()?;
+        done(&body).then_some(body)
+    })
+    .await
 }
 
 impl Node {
