@@ -43,6 +43,7 @@ mod db;
 mod directory;
 pub mod envelope;
 pub mod http;
+mod jobs;
 mod kv;
 pub mod limits;
 mod logs;
@@ -117,9 +118,13 @@ pub async fn run_with(
     if !scheduled_maintenance {
         tokio::spawn(http::middleware::audit_retention(state.clone(), shutdown.clone()));
     }
+    let scheduler = jobs::start(&state, shutdown.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("while starting the query API's scheduled jobs: {e}"))?;
     owl_http::serve(listener, router, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!("while serving the query API on {address}: {e}"))?;
+    let _ = scheduler.await;
     state.db.close().await;
     Ok(())
 }

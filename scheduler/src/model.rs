@@ -35,16 +35,6 @@ impl TaskType {
         TaskType::WarmAnalyticsCache,
     ];
 
-    /// The types Owl's schedulers run today; a job of another type would never start, so the API
-    /// refuses to create one.
-    pub const RUNNABLE: [TaskType; 5] = [
-        TaskType::Retention,
-        TaskType::AuditRetention,
-        TaskType::Cleanup,
-        TaskType::DiskCheck,
-        TaskType::MergePartitions,
-    ];
-
     /// The stored and API name (`audit_retention`).
     pub fn as_str(self) -> &'static str {
         match self {

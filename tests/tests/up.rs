@@ -180,7 +180,13 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
         .collect();
     assert_eq!(
         names,
-        ["audit_retention", "disk_check", "merge_partitions", "retention"]
+        [
+            "audit_retention",
+            "disk_check",
+            "merge_partitions",
+            "retention",
+            "warm_analytics_cache"
+        ]
     );
     let retention = list["data"]
         .as_array()
@@ -280,11 +286,50 @@ async fn owl_up_lists_runs_and_steers_its_jobs() {
         reqwest::Method::POST,
         "/api/jobs",
         Some(
-            serde_json::json!({"name": "warm", "task_type": "warm_analytics_cache", "schedule": "0 4 * * *"}),
+            serde_json::json!({"name": "warm", "task_type": "warm_analytics_cache",
+                                "schedule": "0 4 * * *", "params": {"max_scopes": 0}}),
         ),
     )
     .await;
-    assert_eq!(status, 400, "a type no scheduler runs yet is refused: {refused}");
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("max_scopes"),
+        "{refused}"
+    );
+
+    // The cache warming, run by the query API's scheduler: the seven figures for the one scope
+    // (the admin's), after which a request without parameters is a hit.
+    let warm = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "warm_analytics_cache")
+        .unwrap()
+        .clone();
+    assert_eq!(warm["schedule"], "0 */4 * * * *", "{warm}");
+    let warm_id = warm["id"].as_str().unwrap().to_string();
+    let (status, run) = call(reqwest::Method::POST, &format!("/api/jobs/{warm_id}/run"), None).await;
+    assert_eq!(status, 202, "{run}");
+    let runs = finished_run(&http, &node, &token, &warm_id).await;
+    assert_eq!(runs["data"][0]["records"], 7, "{runs}");
+    assert_eq!(runs["data"][0]["detail"]["scopes"], 1, "{runs}");
+    assert!(
+        runs["data"][0]["runner"]
+            .as_str()
+            .unwrap()
+            .ends_with(":query-api"),
+        "{runs}"
+    );
+    let summary = http
+        .get(format!(
+            "{}/api/analytics-monitoring/analytics/customers/summary",
+            node.query
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(summary.headers()["x-cache"], "HIT");
 
     // A cleanup on a schedule: its parameters are checked, and a run reports what it dropped.
     let (status, refused) = call(

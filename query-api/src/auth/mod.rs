@@ -486,13 +486,7 @@ impl Auth {
         let user = self.current_user(&claims).await?;
         let permissions = self.permissions_of(&user).await?;
         let role_level = user.role_level;
-        let orgs = if role_level <= crate::permissions::SUPER_ADMIN_LEVEL {
-            None
-        } else if user.org_code.is_empty() {
-            Some(BTreeSet::new())
-        } else {
-            Some(subtree(&self.db.all_organizations().await?, &user.org_code))
-        };
+        let orgs = self.org_scope_of(&user, &mut None).await?;
         let principal = Arc::new(Principal {
             user_id: user.id,
             user_code: user.user_code,
@@ -510,6 +504,27 @@ impl Auth {
         self.principals
             .insert(access_token, claims.exp, principal.clone(), epoch);
         Ok(principal)
+    }
+
+    /// The organizations a user may see: `None` for a super admin (every organization), else their
+    /// organization and its descendants (empty without one). `tree` keeps the organization tree
+    /// between calls over many users; it is read only when needed.
+    pub async fn org_scope_of(
+        &self,
+        user: &UserRecord,
+        tree: &mut Option<Vec<crate::db::Organization>>,
+    ) -> Result<Option<BTreeSet<String>>, AuthError> {
+        if user.role_level <= crate::permissions::SUPER_ADMIN_LEVEL {
+            return Ok(None);
+        }
+        if user.org_code.is_empty() {
+            return Ok(Some(BTreeSet::new()));
+        }
+        let all = match tree {
+            Some(all) => all,
+            None => tree.insert(self.db.all_organizations().await?),
+        };
+        Ok(Some(subtree(all, &user.org_code)))
     }
 
     /// The permission codes a user holds: every code for `admin`, none while the role is disabled.

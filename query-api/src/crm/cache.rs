@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::OrgScope;
 use crate::envelope::Failure;
-use crate::kv::KvStore;
+use crate::kv::{KvError, KvStore};
 use crate::state::AppState;
 use owl_model::clock::Clock;
 
@@ -132,15 +132,26 @@ impl AnalyticsCache {
         if !usable {
             return Ok((data, CacheStatus::Bypass));
         }
-        let expires_at = now.saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX));
-        let entry = format!("{FORMAT}:{expires_at}:{data}");
-        match self.kv.set(key, &entry, Some(self.ttl)).await {
+        match self.put(key, &data, now).await {
             Ok(()) => Ok((data, CacheStatus::Miss)),
             Err(error) => {
                 tracing::warn!(%error, key, "analytics cache unwritable; answer not cached");
                 Ok((data, CacheStatus::Bypass))
             }
         }
+    }
+
+    /// Stores `data` under `key`, fresh for the TTL from `now_ms` (what the warm job does ahead of
+    /// the requests).
+    pub async fn put(&self, key: &str, data: &str, now_ms: i64) -> Result<(), KvError> {
+        let expires_at = now_ms.saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX));
+        let entry = format!("{FORMAT}:{expires_at}:{data}");
+        self.kv.set(key, &entry, Some(self.ttl)).await
+    }
+
+    /// Whether answers are cached at all (`query_api.analytics_cache_ttl_s` above 0).
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
     }
 }
 

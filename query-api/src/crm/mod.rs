@@ -32,12 +32,14 @@
 //! that is down at start-up does not stop the query API: its endpoints answer 503 and
 //! `monitoring/health/database` reports it unhealthy until it is back.
 
+pub mod answers;
 pub mod cache;
 mod demo;
 pub(crate) mod explore;
 pub(crate) mod figures;
 pub(crate) mod monitoring;
 pub mod period;
+pub mod warm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

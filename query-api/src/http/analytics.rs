@@ -18,10 +18,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::analytics_monitoring::{json_body, to_json_text};
+use super::analytics_monitoring::json_body;
 use super::extract::{AuthUser, Json, Query};
 use super::{AuditPolicy, Routes};
 use crate::authz;
+use crate::crm::answers::to_json_text;
 use crate::crm::explore::{self, AnalyticsQuery, QueryBody};
 use crate::crm::{AnalyticsCache, CacheStatus, CrmStore, OrgScope};
 use crate::envelope::{AuthAdminError, Failure, Family, Success};

@@ -11,22 +11,21 @@
 //!   accepted values in the message.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Routes;
 use super::extract::{AuthUser, Query};
 use crate::authz;
+use crate::crm::answers::{Figure, PeriodParams, RangeParams, to_json_text};
 use crate::crm::monitoring::{self, SystemFigures};
-use crate::crm::period::{Period, PeriodError, Window, parse_optional_date};
-use crate::crm::{AnalyticsCache, CacheStatus, CrmStore, CrmStoreError, OrgScope};
+use crate::crm::{AnalyticsCache, CacheStatus, CrmStore};
 use crate::envelope::{AnalyticsMonitoringError, AnalyticsMonitoringOk, Failure, FailureKind, Family};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
@@ -126,42 +125,33 @@ pub(crate) fn json_body(body: String, cache: CacheStatus) -> Response {
     response
 }
 
-/// Serialises a figure (cannot fail: the figures are plain data).
-pub(crate) fn to_json_text(value: &impl Serialize) -> String {
-    serde_json::to_string(value).expect("analytics figures serialise to JSON")
-}
-
-/// Answers an analytics figure through the cache: `compute` runs only on a miss, with the store and
-/// the caller's scope.
-async fn cached<T, F, Fut>(
+/// Answers a figure through the cache: it is computed only on a miss, over the caller's scope.
+async fn answer(
     state: &AppState,
-    endpoint: &str,
-    params: Value,
-    scope: &OrgScope,
-    message: &str,
-    compute: F,
-) -> Result<Response, AnalyticsMonitoringError>
-where
-    T: Serialize,
-    F: FnOnce(CrmStore, OrgScope) -> Fut,
-    Fut: Future<Output = Result<T, CrmStoreError>>,
-{
-    let key = AnalyticsCache::key(&format!("analytics-monitoring:{endpoint}"), &params, scope);
+    user: &AuthUser,
+    figure: Figure,
+) -> Result<Response, AnalyticsMonitoringError> {
+    let scope = authz::org_scope(user);
+    let now = state.clock.now_ms();
     let (data, status) = AnalyticsCache::of(state)
-        .get_or_compute(&key, || async {
+        .get_or_compute(&figure.cache_key(&scope), || async {
             let store = CrmStore::of(state).await?;
-            Ok(to_json_text(&compute(store, scope.clone()).await?))
+            Ok(figure.compute(&store, &scope, now).await?)
         })
         .await?;
     let body = format!(
         r#"{{"code":200,"message":{},"data":{data}}}"#,
-        to_json_text(&message)
+        to_json_text(&figure.message())
     );
     Ok(json_body(body, status))
 }
 
-fn currency(state: &AppState) -> String {
-    state.config.query_api.crm_currency_code.clone()
+fn today(state: &AppState) -> chrono::NaiveDate {
+    state.clock.now().date_naive()
+}
+
+fn currency(state: &AppState) -> &str {
+    &state.config.query_api.crm_currency_code
 }
 
 /// `GET .../analytics/customers/summary`.
@@ -169,39 +159,7 @@ async fn customers_summary(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Response, AnalyticsMonitoringError> {
-    let scope = authz::org_scope(&user);
-    let now = state.clock.now_ms();
-    cached(
-        &state,
-        "customers/summary",
-        json!({}),
-        &scope,
-        "获取客户统计摘要成功",
-        |store, scope| async move { store.customers_summary(&scope, now).await },
-    )
-    .await
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-struct PeriodParams {
-    period: Option<String>,
-    start_date: Option<String>,
-    end_date: Option<String>,
-}
-
-impl PeriodParams {
-    /// The period and window: the period's default window ending today unless dates are given.
-    fn resolve(&self, default: Period, today: chrono::NaiveDate) -> Result<(Period, Window), Failure> {
-        let period = Period::parse("period", self.period.as_deref(), default)?;
-        let start = parse_optional_date("start_date", self.start_date.as_deref())?;
-        let end = parse_optional_date("end_date", self.end_date.as_deref())?;
-        let window = Window::from_params(start, end, period.default_window(today))?;
-        Ok((period, window))
-    }
-}
-
-fn window_params(period: Period, window: &Window) -> Value {
-    json!({ "period": period.name(), "start_date": window.first.to_string(), "end_date": window.last.to_string() })
+    answer(&state, &user, Figure::CustomersSummary).await
 }
 
 /// `GET .../analytics/customers/trend?period=day|week|month` (default `day`).
@@ -210,24 +168,8 @@ async fn customers_trend(
     user: AuthUser,
     Query(params): Query<PeriodParams>,
 ) -> Result<Response, AnalyticsMonitoringError> {
-    let (period, window) = params.resolve(Period::Day, state.clock.now().date_naive())?;
-    let buckets = window.buckets(period).map_err(Failure::from)?;
-    let scope = authz::org_scope(&user);
-    cached(
-        &state,
-        "customers/trend",
-        window_params(period, &window),
-        &scope,
-        "获取客户增长趋势成功",
-        |store, scope| async move { store.customers_trend(&scope, &window, &buckets).await },
-    )
-    .await
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-struct RangeParams {
-    start_date: Option<String>,
-    end_date: Option<String>,
+    let figure = Figure::customers_trend(&params, today(&state)).map_err(Failure::from)?;
+    answer(&state, &user, figure).await
 }
 
 /// `GET .../analytics/orders/summary?start_date=&end_date=` (both optional, `YYYY-MM-DD`, UTC days,
@@ -237,31 +179,8 @@ async fn orders_summary(
     user: AuthUser,
     Query(params): Query<RangeParams>,
 ) -> Result<Response, AnalyticsMonitoringError> {
-    let start = parse_optional_date("start_date", params.start_date.as_deref())?;
-    let end = parse_optional_date("end_date", params.end_date.as_deref())?;
-    if let (Some(start), Some(end)) = (start, end) {
-        if start > end {
-            return Err(Failure::from(PeriodError::Reversed { start, end }).into());
-        }
-    }
-    let start_ms = start.map(crate::crm::period::date_ms);
-    let end_ms = end.map(|end| crate::crm::period::date_ms(end + chrono::Days::new(1)));
-    let scope = authz::org_scope(&user);
-    let currency = currency(&state);
-    let params = json!({
-        "start_date": start.map(|d| d.to_string()),
-        "end_date": end.map(|d| d.to_string()),
-        "currency": currency,
-    });
-    cached(
-        &state,
-        "orders/summary",
-        params,
-        &scope,
-        "获取订单统计摘要成功",
-        |store, scope| async move { store.orders_summary(&scope, start_ms, end_ms, &currency).await },
-    )
-    .await
+    let figure = Figure::orders_summary(&params, currency(&state)).map_err(Failure::from)?;
+    answer(&state, &user, figure).await
 }
 
 /// `GET .../analytics/orders/revenue?period=day|week|month` (default `month`).
@@ -270,21 +189,8 @@ async fn orders_revenue(
     user: AuthUser,
     Query(params): Query<PeriodParams>,
 ) -> Result<Response, AnalyticsMonitoringError> {
-    let (period, window) = params.resolve(Period::Month, state.clock.now().date_naive())?;
-    let buckets = window.buckets(period).map_err(Failure::from)?;
-    let scope = authz::org_scope(&user);
-    let currency = currency(&state);
-    let mut key = window_params(period, &window);
-    key["currency"] = json!(currency);
-    cached(
-        &state,
-        "orders/revenue",
-        key,
-        &scope,
-        "获取收入统计成功",
-        |store, scope| async move { store.orders_revenue(&scope, &window, &buckets, &currency).await },
-    )
-    .await
+    let figure = Figure::orders_revenue(&params, today(&state), currency(&state)).map_err(Failure::from)?;
+    answer(&state, &user, figure).await
 }
 
 /// `GET .../analytics/service-records/statistics`.
@@ -292,16 +198,7 @@ async fn service_statistics(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Response, AnalyticsMonitoringError> {
-    let scope = authz::org_scope(&user);
-    cached(
-        &state,
-        "service-records/statistics",
-        json!({}),
-        &scope,
-        "获取服务记录统计成功",
-        |store, scope| async move { store.service_statistics(&scope).await },
-    )
-    .await
+    answer(&state, &user, Figure::ServiceStatistics).await
 }
 
 /// `GET .../analytics/users/activity`.
@@ -309,17 +206,7 @@ async fn users_activity(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Response, AnalyticsMonitoringError> {
-    let scope = authz::org_scope(&user);
-    let now = state.clock.now_ms();
-    cached(
-        &state,
-        "users/activity",
-        json!({}),
-        &scope,
-        "获取用户活跃度统计成功",
-        |store, scope| async move { store.user_activity(&scope, now).await },
-    )
-    .await
+    answer(&state, &user, Figure::UsersActivity).await
 }
 
 /// `GET .../analytics/organizations/summary`.
@@ -327,16 +214,7 @@ async fn organizations_summary(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Response, AnalyticsMonitoringError> {
-    let scope = authz::org_scope(&user);
-    cached(
-        &state,
-        "organizations/summary",
-        json!({}),
-        &scope,
-        "获取组织统计摘要成功",
-        |store, scope| async move { store.organizations_summary(&scope).await },
-    )
-    .await
+    answer(&state, &user, Figure::OrganizationsSummary).await
 }
 
 /// The regions the caller may see (`None`: all).

@@ -122,17 +122,7 @@ fn bad_request(v: Validator) -> Result<(), Failure> {
 fn parse_task_type(v: &mut Validator, text: Option<&str>, required: bool) -> Option<TaskType> {
     match text {
         Some(text) => match text.parse::<TaskType>() {
-            Ok(task) if TaskType::RUNNABLE.contains(&task) => Some(task),
-            Ok(task) => {
-                v.error(
-                    "task_type",
-                    "enum",
-                    format!(
-                        "task_type `{task}` has no runner yet: use retention, audit_retention, cleanup, disk_check or merge_partitions"
-                    ),
-                );
-                None
-            }
+            Ok(task) => Some(task),
             Err(error) => {
                 v.error("task_type", "enum", error.to_string());
                 None
@@ -167,10 +157,13 @@ fn parse_schedule(v: &mut Validator, text: Option<&str>, required: bool) -> Opti
 
 /// The parameters a task needs (a `cleanup` its `type` and `olderThanDays`).
 fn check_params(v: &mut Validator, task_type: Option<TaskType>, params: &Value) {
-    if task_type == Some(TaskType::Cleanup)
-        && let Err(problem) = owl_logconfig::CleanupPolicy::from_job_params(params)
-    {
-        v.error("params", "cleanup", problem);
+    let checked = match task_type {
+        Some(TaskType::Cleanup) => owl_logconfig::CleanupPolicy::from_job_params(params).map(|_| ()),
+        Some(TaskType::WarmAnalyticsCache) => crate::crm::warm::max_scopes_of(params).map(|_| ()),
+        _ => Ok(()),
+    };
+    if let Err(problem) = checked {
+        v.error("params", task_type.map_or("params", TaskType::as_str), problem);
     }
 }
 
