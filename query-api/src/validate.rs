@@ -154,6 +154,15 @@ impl Validator {
             Err(Failure::invalid(self.errors))
         }
     }
+
+    /// [`Validator::finish`] for request parameters: 400 in every family, also the platform API's,
+    /// whose 请求参数错误 is a 400 (its 422 is for a body that fails validation).
+    pub fn finish_parameters(self) -> Result<(), Failure> {
+        self.finish().map_err(|failure| Failure {
+            kind: crate::envelope::FailureKind::BadRequest,
+            ..failure
+        })
+    }
 }
 
 /// The admin API's pagination: `page` from 1, `page_size` 1 to 100 (default 10).

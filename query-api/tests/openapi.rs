@@ -190,3 +190,58 @@ async fn swagger_ui_is_served_from_the_binary() {
         bundle.text.len()
     );
 }
+
+/// Every example taken from the seeds lands on its operation: a route that moved, a parameter
+/// renamed or a body no longer read fails here rather than losing its example quietly.
+#[tokio::test]
+async fn the_seeds_examples_are_on_their_operations() {
+    let env = env().await;
+    let doc = env
+        .call("GET", "/openapi.json", None, None)
+        .await
+        .expect(StatusCode::OK)
+        .body;
+    let examples: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/http/openapi_examples.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(examples.len() >= 40, "{}", examples.len());
+    for example in &examples {
+        let (method, path) = (
+            example["method"].as_str().unwrap().to_ascii_lowercase(),
+            example["path"].as_str().unwrap(),
+        );
+        let what = format!("{method} {path}");
+        let op = &doc["paths"][path][&method];
+        assert!(op.is_object(), "{what} is not documented");
+        if let Some(query) = example["query"].as_str() {
+            for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+                let parameter = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["name"] == name.as_ref())
+                    .unwrap_or_else(|| panic!("{what}: the seed's `{name}` is not a parameter"));
+                assert_eq!(parameter["example"], value.as_ref(), "{what}");
+            }
+        }
+        if !example["request"].is_null() {
+            assert_eq!(
+                op["requestBody"]["content"]["application/json"]["examples"]["seed"]["value"],
+                example["request"],
+                "{what}"
+            );
+        }
+        if !example["response"].is_null() {
+            assert_eq!(
+                op["responses"]["2XX"]["content"]["application/json"]["examples"]["seed"]["value"],
+                example["response"],
+                "{what}"
+            );
+        }
+    }
+}

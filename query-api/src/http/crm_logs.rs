@@ -156,6 +156,32 @@ fn levels(v: &mut Validator, names: &[String]) -> Vec<Level> {
 
 /// `[start, end)` from the CRM analytics API's times, `end_time` inclusive at its precision. Without times the last
 /// [`DEFAULT_HOURS`]; with one, that span from or up to it; a span over `max_days` is refused.
+/// The statistics of `filter` within the caller's regions (nothing outside them).
+pub(crate) async fn scoped_stats(
+    state: &AppState,
+    user: &AuthUser,
+    mut filter: LogFilter,
+) -> Result<LogStats, crate::envelope::Failure> {
+    if !apply_scope(&mut filter, &user.scope(), &[]) {
+        return Ok(LogStats::default());
+    }
+    let request = StatsRequest {
+        filter,
+        top_paths: 0,
+        ..StatsRequest::default()
+    };
+    crate::logs::search(state, user, move |index| index.stats(&request)).await
+}
+
+/// The count of each level that has records, by Python's level names (`WARNING`).
+pub(crate) fn by_level(stats: &LogStats) -> Map<String, Value> {
+    Level::ALL
+        .iter()
+        .filter(|l| stats.level_count(**l) > 0)
+        .map(|l| (l.python_name().to_string(), json!(stats.level_count(*l))))
+        .collect()
+}
+
 fn range(
     v: &mut Validator,
     start: Option<String>,
@@ -327,32 +353,18 @@ async fn statistics(
         STATISTICS_MAX_DAYS,
     );
     v.finish()?;
-    let mut filter = LogFilter {
+    let filter = LogFilter {
         start: Some(start),
         end: Some(end),
         services,
         ..LogFilter::default()
     };
-    let stats = if apply_scope(&mut filter, &user.scope(), &[]) {
-        let request = StatsRequest {
-            filter,
-            top_paths: 0,
-            ..StatsRequest::default()
-        };
-        crate::logs::search(&state, &user, move |index| index.stats(&request)).await?
-    } else {
-        LogStats::default()
-    };
-    let by_level: Map<String, Value> = Level::ALL
-        .iter()
-        .filter(|l| stats.level_count(**l) > 0)
-        .map(|l| (l.python_name().to_string(), json!(stats.level_count(*l))))
-        .collect();
+    let stats = scoped_stats(&state, &user, filter).await?;
     Ok(AnalyticsMonitoringOk::new(
         "获取日志统计成功",
         json!({
             "total_logs": stats.total,
-            "by_level": by_level,
+            "by_level": by_level(&stats),
             "by_service": stats.by_service,
             "error_count": stats.level_count(Level::Error),
             "warning_count": stats.level_count(Level::Warn),

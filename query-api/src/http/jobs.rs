@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::Routes;
 use super::extract::{AuthUser, Json, Path, Query};
-use crate::envelope::{Failure, FailureKind, Family, PlatformError, StatusOk, time_or_null};
+use crate::envelope::{Failure, Family, PlatformError, StatusOk, time_or_null};
 use crate::permissions::{Access, Permission};
 use crate::state::AppState;
 use crate::validate::Validator;
@@ -108,14 +108,6 @@ fn run_json(run: &JobRun) -> Value {
         "records": run.report.records,
         "detail": run.report.detail,
         "runner": run.runner,
-    })
-}
-
-/// A parameter error: 400 in this family (see the module docs).
-fn bad_request(v: Validator) -> Result<(), Failure> {
-    v.finish().map_err(|failure| Failure {
-        kind: FailureKind::BadRequest,
-        ..failure
     })
 }
 
@@ -233,7 +225,7 @@ async fn create(
     }
     let params = Value::Object(params);
     check_params(&mut v, task_type, &params);
-    bad_request(v)?;
+    v.finish_parameters()?;
     let new = NewJob {
         name: name.expect("validated above"),
         task_type: task_type.expect("validated above"),
@@ -281,7 +273,7 @@ async fn update(
         description: v.optional("description", body.description.as_deref(), 512),
         params: parse_params(&mut v, body.params),
     };
-    bad_request(v)?;
+    v.finish_parameters()?;
     let store = store(&state);
     let current = store.get(&id).await.map_err(store_failure)?;
     let current = current.ok_or_else(|| not_found(&id))?;
@@ -292,7 +284,7 @@ async fn update(
         Some(change.task_type.unwrap_or(current.task_type)),
         &params,
     );
-    bad_request(v)?;
+    v.finish_parameters()?;
     let now = state.clock.now_ms();
     let job = store
         .update(&id, &change, now, &user.user_code)
@@ -413,7 +405,7 @@ async fn runs(
     let per_page = params.per_page.unwrap_or(20);
     v.range("page", page, 1, 1_000_000);
     v.range("per_page", per_page, 1, MAX_PER_PAGE);
-    bad_request(v)?;
+    v.finish_parameters()?;
     let store = store(&state);
     if store.get(&id).await.map_err(store_failure)?.is_none() {
         return Err(not_found(&id).into());

@@ -39,6 +39,7 @@ pub(crate) mod middleware;
 pub mod openapi;
 pub mod organizations;
 pub mod roles;
+pub mod statistics;
 pub mod users;
 
 use std::sync::Arc;
@@ -352,6 +353,7 @@ pub fn routes() -> Routes {
         .merge(crm_logs::routes())
         .merge(alerts::routes())
         .merge(jobs::routes())
+        .merge(statistics::routes())
 }
 
 /// Answers paths no route knows, in the family the path belongs to.

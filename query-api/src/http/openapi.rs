@@ -813,6 +813,7 @@ pub fn document(table: &Routes, extra: Option<&Value>) -> Value {
         schemas[format!("{}Success", doc.name)] = doc.success;
         schemas[format!("{}Error", doc.name)] = doc.error;
     }
+    add_seed_examples(&mut api);
     // The collector's paths; one it shares with the query API (`/health`) is the query API's
     // here, at this document's server.
     if let Some(Value::Object(extra)) = extra {
@@ -823,6 +824,68 @@ pub fn document(table: &Routes, extra: Option<&Value>) -> Value {
         }
     }
     api
+}
+
+/// The seeds' examples of each route (`openapi_examples.json`: method, path, the seed and line
+/// they come from, and its query string, request body and success answer as the seed shows them).
+const SEED_EXAMPLES: &str = include_str!("openapi_examples.json");
+
+/// One route's examples.
+#[derive(Debug, serde::Deserialize)]
+struct SeedExample {
+    method: String,
+    path: String,
+    seed: String,
+    line: u32,
+    query: Option<String>,
+    request: Option<Value>,
+    response: Option<Value>,
+}
+
+fn seed_examples() -> Vec<SeedExample> {
+    serde_json::from_str(SEED_EXAMPLES).expect("openapi_examples.json is valid (tested)")
+}
+
+/// Puts the seeds' examples on their operations: the query string's values on the parameters
+/// they name, the body on the request, the answer on the 2XX response. Swagger UI fills its
+/// forms with them.
+fn add_seed_examples(api: &mut Value) {
+    for example in seed_examples() {
+        let Some(op) = api
+            .pointer_mut(&format!(
+                "/paths/{}/{}",
+                example.path.replace('~', "~0").replace('/', "~1"),
+                example.method.to_ascii_lowercase()
+            ))
+            .filter(|op| op.is_object())
+        else {
+            continue;
+        };
+        let summary = format!("The example of seed {}, line {}.", example.seed, example.line);
+        if let Some(query) = &example.query {
+            for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+                let Some(parameters) = op["parameters"].as_array_mut() else {
+                    break;
+                };
+                if let Some(parameter) = parameters
+                    .iter_mut()
+                    .find(|p| p["name"] == name.as_ref() && p["in"] == "query")
+                {
+                    parameter["example"] = json!(value);
+                }
+            }
+        }
+        if let Some(request) = example.request
+            && let Some(content) = op.pointer_mut("/requestBody/content/application~1json")
+        {
+            content["examples"] = json!({ "seed": { "summary": summary, "value": request } });
+        }
+        if let Some(response) = example.response
+            && let Some(content) = op.pointer_mut("/responses/2XX/content/application~1json")
+        {
+            content["examples"] = json!({ "seed": { "summary": summary, "value": response } });
+        }
+    }
 }
 
 /// `/openapi.json` and Swagger UI at `/docs`, from the bundle compiled into the binary.

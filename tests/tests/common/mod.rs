@@ -158,6 +158,22 @@ pub async fn admin_token(http: &reqwest::Client, node: &Node) -> String {
     admin_token_with(http, node, ADMIN_PASSWORD).await
 }
 
+/// A Slack webhook on 127.0.0.1 that accepts everything: the URL.
+pub async fn webhook_sink() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// Sends Slack notifications to `url` (on 127.0.0.1, allowed for the purpose).
+pub fn notify_slack_at(config: &mut Config, url: &str) {
+    config.notifications.slack.webhook_url = Secret::new(url);
+    config.notifications.slack.enabled = true;
+    config.notifications.allowed_networks = owl_config::Networks::parse(&["127.0.0.1/32"]).unwrap();
+}
+
 /// Logs in as the first admin, created with `password`.
 pub async fn admin_token_with(http: &reqwest::Client, node: &Node, password: &str) -> String {
     login(http, node, "admin", password).await.0
