@@ -2,12 +2,14 @@
 //!
 //! Portable SQL through `owl-sql` (its rules: runtime statements, integer epoch milliseconds, JSON
 //! text for lists and objects); the tables are step `0201_alerts` of Owl's schema, which the binary
-//! applies before any store opens. Upserts use `INSERT ... ON CONFLICT ... DO UPDATE` and updates that must report
-//! back use `RETURNING`, which SQLite (3.35+) and PostgreSQL both accept. The engine (collector
+//! applies before any store opens. Upserts come from [`Backend::on_conflict_update`] (`ON CONFLICT`,
+//! or MySQL's `ON DUPLICATE KEY UPDATE`); an update that must report back uses `RETURNING`, or on
+//! MySQL a read in the same transaction. The engine (collector
 //! process) writes alerts and blocks; the query API reads them and writes acknowledgements,
 //! configuration and mutes, so several processes share one store safely:
 //!
-//! - at most one open alert per type and key is enforced by a partial unique index;
+//! - at most one open alert per type and key is enforced by a unique index (partial, or on MySQL
+//!   over a column that is NULL once the alert is resolved);
 //! - configuration changes are compare-and-swap on `version`, so two concurrent edits never lose
 //!   one another;
 //! - an acknowledgement is never overwritten by a later delivery status.
@@ -194,6 +196,11 @@ impl AlertStore {
         self.db.pool()
     }
 
+    /// A statement for the store's backend, starting with `text`.
+    pub fn statement(&self, text: &str) -> Sql {
+        self.db.sql(text)
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.db.close().await;
@@ -295,10 +302,23 @@ impl AlertStore {
             .bind(occurrences)
             .push(", last_seen_at = ")
             .bind(last_seen_at);
-        sql.push(" WHERE id = ")
-            .bind(id.to_string())
-            .push(" RETURNING status");
-        let status: Option<String> = sql.query_scalar().fetch_optional(self.db.pool()).await?;
+        sql.push(" WHERE id = ").bind(id.to_string());
+        let status: Option<String> = if self.db.backend() == Backend::MySql {
+            // No `UPDATE ... RETURNING` on MySQL: the status is read back in the same transaction.
+            let mut tx = self.db.pool().begin().await?;
+            let status = if sql.query().execute(&mut *tx).await?.rows_affected() == 0 {
+                None
+            } else {
+                let mut read = self.sql("SELECT status FROM alerts WHERE id = ");
+                read.bind(id.to_string());
+                read.query_scalar().fetch_optional(&mut *tx).await?
+            };
+            tx.commit().await?;
+            status
+        } else {
+            sql.push(" RETURNING status");
+            sql.query_scalar().fetch_optional(self.db.pool()).await?
+        };
         status
             .map(|s| parse_column::<AlertStatus>(&s, "status", id))
             .transpose()
@@ -523,15 +543,17 @@ impl AlertStore {
         let text = document.to_string();
         let done = match expected {
             None => {
-                let mut sql = self.sql(
-                    "INSERT INTO alert_config (id, settings, version, updated_at, updated_by) VALUES (1, ",
-                );
+                let b = self.db.backend();
+                let mut sql = self.sql(&format!(
+                    "{}alert_config (id, settings, version, updated_at, updated_by) VALUES (1, ",
+                    b.insert_ignore()
+                ));
                 sql.bind(text)
                     .push(", 1, ")
                     .bind(now_ms)
                     .push(", ")
                     .bind(updated_by.to_string());
-                sql.push(") ON CONFLICT (id) DO NOTHING");
+                sql.push(")").push(&b.on_conflict_ignore("id"));
                 sql.query().execute(&mut *conn).await?
             }
             Some(version) => {
@@ -681,10 +703,15 @@ impl AlertStore {
             .push(", ")
             .bind(mute.created_at)
             .push(")");
-        sql.push(
-            " ON CONFLICT (alert_type) DO UPDATE SET until_at = excluded.until_at, reason = excluded.reason, \
-             created_by = excluded.created_by, created_at = excluded.created_at",
-        );
+        let b = self.db.backend();
+        sql.push(&b.on_conflict_update("alert_type"));
+        sql.push(&format!(
+            "until_at = {}, reason = {}, created_by = {}, created_at = {}",
+            b.excluded("until_at"),
+            b.excluded("reason"),
+            b.excluded("created_by"),
+            b.excluded("created_at")
+        ));
         sql.query().execute(self.db.pool()).await?;
         self.announce_change().await;
         Ok(())
@@ -745,10 +772,17 @@ impl AlertStore {
             .push(", ")
             .bind(block.created_at)
             .push(")");
-        sql.push(
-            " ON CONFLICT (ip) DO UPDATE SET until_at = CASE WHEN excluded.until_at > blocked_ips.until_at \
-             THEN excluded.until_at ELSE blocked_ips.until_at END, reason = excluded.reason, alert_id = excluded.alert_id",
-        );
+        // `reason` and `alert_id` come after `until_at`: MySQL applies the assignments in order,
+        // and they do not read it.
+        let b = self.db.backend();
+        let until = b.excluded("until_at");
+        sql.push(&b.on_conflict_update("ip"));
+        sql.push(&format!(
+            "until_at = CASE WHEN {until} > blocked_ips.until_at THEN {until} ELSE blocked_ips.until_at END, \
+             reason = {}, alert_id = {}",
+            b.excluded("reason"),
+            b.excluded("alert_id")
+        ));
         sql.query().execute(self.db.pool()).await?;
         Ok(())
     }

@@ -266,11 +266,11 @@ async fn exercise(store: AlertStore) {
         .unwrap();
     // A partial document (the log config endpoint writes only rule fields) keeps the config file's
     // values for the rest.
-    sqlx::query("UPDATE alert_config SET settings = $1, version = version + 1 WHERE id = 1")
+    let mut partial = store.statement("UPDATE alert_config SET settings = ");
+    partial
         .bind(json!({"slowRequest": {"thresholdMs": 3000}}).to_string())
-        .execute(store.pool())
-        .await
-        .unwrap();
+        .push(", version = version + 1 WHERE id = 1");
+    partial.query().execute(store.pool()).await.unwrap();
     let mut file = owl_config::Config::default();
     file.alerts.cpu.threshold_percent = 85.0;
     let effective = store.effective_settings(&file).await.unwrap();
@@ -359,6 +359,18 @@ async fn store_on_postgres() {
         return;
     }
     let database = PgDatabase::create().await;
+    let store = store_at(&database.url(), 4, SecretCipher::random()).await;
+    exercise(store.clone()).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn store_on_mariadb() {
+    if services_skipped() {
+        eprintln!("skipping MariaDB: OWL_TEST_SKIP_SERVICES=1");
+        return;
+    }
+    let database = PgDatabase::mariadb().await;
     let store = store_at(&database.url(), 4, SecretCipher::random()).await;
     exercise(store.clone()).await;
     store.close().await;

@@ -107,10 +107,9 @@ impl AgentTokenStore {
         if region.len() > 16 || !region.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(AgentTokenError::BadRegion(region));
         }
-        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agent_tokens WHERE name = $1")
-            .bind(name.to_string())
-            .fetch_one(self.db.pool())
-            .await?;
+        let mut sql = self.db.sql("SELECT COUNT(*) FROM agent_tokens WHERE name = ");
+        sql.bind(name.to_string());
+        let exists: i64 = sql.query_scalar().fetch_one(self.db.pool()).await?;
         if exists > 0 {
             return Err(AgentTokenError::Exists(name.to_string()));
         }
@@ -120,13 +119,15 @@ impl AgentTokenStore {
             .map(char::from)
             .collect();
         let token = format!("owl_{secret}");
-        sqlx::query("INSERT INTO agent_tokens (name, region, digest, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(name.to_string())
-            .bind(region)
-            .bind(hex::encode(digest(&token)))
+        let mut sql = self
+            .db
+            .sql("INSERT INTO agent_tokens (name, region, digest, created_at) VALUES (");
+        sql.bind(name.to_string()).push(", ").bind(region).push(", ");
+        sql.bind(hex::encode(digest(&token)))
+            .push(", ")
             .bind(now_ms)
-            .execute(self.db.pool())
-            .await?;
+            .push(")");
+        sql.query().execute(self.db.pool()).await?;
         Ok(token)
     }
 
@@ -149,12 +150,12 @@ impl AgentTokenStore {
 
     /// Revokes the token of `name`; whether one was in force.
     pub async fn revoke(&self, name: &str, now_ms: i64) -> Result<bool, AgentTokenError> {
-        let done =
-            sqlx::query("UPDATE agent_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
-                .bind(now_ms)
-                .bind(name.to_string())
-                .execute(self.db.pool())
-                .await?;
+        let mut sql = self.db.sql("UPDATE agent_tokens SET revoked_at = ");
+        sql.bind(now_ms)
+            .push(" WHERE name = ")
+            .bind(name.to_string())
+            .push(" AND revoked_at IS NULL");
+        let done = sql.query().execute(self.db.pool()).await?;
         Ok(done.rows_affected() > 0)
     }
 

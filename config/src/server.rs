@@ -307,6 +307,15 @@ impl QueryApiConfig {
     }
 }
 
+/// The URL schemes of the databases Owl speaks, for its own schema and the CRM's alike.
+const DATABASE_SCHEMES: [&str; 5] = [
+    "sqlite:",
+    "postgres://",
+    "postgresql://",
+    "mysql://",
+    "mariadb://",
+];
+
 impl StorageConfig {
     pub(crate) fn validate(&self, p: &mut Problems) {
         p.not_placeholder("storage.secret_key", &self.secret_key);
@@ -318,29 +327,17 @@ impl StorageConfig {
                 "must be 64 hex characters (32 bytes, e.g. `openssl rand -hex 32`); leave empty to generate one",
             );
         }
+        let known = |url: &str| DATABASE_SCHEMES.iter().any(|s| url.starts_with(s));
         let db = self.database_url.expose();
-        let known_db = ["sqlite:", "postgres://", "postgresql://"]
-            .iter()
-            .any(|s| db.starts_with(s));
-        if !db.is_empty() && !known_db {
+        if !db.is_empty() && !known(db) {
             p.push(
                 "storage.database_url",
                 "(secret)",
-                "must start with sqlite: or postgres://",
+                "must start with sqlite:, postgres:// or mariadb:// (mysql://)",
             );
         }
         let crm = self.crm_database_url.expose();
-        if !crm.is_empty()
-            && ![
-                "sqlite:",
-                "postgres://",
-                "postgresql://",
-                "mysql://",
-                "mariadb://",
-            ]
-            .iter()
-            .any(|s| crm.starts_with(s))
-        {
+        if !crm.is_empty() && !known(crm) {
             p.push(
                 "storage.crm_database_url",
                 "(secret)",

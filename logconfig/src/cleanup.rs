@@ -303,16 +303,18 @@ fn job_of(row: JobRow) -> Result<CleanupJob, StoreError> {
 impl LogConfigStore {
     /// Gives up active jobs whose lease ran out.
     async fn expire_stale_cleanups(&self, now_ms: i64) -> Result<(), StoreError> {
-        let expired = sqlx::query(
-            "UPDATE log_cleanup_jobs SET status = 'failed', active = NULL, finished_at = $1, \
-             error = 'no worker finished the job within its lease' \
-             WHERE active = 1 AND ((status = 'pending' AND requested_at < $2) OR (status = 'running' AND started_at < $3))",
-        )
-        .bind(now_ms)
-        .bind(now_ms - PENDING_LEASE_MS)
-        .bind(now_ms - RUNNING_LEASE_MS)
-        .execute(self.pool())
-        .await?;
+        let mut sql = self
+            .db()
+            .sql("UPDATE log_cleanup_jobs SET status = 'failed', active = NULL, finished_at = ");
+        sql.bind(now_ms).push(
+            ", error = 'no worker finished the job within its lease' \
+             WHERE active = 1 AND ((status = 'pending' AND requested_at < ",
+        );
+        sql.bind(now_ms - PENDING_LEASE_MS)
+            .push(") OR (status = 'running' AND started_at < ")
+            .bind(now_ms - RUNNING_LEASE_MS)
+            .push("))");
+        let expired = sql.query().execute(self.pool()).await?;
         if expired.rows_affected() > 0 {
             tracing::warn!(jobs = expired.rows_affected(), "stale log cleanup jobs given up");
         }
@@ -335,20 +337,18 @@ impl LogConfigStore {
         } else {
             (JobStatus::Pending, None)
         };
-        let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        let mut sql = self.db().sql(
             "INSERT INTO log_cleanup_jobs (kind, http_days, application_days, error_days, status, active, requested_by, \
-             requested_at, started_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8) RETURNING id",
-        )
-        .bind(kind.to_string())
-        .bind(days(policy.http_days))
-        .bind(days(policy.application_days))
-        .bind(days(policy.error_days))
-        .bind(status.as_str())
-        .bind(requested_by.to_string())
-        .bind(now_ms)
-        .bind(started_at)
-        .fetch_one(self.pool())
-        .await;
+             requested_at, started_at) VALUES (",
+        );
+        sql.bind(kind.to_string()).push(", ");
+        sql.bind(days(policy.http_days)).push(", ");
+        sql.bind(days(policy.application_days)).push(", ");
+        sql.bind(days(policy.error_days)).push(", ");
+        sql.bind(status.as_str().to_string()).push(", 1, ");
+        sql.bind(requested_by.to_string()).push(", ");
+        sql.bind(now_ms).push(", ").bind(started_at).push(")");
+        let inserted = sql.insert_returning_id(self.pool()).await;
         match inserted {
             Ok(id) => Ok(id),
             Err(error) if owl_sql::is_unique_violation(&error) => {
@@ -370,11 +370,11 @@ impl LogConfigStore {
 
     /// One job.
     pub async fn cleanup_job(&self, id: i64) -> Result<Option<CleanupJob>, StoreError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM log_cleanup_jobs WHERE id = $1");
-        let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let mut sql = self
+            .db()
+            .sql(&format!("SELECT {JOB_COLUMNS} FROM log_cleanup_jobs WHERE id = "));
+        sql.bind(id);
+        let row: Option<JobRow> = sql.query_as().fetch_optional(self.pool()).await?;
         row.map(job_of).transpose()
     }
 
@@ -388,11 +388,14 @@ impl LogConfigStore {
         let Some(id) = pending else {
             return Ok(None);
         };
-        let claimed = sqlx::query("UPDATE log_cleanup_jobs SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'pending'")
-            .bind(now_ms)
+        let mut sql = self
+            .db()
+            .sql("UPDATE log_cleanup_jobs SET status = 'running', started_at = ");
+        sql.bind(now_ms)
+            .push(" WHERE id = ")
             .bind(id)
-            .execute(self.pool())
-            .await?;
+            .push(" AND status = 'pending'");
+        let claimed = sql.query().execute(self.pool()).await?;
         if claimed.rows_affected() != 1 {
             return Ok(None);
         }
@@ -414,27 +417,29 @@ impl LogConfigStore {
             ),
             Err(error) => (JobStatus::Failed, None, Some(error.to_string())),
         };
-        sqlx::query("UPDATE log_cleanup_jobs SET status = $1, active = NULL, finished_at = $2, result = $3, error = $4 WHERE id = $5")
-            .bind(status.as_str())
-            .bind(now_ms)
+        let mut sql = self.db().sql("UPDATE log_cleanup_jobs SET status = ");
+        sql.bind(status.as_str().to_string())
+            .push(", active = NULL, finished_at = ")
+            .bind(now_ms);
+        sql.push(", result = ")
             .bind(result)
-            .bind(error)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+            .push(", error = ")
+            .bind(error);
+        sql.push(" WHERE id = ").bind(id);
+        sql.query().execute(self.pool()).await?;
         Ok(())
     }
 
     /// Withdraws a job no worker has taken yet; returns whether it was still pending.
     pub async fn withdraw_cleanup(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
-        let withdrawn = sqlx::query(
-            "UPDATE log_cleanup_jobs SET status = 'failed', active = NULL, finished_at = $1, error = 'withdrawn: no worker took it' \
-             WHERE id = $2 AND status = 'pending'",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
+        let mut sql = self
+            .db()
+            .sql("UPDATE log_cleanup_jobs SET status = 'failed', active = NULL, finished_at = ");
+        sql.bind(now_ms)
+            .push(", error = 'withdrawn: no worker took it' WHERE id = ")
+            .bind(id)
+            .push(" AND status = 'pending'");
+        let withdrawn = sql.query().execute(self.pool()).await?;
         Ok(withdrawn.rows_affected() == 1)
     }
 }

@@ -2,7 +2,7 @@
 //! `log_cleanup_jobs`, see [`crate::cleanup`]).
 //!
 //! Portable SQL through `owl-sql` (its rules: `$n` placeholders on Owl's own database, epoch
-//! milliseconds, JSON text, `ON CONFLICT ... DO NOTHING`). The tables are step `0101_log_config` of
+//! milliseconds, JSON text, an insert that skips a taken key). The tables are step `0101_log_config` of
 //! Owl's schema, which the binary applies before any store opens.
 //!
 //! Every change bumps `version`. Readers in other processes poll the version (one indexed read)
@@ -83,6 +83,11 @@ impl LogConfigStore {
         self.db.pool()
     }
 
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The settings that apply while nothing is stored.
     pub fn defaults(&self) -> &LogConfig {
         &self.defaults
@@ -134,29 +139,28 @@ impl LogConfigStore {
     ) -> Result<bool, StoreError> {
         let body = serde_json::to_string(next).expect("the log config serialises");
         let version = expected + 1;
+        let backend = self.db.backend();
         let stored = if expected == 0 {
-            sqlx::query(
-                "INSERT INTO log_config (id, version, body, updated_at, updated_by) VALUES (1, $1, $2, $3, $4) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(version)
-            .bind(body)
-            .bind(now.timestamp_millis())
-            .bind(next.updated_by.clone())
-            .execute(&mut *conn)
-            .await?
+            let mut sql = self.db.sql(&format!(
+                "{}log_config (id, version, body, updated_at, updated_by) VALUES (1, ",
+                backend.insert_ignore()
+            ));
+            sql.bind(version).push(", ").bind(body).push(", ");
+            sql.bind(now.timestamp_millis())
+                .push(", ")
+                .bind(next.updated_by.clone())
+                .push(")");
+            sql.push(&backend.on_conflict_ignore("id"));
+            sql.query().execute(&mut *conn).await?
         } else {
-            sqlx::query(
-                "UPDATE log_config SET version = $1, body = $2, updated_at = $3, updated_by = $4 \
-                 WHERE id = 1 AND version = $5",
-            )
-            .bind(version)
-            .bind(body)
-            .bind(now.timestamp_millis())
-            .bind(next.updated_by.clone())
-            .bind(expected)
-            .execute(&mut *conn)
-            .await?
+            let mut sql = self.db.sql("UPDATE log_config SET version = ");
+            sql.bind(version).push(", body = ").bind(body);
+            sql.push(", updated_at = ")
+                .bind(now.timestamp_millis())
+                .push(", updated_by = ")
+                .bind(next.updated_by.clone());
+            sql.push(" WHERE id = 1 AND version = ").bind(expected);
+            sql.query().execute(&mut *conn).await?
         };
         Ok(stored.rows_affected() == 1)
     }

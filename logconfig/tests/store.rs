@@ -1,4 +1,4 @@
-//! The SQL store on SQLite with the real migration: versions, concurrent updates, the cleanup queue
+//! The SQL store on SQLite and MariaDB with the real migration: versions, concurrent updates, the cleanup queue
 //! and its one-at-a-time lock, and a worker deleting partitions of a real index.
 
 use std::time::Duration;
@@ -18,24 +18,56 @@ async fn migrated(dir: &std::path::Path) -> LogConfigStore {
     LogConfigStore::new(db, LogConfig::default())
 }
 
+/// A store on a MariaDB database of its own, migrated; `None` (said) when the services are skipped.
+async fn on_mariadb() -> Option<(owl_sql::testing::TempDatabase, LogConfigStore)> {
+    if owl_sql::testing::services_skipped() {
+        eprintln!("skipping MariaDB: OWL_TEST_SKIP_SERVICES=1");
+        return None;
+    }
+    let database = owl_sql::testing::TempDatabase::mysql("owl_logconfig_test").await;
+    let db = owl_sql::open(&database.url(), 4).await.unwrap();
+    Some((database, LogConfigStore::new(db, LogConfig::default())))
+}
+
+/// A test on SQLite and on MariaDB.
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$name(super::migrated(dir.path()).await).await;
+            })*
+        }
+        mod mariadb {
+            $(#[tokio::test]
+            async fn $name() {
+                if let Some((_database, store)) = super::on_mariadb().await {
+                    super::$name(store).await;
+                }
+            })*
+        }
+    };
+}
+
+on_each_backend!(
+    while_nothing_is_stored_the_defaults_apply,
+    updates_bump_the_version_and_never_lose_each_other,
+    one_cleanup_at_a_time_with_leases,
+);
+
 fn update(value: serde_json::Value) -> LogConfigUpdate {
     serde_json::from_value(value).unwrap()
 }
 
-#[tokio::test]
-async fn while_nothing_is_stored_the_defaults_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = migrated(dir.path()).await;
+async fn while_nothing_is_stored_the_defaults_apply(store: LogConfigStore) {
     assert_eq!(store.version().await.unwrap(), 0);
     let loaded = store.load().await.unwrap();
     assert_eq!((loaded.version, loaded.config), (0, LogConfig::default()));
     assert_eq!(store.claim_cleanup(0).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn updates_bump_the_version_and_never_lose_each_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = migrated(dir.path()).await;
+async fn updates_bump_the_version_and_never_lose_each_other(store: LogConfigStore) {
     let now = Utc::now();
     let first = store
         .update(&update(json!({"level": "INFO"})), "alice", now)
@@ -76,10 +108,7 @@ async fn updates_bump_the_version_and_never_lose_each_other() {
     assert_eq!(live.snapshot().policy.min_level(), owl_model::Level::Info);
 }
 
-#[tokio::test]
-async fn one_cleanup_at_a_time_with_leases() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = migrated(dir.path()).await;
+async fn one_cleanup_at_a_time_with_leases(store: LogConfigStore) {
     let policy = CleanupPolicy {
         http_days: Some(14),
         ..CleanupPolicy::default()

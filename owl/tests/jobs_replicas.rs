@@ -1,11 +1,11 @@
-//! Two `owl collector` processes on one PostgreSQL: every due run of a job happens exactly once,
-//! whichever of the two claims it.
+//! Two `owl collector` processes on one PostgreSQL, and on one MariaDB: every due run of a job
+//! happens exactly once, whichever of the two claims it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use owl_scheduler::{JobStore, NewJob, TaskType};
-use owl_sql::testing::{TempPostgres, services_skipped};
+use owl_sql::testing::{TempDatabase, services_skipped};
 
 fn collector(data: &std::path::Path, url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_owl"))
@@ -20,12 +20,24 @@ fn collector(data: &std::path::Path, url: &str) -> Child {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_collectors_run_each_due_run_once() {
+async fn two_collectors_on_postgres_run_each_due_run_once() {
     if services_skipped() {
         eprintln!("skipping PostgreSQL: OWL_TEST_SKIP_SERVICES=1");
         return;
     }
-    let database = TempPostgres::create("owl_replicas_test").await;
+    two_collectors_run_each_due_run_once(TempDatabase::create("owl_replicas_test").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_on_mariadb_run_each_due_run_once() {
+    if services_skipped() {
+        eprintln!("skipping MariaDB: OWL_TEST_SKIP_SERVICES=1");
+        return;
+    }
+    two_collectors_run_each_due_run_once(TempDatabase::mysql("owl_replicas_test").await).await;
+}
+
+async fn two_collectors_run_each_due_run_once(database: TempDatabase) {
     let url = database.url();
     let store = JobStore::new(owl_sql::open(&url, 2).await.unwrap());
     let job = store

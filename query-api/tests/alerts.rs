@@ -537,6 +537,18 @@ mod postgres {
     }
 }
 
+mod mariadb {
+    #[tokio::test]
+    async fn config_round_trip() {
+        super::config_round_trip(super::Variant::MariaDb).await;
+    }
+
+    #[tokio::test]
+    async fn history_active_and_acknowledge() {
+        super::history_active_and_acknowledge(super::Variant::MariaDb).await;
+    }
+}
+
 /// A webhook endpoint on 127.0.0.1 that hands over what it receives.
 async fn sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
     use axum::routing::post;

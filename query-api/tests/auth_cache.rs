@@ -202,11 +202,13 @@ async fn changes_behind_the_apis_back_apply_within_the_ttl(variant: Variant) {
 
     // What `owl admin` in another process or a hand-written UPDATE does: no access generation bump,
     // no shared epoch. The cached principal keeps answering (no SQL per request) until the TTL.
-    sqlx::query("UPDATE users SET status = 0 WHERE user_code = $1")
-        .bind("w1")
-        .execute(env.state.db.pool())
-        .await
-        .unwrap();
+    let mut disable = env
+        .state
+        .db
+        .sql_db()
+        .sql("UPDATE users SET status = 0 WHERE user_code = ");
+    disable.bind("w1".to_string());
+    disable.query().execute(env.state.db.pool()).await.unwrap();
     get(&env, MONITORING, &token).await.expect(StatusCode::OK);
     env.clock
         .advance(owl_query_api::PRINCIPAL_TTL - std::time::Duration::from_millis(1));

@@ -1,4 +1,4 @@
-//! Jobs end to end on the real databases (SQLite, the embedded default, and PostgreSQL): the store,
+//! Jobs end to end on the real databases (SQLite, the embedded default, PostgreSQL and MariaDB): the store,
 //! the scheduler's runs, pause, disable, run now, one run at a time, exactly once among schedulers
 //! sharing a database, and a lost scheduler's run taken over.
 
@@ -13,7 +13,7 @@ use owl_scheduler::{
     Job, JobChange, JobStore, NewJob, RunReport, RunRequestError, Schedule, Scheduler, SchedulerOptions,
     StoreError, Task, TaskType,
 };
-use owl_sql::testing::{TempPostgres, services_skipped};
+use owl_sql::testing::{TempDatabase, TempPostgres, services_skipped};
 use serde_json::json;
 
 /// 2026-12-03T10:00:00Z.
@@ -107,7 +107,8 @@ async fn sqlite(dir: &std::path::Path) -> JobStore {
     JobStore::new(owl_sql::open(&url, 4).await.unwrap())
 }
 
-async fn postgres(database: &TempPostgres) -> JobStore {
+/// A store on a database of its own on a server (PostgreSQL or MariaDB).
+async fn server(database: &TempDatabase) -> JobStore {
     JobStore::new(owl_sql::open(&database.url(), 4).await.unwrap())
 }
 
@@ -277,13 +278,23 @@ async fn lifecycle_on_sqlite() {
 }
 
 #[tokio::test]
+async fn lifecycle_on_mariadb() {
+    if services_skipped() {
+        eprintln!("skipping MariaDB: OWL_TEST_SKIP_SERVICES=1");
+        return;
+    }
+    let database = TempDatabase::mysql("owl_jobs_test").await;
+    lifecycle(server(&database).await).await;
+}
+
+#[tokio::test]
 async fn lifecycle_on_postgres() {
     if services_skipped() {
         eprintln!("skipping PostgreSQL: OWL_TEST_SKIP_SERVICES=1");
         return;
     }
     let database = TempPostgres::create("owl_jobs_test").await;
-    lifecycle(postgres(&database).await).await;
+    lifecycle(server(&database).await).await;
 }
 
 /// Two schedulers on one database, each with its own pool (as two replicas), tick at once over
@@ -339,7 +350,21 @@ async fn two_schedulers_run_each_job_once_on_postgres() {
     let database = Arc::new(TempPostgres::create("owl_jobs_test").await);
     exactly_once(move || {
         let database = database.clone();
-        Box::pin(async move { postgres(&database).await })
+        Box::pin(async move { server(&database).await })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_run_each_job_once_on_mariadb() {
+    if services_skipped() {
+        eprintln!("skipping MariaDB: OWL_TEST_SKIP_SERVICES=1");
+        return;
+    }
+    let database = Arc::new(TempDatabase::mysql("owl_jobs_test").await);
+    exactly_once(move || {
+        let database = database.clone();
+        Box::pin(async move { server(&database).await })
     })
     .await;
 }

@@ -83,6 +83,22 @@ impl Sql {
         &self.text
     }
 
+    /// Runs this `INSERT` and returns the new row's `id`: `RETURNING id` where the backend has it
+    /// (the `Any` driver reports no last insert id for SQLite), the driver's last insert id on
+    /// MySQL and MariaDB.
+    pub async fn insert_returning_id<'e, E>(mut self, executor: E) -> Result<i64, sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        if self.backend != Backend::MySql {
+            self.push(" RETURNING id");
+            return self.query_scalar::<i64>().fetch_one(executor).await;
+        }
+        let done = self.query().execute(executor).await?;
+        done.last_insert_id()
+            .ok_or_else(|| sqlx::Error::Protocol("the database reported no last insert id".into()))
+    }
+
     /// The statement, to execute or fetch rows.
     pub fn query(self) -> sqlx::query::Query<'static, Any, AnyArguments> {
         sqlx::query_with(sqlx::AssertSqlSafe(self.text), self.args)

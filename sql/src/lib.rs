@@ -14,18 +14,19 @@
 //! - times are integer epoch milliseconds (UTC), statuses and flags integers, lists JSON text: the
 //!   `Any` driver maps only integers, floats, text and blobs the same way everywhere;
 //! - every integer column is 64-bit and decoded as `i64`;
-//! - `INSERT ... RETURNING` and `ON CONFLICT` (SQLite 3.35+ and PostgreSQL) serve Owl's own schema;
-//!   the expressions that differ between backends live on [`Backend`], next to their reason;
-//! - DDL differs (identity columns, types), so migrations live in one folder per backend with the
-//!   same numbered steps, embedded in the binary (see [`migrate`]).
+//! - the statements that differ between backends come from [`Backend`], next to their reason: a
+//!   new row's id ([`Sql::insert_returning_id`]), skipping or updating a row whose key is taken
+//!   ([`Backend::insert_ignore`], [`Backend::on_conflict_update`]), integer division, sums;
+//! - DDL differs (identity columns, types, partial indexes), so migrations live in one folder per
+//!   backend with the same numbered steps, embedded in the binary (see [`migrate`]).
 //!
-//! Owl's own schema (`migrations/sqlite`, `migrations/postgres`) runs on SQLite, the embedded
-//! default, or PostgreSQL, for replicas that share state. A CRM database
-//! (`storage.crm_database_url`) may also be MySQL or MariaDB.
+//! Owl's own schema (`migrations/sqlite`, `migrations/postgres`, `migrations/mysql`) runs on
+//! SQLite, the embedded default, on PostgreSQL, or on MariaDB 10.5+, for replicas that share
+//! state. A CRM database (`storage.crm_database_url`) may also be MySQL.
 
 mod builder;
 mod migrate;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::str::FromStr;
@@ -76,15 +77,37 @@ impl Backend {
         }
     }
 
-    /// Refuses a backend that cannot hold Owl's own schema (`storage.database_url`): MySQL and
-    /// MariaDB serve only as a CRM database.
-    pub fn holds_owl_schema(self) -> Result<(), SqlError> {
+    /// `INSERT INTO ` that skips a row whose key is taken, with [`Backend::on_conflict_ignore`]
+    /// after the values: MySQL's `INSERT IGNORE` (affected rows 0 when skipped; `ON DUPLICATE KEY
+    /// UPDATE` would report 1 under the found-rows flag sqlx sets), else `ON CONFLICT DO NOTHING`.
+    pub fn insert_ignore(self) -> &'static str {
         match self {
-            Backend::Sqlite | Backend::Postgres => Ok(()),
-            Backend::MySql => Err(SqlError::Unsupported {
-                backend: self.name(),
-                what: "Owl's own schema (storage.database_url)",
-            }),
+            Backend::MySql => "INSERT IGNORE INTO ",
+            Backend::Sqlite | Backend::Postgres => "INSERT INTO ",
+        }
+    }
+
+    /// What follows the values of an [`Backend::insert_ignore`] whose key is `target`.
+    pub fn on_conflict_ignore(self, target: &str) -> String {
+        match self {
+            Backend::MySql => String::new(),
+            Backend::Sqlite | Backend::Postgres => format!(" ON CONFLICT ({target}) DO NOTHING"),
+        }
+    }
+
+    /// What follows the values of an upsert on the key `target`, before its assignments.
+    pub fn on_conflict_update(self, target: &str) -> String {
+        match self {
+            Backend::MySql => " ON DUPLICATE KEY UPDATE ".to_string(),
+            Backend::Sqlite | Backend::Postgres => format!(" ON CONFLICT ({target}) DO UPDATE SET "),
+        }
+    }
+
+    /// In an upsert's assignments, the value the refused row brought for `column`.
+    pub fn excluded(self, column: &str) -> String {
+        match self {
+            Backend::MySql => format!("VALUES({column})"),
+            Backend::Sqlite | Backend::Postgres => format!("excluded.{column}"),
         }
     }
 
@@ -119,14 +142,6 @@ pub enum SqlError {
     UnsupportedUrl {
         /// The scheme found.
         scheme: String,
-    },
-    /// The backend cannot hold this schema.
-    #[error("{what} runs on SQLite or PostgreSQL, not {backend}")]
-    Unsupported {
-        /// The backend's name.
-        backend: &'static str,
-        /// What was asked of it (`Owl's own schema`).
-        what: &'static str,
     },
     /// Applying the migrations failed.
     #[error("database migration failed: {0}")]
@@ -246,14 +261,18 @@ pub fn is_busy(error: &sqlx::Error) -> bool {
     }
 }
 
-/// `%text%` for a `LOWER(column) LIKE $n ESCAPE '\'` match, lower-cased, with `%`, `_` and `\`
-/// escaped so a client's text matches itself only.
+/// What follows a `LIKE` placeholder bound to a [`like_pattern`]. `!` rather than a backslash:
+/// MySQL reads `'\'` as an open string.
+pub const LIKE_ESCAPE: &str = " ESCAPE '!'";
+
+/// `%text%` for a `LOWER(column) LIKE $n` [`LIKE_ESCAPE`] match, lower-cased, with `%`, `_` and
+/// `!` escaped so a client's text matches itself only.
 pub fn like_pattern(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');
     for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
         }
         out.push(c);
     }
@@ -293,8 +312,8 @@ mod tests {
 
     #[test]
     fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern("A_b%"), "%a\\_b\\%%");
-        assert_eq!(like_pattern("x\\y"), "%x\\\\y%");
+        assert_eq!(like_pattern("A_b%"), "%a!_b!%%");
+        assert_eq!(like_pattern("x!y\\z"), "%x!!y\\z%");
     }
 
     #[tokio::test]

@@ -152,7 +152,23 @@ async fn an_alert_config_change_applies_before_the_put_answers() {
 /// one run at a time, and a bad schedule is a 400 naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owl_up_lists_runs_and_steers_its_jobs() {
-    let node = start().await;
+    lists_runs_and_steers_its_jobs(start().await).await;
+}
+
+/// The same with Owl's whole schema on MariaDB (`storage.database_url = "mariadb://..."`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owl_up_on_mariadb_lists_runs_and_steers_its_jobs() {
+    if owl_sql::testing::services_skipped() {
+        eprintln!("skipping MariaDB: OWL_TEST_SKIP_SERVICES=1");
+        return;
+    }
+    let database = owl_sql::testing::TempDatabase::mysql("owl_up_test").await;
+    let url = database.url();
+    let node = start_tweaked(|config| config.storage.database_url = owl_config::Secret::new(&url)).await;
+    lists_runs_and_steers_its_jobs(node).await;
+}
+
+async fn lists_runs_and_steers_its_jobs(node: Node) {
     let http = reqwest::Client::new();
     let token = admin_token(&http, &node).await;
     let call = |method: reqwest::Method, path: &str, body: Option<Value>| {

@@ -266,6 +266,11 @@ impl PgDatabase {
         PgDatabase(owl_sql::testing::TempPostgres::create("owl_alerts_test").await)
     }
 
+    /// A MariaDB database of its own.
+    pub async fn mariadb() -> PgDatabase {
+        PgDatabase(owl_sql::testing::TempDatabase::mysql("owl_alerts_test").await)
+    }
+
     pub fn url(&self) -> String {
         self.0.url()
     }

@@ -338,17 +338,9 @@ impl std::fmt::Debug for CrmBatch {
 }
 
 impl CrmBatch {
-    /// Runs an `INSERT` and returns the new row's id: `RETURNING` where the backend has it (the
-    /// `Any` driver reports no last insert id for SQLite), the driver's last insert id on MySQL,
-    /// which has no `RETURNING`.
-    async fn insert(&mut self, mut sql: Sql) -> Result<i64, CrmStoreError> {
-        if self.backend != Backend::MySql {
-            sql.push(" RETURNING id");
-            return Ok(sql.query_scalar::<i64>().fetch_one(&mut *self.tx).await?);
-        }
-        let done = sql.query().execute(&mut *self.tx).await?;
-        done.last_insert_id()
-            .ok_or_else(|| CrmStoreError::Sqlx(sqlx::Error::Protocol("no last insert id".into())))
+    /// Runs an `INSERT` and returns the new row's id.
+    async fn insert(&mut self, sql: Sql) -> Result<i64, CrmStoreError> {
+        Ok(sql.insert_returning_id(&mut *self.tx).await?)
     }
 
     /// Inserts a CRM organization.

@@ -149,8 +149,8 @@ impl Database {
         sql.bind(entry.status_code).push(", ");
         sql.bind(entry.duration_ms).push(", ");
         sql.bind(entry.request_id.clone()).push(", ");
-        sql.bind(entry.created_at).push(") RETURNING id");
-        Ok(sql.query_scalar().fetch_one(self.db.pool()).await?)
+        sql.bind(entry.created_at).push(")");
+        Ok(sql.insert_returning_id(self.db.pool()).await?)
     }
 
     /// Deletes audit rows created before `before_ms`; returns how many went.

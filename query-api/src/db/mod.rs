@@ -74,9 +74,8 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects a pool of at most `max_connections` to Owl's own database (SQLite or PostgreSQL).
+    /// Connects a pool of at most `max_connections` to Owl's own database.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Database, DbError> {
-        Backend::of_url(url)?.holds_owl_schema()?;
         let db = owl_sql::Db::connect(url, max_connections).await?;
         Ok(Database {
             db,

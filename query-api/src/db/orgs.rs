@@ -127,10 +127,9 @@ impl Database {
         sql.bind(org.description.clone()).push(", ");
         sql.bind(org.status).push(", ");
         sql.bind(now_ms).push(", ");
-        sql.bind(now_ms).push(") RETURNING id");
+        sql.bind(now_ms).push(")");
         let id = sql
-            .query_scalar::<i64>()
-            .fetch_one(self.db.pool())
+            .insert_returning_id(self.db.pool())
             .await
             .map_err(|e| DbError::conflict_on(e, "org_code", &org.org_code))?;
         // A new child widens the scope of everyone in the organizations above it.

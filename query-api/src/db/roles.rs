@@ -155,9 +155,8 @@ impl Database {
         sql.bind(role.status).push(", ");
         sql.bind(render_list(&role.environments)).push(", 0, ");
         sql.bind(now_ms).push(", ");
-        sql.bind(now_ms).push(") RETURNING id");
-        sql.query_scalar::<i64>()
-            .fetch_one(self.db.pool())
+        sql.bind(now_ms).push(")");
+        sql.insert_returning_id(self.db.pool())
             .await
             .map_err(|e| DbError::conflict_on(e, "role_code", &role.role_code))
     }
@@ -239,10 +238,8 @@ impl Database {
             insert.bind(entry.api_path.to_string()).push(", ");
             insert.bind(entry.api_method.to_string()).push(", ");
             insert.bind(entry.resource_type.to_string()).push(", ");
-            insert
-                .bind(entry.description.to_string())
-                .push(", 1) RETURNING id");
-            let permission_id: i64 = insert.query_scalar().fetch_one(&mut *tx).await?;
+            insert.bind(entry.description.to_string()).push(", 1)");
+            let permission_id = insert.insert_returning_id(&mut *tx).await?;
             let mut grant = self.sql("INSERT INTO role_permissions (role_id, permission_id) SELECT id, ");
             grant
                 .bind(permission_id)

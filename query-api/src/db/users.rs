@@ -264,9 +264,8 @@ impl Database {
         sql.bind(render_list(&user.regions)).push(", ");
         sql.bind(user.status).push(", 0, ");
         sql.bind(now_ms).push(", ");
-        sql.bind(now_ms).push(") RETURNING id");
-        sql.query_scalar::<i64>()
-            .fetch_one(self.db.pool())
+        sql.bind(now_ms).push(")");
+        sql.insert_returning_id(self.db.pool())
             .await
             .map_err(|e| DbError::conflict_on(e, "user_code", &user.user_code))
     }
@@ -328,8 +327,11 @@ impl Database {
         let mut sql = self.sql("DELETE FROM revoked_token_families WHERE expires_at < ");
         sql.bind(now_ms);
         sql.query().execute(self.db.pool()).await?;
-        let mut sql =
-            self.sql("INSERT INTO revoked_token_families (family, user_id, expires_at, created_at) VALUES (");
+        let backend = self.db.backend();
+        let mut sql = self.sql(&format!(
+            "{}revoked_token_families (family, user_id, expires_at, created_at) VALUES (",
+            backend.insert_ignore()
+        ));
         sql.bind(family.to_string())
             .push(", ")
             .bind(user_id)
@@ -337,7 +339,8 @@ impl Database {
             .bind(expires_at_ms)
             .push(", ")
             .bind(now_ms)
-            .push(") ON CONFLICT (family) DO NOTHING");
+            .push(")")
+            .push(&backend.on_conflict_ignore("family"));
         sql.query().execute(self.db.pool()).await?;
         Ok(())
     }
@@ -377,16 +380,17 @@ impl Database {
                 let pattern = like_pattern(keyword);
                 sql.push(" AND (LOWER(u.user_code) LIKE ")
                     .bind(pattern.clone())
-                    .push(" ESCAPE '\\'");
+                    .push(owl_sql::LIKE_ESCAPE);
                 sql.push(" OR LOWER(u.username) LIKE ")
                     .bind(pattern.clone())
-                    .push(" ESCAPE '\\'");
+                    .push(owl_sql::LIKE_ESCAPE);
                 sql.push(" OR LOWER(u.phone) LIKE ")
                     .bind(pattern.clone())
-                    .push(" ESCAPE '\\'");
+                    .push(owl_sql::LIKE_ESCAPE);
                 sql.push(" OR LOWER(u.email) LIKE ")
                     .bind(pattern)
-                    .push(" ESCAPE '\\')");
+                    .push(owl_sql::LIKE_ESCAPE)
+                    .push(")");
             }
             push_scope(&mut sql, &filter.scope_orgs, filter.scope_self);
             sql

@@ -29,6 +29,8 @@ pub enum Variant {
     Postgres,
     /// PostgreSQL and Redis (state shared between replicas).
     Redis,
+    /// MariaDB and the in-process store.
+    MariaDb,
 }
 
 impl Variant {
@@ -140,10 +142,10 @@ impl TestEnv {
         }
         let dir = tempfile::tempdir().unwrap();
         let mut config = base_config(dir.path());
-        let pg = if variant.uses_services() {
-            Some(PgDatabase::create("owl_test").await)
-        } else {
-            None
+        let pg = match variant {
+            Variant::Sqlite => None,
+            Variant::MariaDb => Some(owl_sql::testing::TempDatabase::mysql("owl_test").await),
+            Variant::Postgres | Variant::Redis => Some(PgDatabase::create("owl_test").await),
         };
         if let Some(pg) = &pg {
             config.storage.database_url = owl_config::Secret::new(pg.url());
@@ -329,7 +331,7 @@ pub async fn send_to(router: &Router, request: Request<Body>) -> Reply {
 }
 
 /// Runs an async test body on every variant: `on_every_backend!(name, ...)` makes modules `name`
-/// with tests `sqlite`, `postgres` and `redis` calling `name(Variant)`.
+/// with tests `sqlite`, `postgres`, `redis` and `mariadb` calling `name(Variant)`.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -350,6 +352,11 @@ macro_rules! on_every_backend {
                 #[tokio::test]
                 async fn redis() {
                     super::$name(Variant::Redis).await;
+                }
+
+                #[tokio::test]
+                async fn mariadb() {
+                    super::$name(Variant::MariaDb).await;
                 }
             }
         )*

@@ -23,12 +23,17 @@ pub struct Node {
 }
 
 pub async fn start() -> Node {
+    start_tweaked(|_| {}).await
+}
+
+/// [`start`] with changes to the configuration.
+pub async fn start_tweaked(tweak: impl FnOnce(&mut Config)) -> Node {
     start_with(
         UpOptions {
             demo: false,
             demo_rate: 0,
         },
-        |_| {},
+        tweak,
     )
     .await
 }
