@@ -16,14 +16,17 @@ async fn env() -> TestEnv {
         .expect("the embedded variant needs no services")
 }
 
-#[tokio::test]
-async fn the_document_names_every_route_with_its_permission_and_envelope() {
-    let env = env().await;
-    let doc = env
-        .call("GET", "/openapi.json", None, None)
+/// `GET /openapi.json`, without a token.
+async fn document(env: &TestEnv) -> Value {
+    env.call("GET", "/openapi.json", None, None)
         .await
         .expect(StatusCode::OK)
-        .body;
+        .body
+}
+
+#[tokio::test]
+async fn the_document_names_every_route_with_its_permission_and_envelope() {
+    let doc = document(&env().await).await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",
@@ -195,12 +198,7 @@ async fn swagger_ui_is_served_from_the_binary() {
 /// renamed or a body no longer read fails here rather than losing its example quietly.
 #[tokio::test]
 async fn the_seeds_examples_are_on_their_operations() {
-    let env = env().await;
-    let doc = env
-        .call("GET", "/openapi.json", None, None)
-        .await
-        .expect(StatusCode::OK)
-        .body;
+    let doc = document(&env().await).await;
     let examples: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
