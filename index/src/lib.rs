@@ -16,6 +16,9 @@
 //!   query opens only the days its time range touches (and skips the time condition inside days it
 //!   covers whole); retention deletes whole directories. Writers stay open for recently active
 //!   partitions (at most `max_open_writers`, closed when idle) with a modest memory budget each.
+//!   Each partition's files are memory-mapped except the document stores, read with `pread`
+//!   (`directory` module docs): a lookup fetching a few documents from many segments no longer
+//!   takes a major page fault per segment.
 //! - **Schema** (`schema` module docs): fast fields for sorting and aggregating,
 //!   raw terms for exact ids, positional character grams for substring search, and the record's
 //!   JSON as the only stored field.
@@ -78,6 +81,7 @@
 //! cold page cache it stays above SQLite's single B-tree probe.
 #![warn(missing_docs)]
 
+mod directory;
 mod error;
 mod filter;
 mod gram;

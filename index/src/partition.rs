@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+use crate::directory::PartitionDirectory;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use owl_model::{Kind, LogRecord};
-use tantivy::directory::MmapDirectory;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocSet, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED, Term};
 
@@ -221,10 +221,13 @@ impl Partition {
         let dir = key.dir(root);
         let exists = dir.join(META_FILE).is_file();
         let index = if exists {
-            tantivy::Index::open_in_dir(&dir).map_err(|e| IndexError::tantivy(&dir, e))?
+            let directory =
+                PartitionDirectory::open(&dir).map_err(|e| IndexError::tantivy(&dir, e.into()))?;
+            tantivy::Index::open(directory).map_err(|e| IndexError::tantivy(&dir, e))?
         } else if create {
             std::fs::create_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
-            let directory = MmapDirectory::open(&dir).map_err(|e| IndexError::tantivy(&dir, e.into()))?;
+            let directory =
+                PartitionDirectory::open(&dir).map_err(|e| IndexError::tantivy(&dir, e.into()))?;
             tantivy::Index::open_or_create(directory, build_schema())
                 .map_err(|e| IndexError::tantivy(&dir, e))?
         } else {
