@@ -16,7 +16,10 @@ const CHECKS: &str =
 /// Runs `st run` with `args` and fails with its report unless every check passed.
 async fn schemathesis(python: &std::path::Path, what: &str, args: Vec<String>) {
     let st = python.with_file_name("st");
-    let output = tokio::task::spawn_blocking(move || Command::new(st).args(&args).output())
+    // Its cache of earlier failures goes to a directory of this run, not into the source tree.
+    let workdir = tempfile::tempdir().unwrap();
+    let cwd = workdir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || Command::new(st).args(&args).current_dir(cwd).output())
         .await
         .unwrap()
         .expect("run schemathesis");
