@@ -196,17 +196,13 @@ impl AlertStore {
         self.db.pool()
     }
 
-    /// A statement for the store's backend, starting with `text`.
-    pub fn statement(&self, text: &str) -> Sql {
-        self.db.sql(text)
-    }
-
     /// Closes the pool.
     pub async fn close(&self) {
         self.db.close().await;
     }
 
-    fn sql(&self, text: &str) -> Sql {
+    /// A statement for the store's backend, starting with `text`.
+    pub fn sql(&self, text: &str) -> Sql {
         self.db.sql(text)
     }
 

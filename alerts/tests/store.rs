@@ -266,7 +266,7 @@ async fn exercise(store: AlertStore) {
         .unwrap();
     // A partial document (the log config endpoint writes only rule fields) keeps the config file's
     // values for the rest.
-    let mut partial = store.statement("UPDATE alert_config SET settings = ");
+    let mut partial = store.sql("UPDATE alert_config SET settings = ");
     partial
         .bind(json!({"slowRequest": {"thresholdMs": 3000}}).to_string())
         .push(", version = version + 1 WHERE id = 1");

@@ -7,7 +7,7 @@
 //! It runs where the query API is (its scheduler, see [`crate::jobs`]): the cache is the query
 //! API's, shared by every replica through Redis when `storage.redis_url` is set.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use futures::future::BoxFuture;
 use owl_scheduler::{Job, RunReport, Task, TaskType};
@@ -40,6 +40,8 @@ pub fn max_scopes_of(params: &Value) -> Result<usize, String> {
 async fn analytics_scopes(state: &AppState, max: usize) -> Result<(Vec<OrgScope>, usize), String> {
     let mut scopes: BTreeSet<OrgScope> = BTreeSet::new();
     let mut tree = None;
+    // Whether each role reads analytics: its grants are read once, not once per user.
+    let mut reads: HashMap<i64, bool> = HashMap::new();
     let mut filter = UserFilter {
         page: 1,
         page_size: 200,
@@ -49,8 +51,16 @@ async fn analytics_scopes(state: &AppState, max: usize) -> Result<(Vec<OrgScope>
     loop {
         let (users, total) = state.db.list_users(&filter).await.map_err(|e| e.to_string())?;
         for user in &users {
-            let permissions = state.auth.permissions_of(user).await.map_err(|e| e.to_string())?;
-            if permissions.contains(Permission::AnalyticsRead.code()) {
+            let may_read = match reads.get(&user.role_id) {
+                Some(may_read) => *may_read,
+                None => {
+                    let permissions = state.auth.permissions_of(user).await.map_err(|e| e.to_string())?;
+                    let may_read = permissions.contains(Permission::AnalyticsRead.code());
+                    reads.insert(user.role_id, may_read);
+                    may_read
+                }
+            };
+            if may_read {
                 scopes.insert(
                     state
                         .auth
