@@ -168,7 +168,7 @@ impl Db {
             .connect_with(options)
             .await?;
         if backend == Backend::Sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            enable_wal(&pool).await?;
         }
         Ok(Db { pool, backend })
     }
@@ -211,6 +211,23 @@ impl Db {
     /// Closes the pool (for every clone).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Puts a SQLite file in WAL mode. The switch needs the file to itself, and SQLite answers a
+/// second process switching at the same moment "database is locked" without waiting on its busy
+/// timeout, so a busy answer is tried again (the other process's switch has usually done it).
+async fn enable_wal(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    let mut attempt: u32 = 1;
+    loop {
+        match sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(error) if is_busy(&error) && attempt < 10 => {
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 
